@@ -1,0 +1,3 @@
+from agents.run import main
+
+raise SystemExit(main())

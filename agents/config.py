@@ -1,0 +1,124 @@
+"""Configuration: frozen dataclasses built once from the command line, and the defaults.
+
+Every default of the search is the reference implementation's (``shared/REER_ALGORITHM.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+# --- the search (reference section 5) ---
+DEFAULT_STOP_SCORE = 0.25  # clipped mean NLL; ≈ PPL 1.28
+DEFAULT_MAX_STEPS = 10
+DEFAULT_EXPANSIONS = 2  # candidate rewrites per step
+MIN_DRAFT_TOKENS = 100  # drafts with fewer generated tokens are rejected
+
+# --- sampling (reference section 2) ---
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_P = 0.85
+DEFAULT_TOP_K = 40
+DEFAULT_MAX_TOKENS = 8000
+
+# --- transport ---
+DEFAULT_CONCURRENCY = 32  # records in flight
+DEFAULT_REQUEST_TIMEOUT_S = 600.0  # one generation can be 8K tokens on a busy server
+DEFAULT_MAX_RETRIES = 6
+DEFAULT_RETRY_BASE_S = 1.0
+DEFAULT_RETRY_MAX_S = 60.0
+
+GeneratorMode = Literal["chat", "completions"]
+EditPrefill = Literal["analyze", "refine"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
+    top_k: int = DEFAULT_TOP_K
+    max_tokens: int = DEFAULT_MAX_TOKENS
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to retry a failed request and how long to wait (exponential backoff, full jitter)."""
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    base_s: float = DEFAULT_RETRY_BASE_S
+    max_s: float = DEFAULT_RETRY_MAX_S
+
+    def wait_s(self, attempt: int, retry_after_s: float | None, rand: float) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based); ``rand`` in [0, 1)."""
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), self.max_s)  # the server knows best
+        return rand * min(self.max_s, self.base_s * 2 ** (attempt - 1))
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    endpoint: str
+    api_key: str | None = None
+    model: str | None = None  # None: the first model the endpoint lists
+    mode: GeneratorMode = "chat"
+    tokenizer: str | None = None  # completions mode: whose chat template builds the prompt
+    chat_format: str | None = None  # completions mode without a tokenizer: a built-in format
+    edit_prefill: EditPrefill = "analyze"
+    sampling: Sampling = field(default_factory=Sampling)
+    timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    rps: float | None = None  # request-rate limit, requests per second
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    stop_score: float = DEFAULT_STOP_SCORE
+    max_steps: int = DEFAULT_MAX_STEPS
+    expansions: int = DEFAULT_EXPANSIONS
+    min_draft_tokens: int = MIN_DRAFT_TOKENS
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    model: str
+    threads: int | None = None
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    device: str | None = None  # None: CUDA when present, else CPU
+    chat_format: str | None = None  # when the scoring tokenizer has no chat template
+    max_batch_tokens: int = 16384
+    url: str | None = None  # an already running scorer, instead of starting one
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    input: Path
+    db: str
+    out: Path | None
+    generator: GeneratorConfig
+    search: SearchConfig
+    scorer: ScorerConfig
+    prompts_dir: Path | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    dashboard: bool = True
+    force: bool = False
+    seed: int | None = None
+
+    def fingerprint(self, prompts: dict[str, str]) -> dict[str, Any]:
+        """What shapes the results, stored with the run: resuming with another value is refused.
+
+        Transport settings (endpoint URL, key, concurrency, rate, timeouts) may change freely.
+        """
+        g = self.generator
+        return {
+            "generator_model": g.model,
+            "generator_mode": g.mode,
+            "generator_tokenizer": g.tokenizer,
+            "generator_chat_format": g.chat_format,
+            "edit_prefill": g.edit_prefill,
+            "sampling": asdict(g.sampling),
+            "search": asdict(self.search),
+            "scorer_model": self.scorer.model,
+            "scorer_dtype": self.scorer.dtype,
+            "scorer_chat_format": self.scorer.chat_format,
+            "prompts": prompts,
+        }

@@ -1,0 +1,99 @@
+"""Showing a run: a rich Live dashboard on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from agents.stats import Stats
+
+PLAIN_INTERVAL_S = 10.0
+
+
+def _fmt_score(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _fmt_eta(s: float | None) -> str:
+    if s is None:
+        return "-"
+    m, s = divmod(int(s), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def summary_line(st: Stats) -> str:
+    el = st.elapsed_s()
+    return (
+        f"[{st.phase}] records {st.already_done + st.finished}/{st.total} "
+        f"(done {st.done}, failed {st.failed}, skipped {st.skipped}, running {st.running}) | "
+        f"steps {st.steps} (accepted {st.accepted}) | "
+        f"score {_fmt_score(st.mean(st.initial_scores))} -> {_fmt_score(st.mean(st.final_scores))} | "
+        f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s | "
+        f"errors {st.errors} | ETA {_fmt_eta(st.eta_s())}"
+    )
+
+
+def render(st: Stats, title: str) -> Panel:
+    el = st.elapsed_s()
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("records", f"{st.already_done + st.finished}/{st.total}  done [green]{st.done}[/]  "
+                         f"running [cyan]{st.running}[/]  failed [red]{st.failed}[/]  skipped [yellow]{st.skipped}[/]"
+                         + (f"  (finished earlier {st.already_done})" if st.already_done else ""))
+    t.add_row("steps", f"{st.steps}  accepted {st.accepted}  scorings {st.scored}")
+    t.add_row("mean score", f"{_fmt_score(st.mean(st.initial_scores))} → {_fmt_score(st.mean(st.final_scores))}"
+                            "  (clipped NLL of the answer; lower is better)")
+    t.add_row("generator", f"{st.requests} requests ({st.requests / el:.2f}/s), retries {st.retries}, "
+                           f"{st.completion_tokens} tokens ({st.completion_tokens / el:.0f}/s)")
+    t.add_row("elapsed / ETA", f"{_fmt_eta(el)} / {_fmt_eta(st.eta_s())}")
+    t.add_row("errors", Text(str(st.errors), style="red" if st.errors else ""))
+    parts: list = [t]
+    if st.last_errors:
+        parts.append(Text("\n".join(st.last_errors), style="red", overflow="ellipsis", no_wrap=True))
+    return Panel(Group(*parts), title=f"reer · {title} · {st.phase}", border_style="blue")
+
+
+class Display:
+    """Either a Live panel (terminal) or a line every ``PLAIN_INTERVAL_S`` seconds."""
+
+    def __init__(self, stats: Stats, title: str, live: bool | None = None, stream: TextIO | None = None):
+        self.stats, self.title = stats, title
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty() if live is None else live
+        self._live: Live | None = None
+        self._last = 0.0
+
+    def __enter__(self) -> "Display":
+        if self.live:
+            self._live = Live(render(self.stats, self.title), console=Console(file=self.stream),
+                              refresh_per_second=4, get_renderable=lambda: render(self.stats, self.title))
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            self._live = None
+
+    def log(self, message: str) -> None:
+        """A line above the dashboard, or in the plain log."""
+        if self._live is not None:
+            self._live.console.print(message)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def tick(self) -> None:
+        """Called periodically; in plain mode prints a status line now and then."""
+        now = time.monotonic()
+        if self._live is None and now - self._last >= PLAIN_INTERVAL_S:
+            self._last = now
+            self.log(summary_line(self.stats))

@@ -1,0 +1,116 @@
+"""Reading the input: a JSON list, JSONL, or Parquet of (question, answer) records.
+
+Every record is validated before anything runs, so a bad file fails at once with one line that
+names the file, the record and what to fix, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from agents.errors import InputError
+from prompts import detect_lang
+from store import RecordIn
+
+ANSWER_FIELDS = ("solution", "answer", "response", "output")  # the first present wins
+ID_FIELDS = ("id", "index")
+THINK_CLOSE = "</think>"
+
+
+def read_records(path: Path) -> list[RecordIn]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), None, "no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        raw = _read_jsonl(path)
+    elif suffix == ".json":
+        raw = _read_json(path)
+    elif suffix == ".parquet":
+        raw = _read_parquet(path)
+    else:
+        raise InputError(str(path), None, f"unknown file type {suffix!r}: use .json (a list), .jsonl or .parquet")
+    records, seen = [], {}
+    for position, (where, obj) in enumerate(raw):
+        rec = _to_record(str(path), where, position, obj)
+        if rec.key in seen:
+            raise InputError(str(path), where, f"duplicate id {rec.key!r} (first at {seen[rec.key]}); ids must be unique")
+        seen[rec.key] = where
+        records.append(rec)
+    if not records:
+        raise InputError(str(path), None, "no records")
+    return records
+
+
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(str(path), f"line {line}", f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
+    for n, line in enumerate(_decode(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"line {n}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(str(path), f"line {n}", f"broken JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def _read_json(path: Path) -> Iterator[tuple[str, Any]]:
+    try:
+        data = json.loads(_decode(path))
+    except json.JSONDecodeError as exc:
+        raise InputError(str(path), f"line {exc.lineno}", f"broken JSON ({exc.msg} at column {exc.colno})") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise InputError(str(path), None, "a .json input must hold a list of records (use .jsonl for one per line)")
+    for n, obj in enumerate(data):
+        yield f"record {n}", obj
+
+
+def _read_parquet(path: Path) -> Iterator[tuple[str, Any]]:
+    import pyarrow.parquet as pq  # only for Parquet inputs
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a broken file
+        raise InputError(str(path), None, f"not a readable Parquet file ({exc})") from None
+    for n, obj in enumerate(table.to_pylist()):
+        yield f"row {n}", obj
+
+
+def _to_record(path: str, where: str, position: int, obj: Any) -> RecordIn:
+    if not isinstance(obj, dict):
+        raise InputError(path, where, f"expected an object with 'question' and 'solution', got {type(obj).__name__}")
+    question = obj.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise InputError(path, where, "missing or empty 'question' (a non-empty string is required)")
+    field = next((f for f in ANSWER_FIELDS if obj.get(f) is not None), None)
+    if field is None:
+        raise InputError(path, where, f"no answer: give one of {', '.join(repr(f) for f in ANSWER_FIELDS)}")
+    solution = obj[field]
+    if not isinstance(solution, str):
+        raise InputError(path, where, f"{field!r} must be a string, got {type(solution).__name__}")
+    meta: dict[str, Any] = {}
+    answer = solution
+    if THINK_CLOSE in solution:
+        # The solution carries an old thinking trace: the answer is what follows the last one.
+        cut = solution.rfind(THINK_CLOSE)
+        answer = solution[cut + len(THINK_CLOSE) :]
+        meta["original_thinking"] = solution[:cut]
+    answer = answer.strip()
+    if not answer:
+        raise InputError(path, where, f"empty answer in {field!r}")
+    key = next((obj[f] for f in ID_FIELDS if obj.get(f) is not None), position)
+    if not isinstance(key, (str, int)) or isinstance(key, bool):
+        raise InputError(path, where, f"id must be a string or an integer, got {type(key).__name__}")
+    return RecordIn(key=str(key), position=position, question=question, answer=answer,
+                    lang=detect_lang(question), meta=meta)

@@ -1,0 +1,51 @@
+"""Live counters of a run, updated by the agents and read by the dashboard (no I/O here)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Stats:
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    running: int = 0
+    already_done: int = 0  # finished in an earlier invocation
+    steps: int = 0
+    accepted: int = 0
+    requests: int = 0
+    retries: int = 0
+    errors: int = 0
+    scored: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    initial_scores: list[float] = field(default_factory=list)
+    final_scores: list[float] = field(default_factory=list)
+    last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
+    started: float = field(default_factory=time.monotonic)
+    phase: str = "starting"
+
+    def elapsed_s(self) -> float:
+        return max(time.monotonic() - self.started, 1e-9)
+
+    def error(self, message: str) -> None:
+        self.errors += 1
+        self.last_errors.append(message)
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.skipped
+
+    def eta_s(self) -> float | None:
+        remaining = self.total - self.already_done - self.finished
+        if self.finished == 0 or remaining <= 0:
+            return None
+        return self.elapsed_s() / self.finished * remaining
+
+    @staticmethod
+    def mean(xs: list[float]) -> float | None:
+        return sum(xs) / len(xs) if xs else None

@@ -1,0 +1,147 @@
+"""One record's REER search, run against the generator, the scorer and the store.
+
+Every generation is stored the moment it arrives and every score the moment it is computed;
+a step is marked complete in one transaction. So a resumed record continues exactly where it
+stopped: completed steps are replayed from the store, stored candidates are scored (not
+regenerated), and only the missing candidates of the open step are generated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from typing import Protocol
+
+from agents import search
+from agents.config import EditPrefill, SearchConfig
+from agents.errors import EndpointError
+from agents.generator import Generation
+from agents.parse import REFINE_CLOSE, THINK_CLOSE, Parsed, parse_refine, parse_thinking
+from agents.prefill import draft_prefill, edit_prefill
+from agents.segment import segment_text
+from agents.stats import Stats
+from prompts import PromptSet
+from scorer.errors import ScoringInputError
+from store import Node, NodeKind, Record, RecordStatus, Step, Store
+from scorer.span import SYSTEM_PROMPT
+
+
+class GeneratorLike(Protocol):
+    async def generate(self, messages: list[dict[str, str]], prefill: str, n: int, stop: list[str]) -> list[Generation]: ...
+
+
+class ScorerLike(Protocol):
+    async def score(self, question: str, thinking: str, answer: str, lang: str) -> float: ...
+
+
+@dataclass
+class RecordSearch:
+    cfg: SearchConfig
+    generator: GeneratorLike
+    scorer: ScorerLike
+    store: Store
+    prompts: PromptSet
+    stats: Stats
+    rng: random.Random
+    edit_prefill: EditPrefill = "analyze"
+    prefill_supported: bool = True  # False in chat mode: the prefill is not sent
+
+    async def run(self, rec: Record) -> RecordStatus:
+        """Search one record to the end; returns its final status (a failure is recorded, not raised)."""
+        self.store.mark_running(rec.id)
+        try:
+            status = await self._search(rec)
+        except (EndpointError, ScoringInputError) as exc:
+            self.store.end_record(rec.id, RecordStatus.failed, str(exc))
+            self.stats.error(f"record {rec.key}: {exc}")
+            status = RecordStatus.failed
+        return status
+
+    async def _search(self, rec: Record) -> RecordStatus:
+        progress = self.store.load_progress(rec.id)
+        draft = progress.draft or await self._new_draft(rec)
+        if draft.rejected:
+            return self._skip(rec, f"draft rejected: {draft.rejected}")
+        if draft.score is None:
+            draft.score = await self._score(rec, draft.text)
+            self.store.set_score(draft.id, draft.score)
+            self.store.set_initial_score(rec.id, draft.score)
+        segments = segment_text(draft.text)
+        if len(segments) <= 1:
+            return self._skip(rec, "draft thinking is a single segment")
+        self.stats.initial_scores.append(draft.score)
+
+        kept = [st.kept for st in progress.steps]
+        best = progress.steps[-1].best_after if progress.steps else draft.score
+        for i in range(len(kept), search.planned_steps(segments, self.cfg.max_steps)):
+            if search.done(best, self.cfg.stop_score):
+                break
+            view = search.step_view(segments, kept, i)
+            nodes = await self._candidates(rec, view, progress.candidates.get(i, []))
+            await asyncio.gather(*(self._score_node(rec, view, n) for n in nodes if n.score is None and not n.rejected))
+            pick = search.choose([n.score for n in nodes], best)
+            chosen = nodes[pick] if pick is not None else None
+            if chosen is not None:
+                best = chosen.score
+                self.stats.accepted += 1
+            kept.append(chosen.text if chosen else view.segment)
+            self.store.complete_step(rec.id, Step(step=i, segment=view.segment, kept=kept[-1],
+                                                  chosen_node_id=chosen.id if chosen else None, best_after=best,
+                                                  record_id=rec.id))
+            self.stats.steps += 1
+        thinking = search.final_thinking(segments, kept)
+        self.store.finish_record(rec.id, thinking, best)
+        self.stats.final_scores.append(best)
+        self.stats.done += 1
+        return RecordStatus.done
+
+    def _skip(self, rec: Record, reason: str) -> RecordStatus:
+        self.store.end_record(rec.id, RecordStatus.skipped, reason)
+        self.stats.skipped += 1
+        return RecordStatus.skipped
+
+    async def _score(self, rec: Record, thinking: str) -> float:
+        s = await self.scorer.score(rec.question, thinking, rec.answer, rec.lang)
+        self.stats.scored += 1
+        return s
+
+    async def _score_node(self, rec: Record, view: search.StepView, node: Node) -> None:
+        node.score = await self._score(rec, view.thinking_with(node.text))
+        self.store.set_score(node.id, node.score)
+
+    # --- generation -----------------------------------------------------------------------
+
+    def _messages(self, user: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+    async def _new_draft(self, rec: Record) -> Node:
+        user = self.prompts.render("initial_thinking", rec.lang, question=rec.question, answer=rec.answer)
+        prefill = draft_prefill(rec.lang, self.rng) if self.prefill_supported else ""
+        [gen] = await self.generator.generate(self._messages(user), prefill, 1, [THINK_CLOSE])
+        parsed = parse_thinking(prefill + gen.text, gen.finish_reason)
+        if parsed.ok and gen.completion_tokens is not None and gen.completion_tokens < self.cfg.min_draft_tokens:
+            parsed = Parsed(None, f"draft has {gen.completion_tokens} generated tokens, under {self.cfg.min_draft_tokens}")
+        return self.store.add_node(_node(rec, NodeKind.draft, -1, 0, prefill, gen, parsed))
+
+    async def _candidates(self, rec: Record, view: search.StepView, stored: list[Node]) -> list[Node]:
+        """The step's candidates: those already stored, plus the missing ones generated now."""
+        missing = self.cfg.expansions - len(stored)
+        if missing <= 0:
+            return stored
+        user = self.prompts.render("segment_edit", rec.lang, question=rec.question, answer=rec.answer,
+                                   before=view.before, segment=view.segment, after=view.after)
+        lead_in = self.prompts.render("edit_lead_in", rec.lang)
+        prefill = edit_prefill(self.edit_prefill, lead_in, view.segment, rec.lang) if self.prefill_supported else ""
+        gens = await self.generator.generate(self._messages(user), prefill, missing, [REFINE_CLOSE])
+        nodes = list(stored)
+        for k, gen in enumerate(gens):
+            parsed = parse_refine(prefill + gen.text)
+            nodes.append(self.store.add_node(_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen, parsed)))
+        return nodes
+
+
+def _node(rec: Record, kind: NodeKind, step: int, idx: int, prefill: str, gen: Generation, parsed: Parsed) -> Node:
+    return Node(record_id=rec.id, kind=kind, step=step, idx=idx, text=parsed.text, raw=prefill + gen.text,
+                rejected=parsed.reason, model=gen.model, finish_reason=gen.finish_reason,
+                prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens, latency_s=gen.latency_s)

@@ -1,0 +1,161 @@
+"""The scorer process: an HTTP endpoint on 127.0.0.1 with one model thread that batches.
+
+    POST /score   {"items": [{"question", "thinking", "answer", "lang"}]}
+                  -> {"scores": [float], "tokens": [int]}       (422 for an unscorable item)
+    GET  /health  -> 200 {"status": "ok", ...} when ready, 503 while the model loads
+
+Handler threads tokenize and enqueue; the single model thread drains the queue, forms batches
+by a token budget and answers each request. Run as ``python -m scorer.server --model M``; it
+prints ``REER_SCORER_PORT=<port>`` on stdout as soon as it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from scorer.batching import run_batched
+from scorer.errors import ScorerError, ScoringInputError
+
+DEFAULT_MAX_BATCH_TOKENS = 16384  # padded tokens per forward pass
+GATHER_WINDOW_S = 0.005  # after the first request, wait this long for others to batch with it
+
+
+class ScoringService:
+    """Queue + model thread. ``model`` is set once loading finishes."""
+
+    def __init__(self, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+        self.model = None
+        self.error: str | None = None
+        self.max_batch_tokens = max_batch_tokens
+        self._queue: queue.Queue = queue.Queue()
+        self.scored = 0
+
+    def submit(self, item: dict) -> Future:
+        if self.model is None:
+            raise ScorerError("the scorer is not ready")
+        enc = self.model.encode(item["question"], item["thinking"], item["answer"], item.get("lang", "en"))
+        fut: Future = Future()
+        fut.tokens = len(enc.positions)  # type: ignore[attr-defined]
+        self._queue.put((enc, fut))
+        return fut
+
+    def loop(self) -> None:
+        from scorer.model import is_oom
+
+        while True:
+            pending = [self._queue.get()]
+            deadline = time.monotonic() + GATHER_WINDOW_S
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    pending.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
+            while True:  # and everything else already waiting
+                try:
+                    pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            encs = [e for e, _ in pending]
+            try:
+                scores = run_batched(encs, [len(e) for e in encs], self.max_batch_tokens, self.model.score, is_oom)
+            except BaseException as exc:  # answer every waiting caller, then keep serving
+                for _, fut in pending:
+                    fut.set_exception(exc)
+                continue
+            for (_, fut), s in zip(pending, scores):
+                fut.set_result(s)
+            self.scored += len(pending)
+
+
+def make_handler(service: ScoringService, info: dict):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):  # keep stderr for real problems
+            pass
+
+        def _send(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path != "/health":
+                return self._send(404, {"error": "not found"})
+            if service.error:
+                return self._send(500, {"status": "error", "error": service.error})
+            if service.model is None:
+                return self._send(503, {"status": "loading"})
+            self._send(200, {"status": "ok", "scored": service.scored, **info})
+
+        def do_POST(self):
+            if self.path != "/score":
+                return self._send(404, {"error": "not found"})
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                items = body["items"]
+                futures = [service.submit(it) for it in items]
+                scores = [f.result() for f in futures]
+            except ScoringInputError as exc:
+                return self._send(422, {"error": str(exc)})
+            except (KeyError, TypeError, ValueError) as exc:
+                return self._send(400, {"error": f"bad request: {exc}"})
+            except Exception as exc:
+                return self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+            self._send(200, {"scores": scores, "tokens": [f.tokens for f in futures]})
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m scorer.server", description="reer's PPL scorer process")
+    p.add_argument("--model", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--device", default=None)
+    p.add_argument("--chat-format", default=None)
+    p.add_argument("--prompts-dir", type=Path, default=None)
+    p.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_BATCH_TOKENS)
+    args = p.parse_args(argv)
+
+    service = ScoringService(args.max_batch_tokens)
+    info: dict = {"model": args.model}
+    httpd = ThreadingHTTPServer((args.host, args.port), make_handler(service, info))
+    httpd.daemon_threads = True
+    print(f"REER_SCORER_PORT={httpd.server_address[1]}", flush=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        from scorer.model import ScoringModel
+
+        model = ScoringModel(args.model, device=args.device, dtype=args.dtype, threads=args.threads,
+                             chat_format=args.chat_format, prompts_dir=args.prompts_dir)
+    except Exception as exc:
+        service.error = f"{type(exc).__name__}: {exc}"
+        print(f"scorer: {service.error}", file=sys.stderr, flush=True)
+        time.sleep(1.0)  # let a waiting client read the error from /health
+        return 2
+    info.update(device=str(model.device), dtype=str(model.dtype).removeprefix("torch."))
+    service.model = model
+    print(f"scorer: ready ({args.model} on {model.device}, {info['dtype']})", file=sys.stderr, flush=True)
+    try:
+        service.loop()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""The search tree in SQLModel: runs, records, nodes, steps. All store access lives here."""
+
+from store.errors import RunMismatch, StoreError, StoreStateError
+from store.models import Node, NodeKind, Record, RecordStatus, Run, Step
+from store.store import Progress, RecordIn, RunStart, Store, content_hash
+
+__all__ = [
+    "Node", "NodeKind", "Progress", "Record", "RecordIn", "RecordStatus", "Run", "RunMismatch",
+    "RunStart", "Step", "Store", "StoreError", "StoreStateError", "content_hash",
+]

@@ -1,0 +1,103 @@
+"""The tables: a run, its records, and the nodes and steps of each record's search tree.
+
+    Run 1──* Record 1──* Node   (the draft, step = -1; each candidate of step i, step = i)
+                    1──* Step   (one per completed step: the choice and the best score after it)
+
+A record's progress is fully described by these rows, which is what makes resumption exact:
+completed steps are never redone, stored candidates are never regenerated.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class RecordStatus(str, Enum):
+    pending = "pending"  # not started
+    running = "running"  # draft or steps under way
+    done = "done"  # search finished, final thinking stored
+    failed = "failed"  # could not finish; `error` says why
+    skipped = "skipped"  # rejected by the algorithm (short or one-segment draft)
+    removed = "removed"  # no longer in the input (after a forced resume)
+
+
+class NodeKind(str, Enum):
+    draft = "draft"
+    candidate = "candidate"
+
+
+class Run(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    config: dict = Field(sa_column=Column(JSON, nullable=False))  # what shapes the results
+    config_hash: str
+    input_path: str
+    input_hash: str
+    history: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # forced changes
+
+
+class Record(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("run_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    key: str  # the input's id/index, or its position
+    position: int
+    question: str = Field(sa_column=Column(Text, nullable=False))
+    answer: str = Field(sa_column=Column(Text, nullable=False))
+    lang: str
+    meta: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    content_hash: str
+    status: RecordStatus = Field(default=RecordStatus.pending, index=True)
+    error: str | None = None
+    initial_score: float | None = None
+    final_score: float | None = None
+    final_thinking: str | None = Field(default=None, sa_column=Column(Text))
+    steps_done: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Node(SQLModel, table=True):
+    """One generation: the draft (step -1) or a candidate rewrite of step ``step``'s segment."""
+
+    __table_args__ = (UniqueConstraint("record_id", "step", "idx"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: int = Field(foreign_key="record.id", index=True)
+    kind: NodeKind
+    step: int  # -1 for the draft
+    idx: int  # 0..expansions-1 within a step
+    text: str | None = Field(default=None, sa_column=Column(Text))  # parsed thinking / rewrite
+    raw: str = Field(sa_column=Column(Text, nullable=False))  # the generator's full output
+    rejected: str | None = None  # why the output was unusable (no <refine>, cut off, ...)
+    score: float | None = None  # None until scored
+    model: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Step(SQLModel, table=True):
+    """A completed step of the local search; its existence is what marks the step done."""
+
+    __table_args__ = (UniqueConstraint("record_id", "step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: int = Field(foreign_key="record.id", index=True)
+    step: int
+    segment: str = Field(sa_column=Column(Text, nullable=False))  # the segment before the step
+    kept: str = Field(sa_column=Column(Text, nullable=False))  # what the thinking keeps
+    chosen_node_id: int | None = Field(default=None, foreign_key="node.id")  # None: kept original
+    best_after: float
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,336 @@
+"""Every read and write of the search tree, named for what it does. The search never writes SQL.
+
+SQLite by default (a path), any SQLAlchemy URL otherwise. Each method is one short transaction,
+so a crash between two calls loses at most the call in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import event, func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, col, create_engine, delete, select
+
+from store.errors import RunMismatch, StoreStateError
+from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, utcnow
+
+UNFINISHED = (RecordStatus.pending, RecordStatus.running)
+
+
+def content_hash(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:32]
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return content_hash(json.dumps(config, sort_keys=True, ensure_ascii=False))
+
+
+def database_url(db: str) -> str:
+    """A SQLAlchemy URL as is; anything else is a SQLite file path (its folder is created)."""
+    if "://" in db:
+        return db
+    path = Path(db).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+@dataclass(frozen=True)
+class RecordIn:
+    """A validated input record, as the store keeps it."""
+
+    key: str
+    position: int
+    question: str
+    answer: str
+    lang: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.question, self.answer)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What opening a run found: for the first lines of the log."""
+
+    run_id: int
+    resumed: bool
+    total: int
+    to_run: int
+    done: int
+    steps_kept: int
+    changes: list[str]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A record's stored search state: its draft, completed steps, and candidates of every step."""
+
+    draft: Node | None
+    steps: list[Step]
+    candidates: dict[int, list[Node]]
+
+
+class Store:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def open(cls, db: str) -> "Store":
+        url = database_url(db)
+        engine = create_engine(url)
+        if url.startswith("sqlite"):
+            event.listen(engine, "connect", _sqlite_pragmas)
+        SQLModel.metadata.create_all(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # --- the run --------------------------------------------------------------------------
+
+    def begin_run(
+        self, config: dict[str, Any], input_path: str, records: Sequence[RecordIn], force: bool = False
+    ) -> RunStart:
+        """Create the run, or resume the one in this database.
+
+        A resumed run must have the same config and input; with ``force`` the new ones replace
+        them: unchanged records keep their progress, changed ones restart, new ones are added,
+        and records gone from the input are marked ``removed``. The change is kept in the run's
+        history.
+        """
+        chash = config_hash(config)
+        ihash = content_hash(*(f"{r.key}:{r.content_hash}" for r in records))
+        with self._session() as s:
+            run = s.exec(select(Run).order_by(col(Run.id))).first()
+            if run is None:
+                run = Run(config=config, config_hash=chash, input_path=input_path, input_hash=ihash)
+                s.add(run)
+                s.flush()
+                s.add_all(_new_record(run.id, r) for r in records)
+                s.commit()
+                return RunStart(run.id, False, len(records), len(records), 0, 0, [])
+            differences = _differences(run, config, chash, ihash)
+            if differences and not force:
+                raise RunMismatch(differences)
+            changes = self._sync_records(s, run, records) if differences else []
+            if differences:
+                run.history = [*run.history, {"at": utcnow().isoformat(), "old_config": run.config,
+                                              "old_input_hash": run.input_hash, "changes": changes}]
+                run.config, run.config_hash, run.input_hash = config, chash, ihash
+                run.input_path = input_path
+            run.updated_at = utcnow()
+            s.add(run)
+            s.commit()
+            counts = self._status_counts(s, run.id)
+            steps_kept = s.exec(
+                select(func.count(col(Step.id))).join(Record).where(
+                    Record.run_id == run.id, col(Record.status).in_(UNFINISHED)
+                )
+            ).one()
+            return RunStart(
+                run_id=run.id,
+                resumed=True,
+                total=sum(n for st, n in counts.items() if st != RecordStatus.removed),
+                to_run=sum(counts.get(st, 0) for st in UNFINISHED),
+                done=counts.get(RecordStatus.done, 0),
+                steps_kept=steps_kept,
+                changes=changes,
+            )
+
+    def _sync_records(self, s: Session, run: Run, records: Sequence[RecordIn]) -> list[str]:
+        stored = {r.key: r for r in s.exec(select(Record).where(Record.run_id == run.id))}
+        incoming = {r.key: r for r in records}
+        added = changed = removed = 0
+        for key, r in incoming.items():
+            old = stored.get(key)
+            if old is None:
+                s.add(_new_record(run.id, r))
+                added += 1
+            elif old.content_hash != r.content_hash or old.status == RecordStatus.removed:
+                self._reset_record(s, old)
+                old.question, old.answer, old.lang, old.meta = r.question, r.answer, r.lang, r.meta
+                old.content_hash, old.position = r.content_hash, r.position
+                changed += 1
+            else:
+                old.position = r.position
+                s.add(old)
+        for key, old in stored.items():
+            if key not in incoming and old.status != RecordStatus.removed:
+                old.status = RecordStatus.removed
+                s.add(old)
+                removed += 1
+        return [f"{added} records added", f"{changed} changed (restarted)", f"{removed} removed"]
+
+    @staticmethod
+    def _reset_record(s: Session, rec: Record) -> None:
+        s.exec(delete(Step).where(Step.record_id == rec.id))
+        s.exec(delete(Node).where(Node.record_id == rec.id))
+        rec.status, rec.error, rec.steps_done = RecordStatus.pending, None, 0
+        rec.initial_score = rec.final_score = rec.final_thinking = None
+        rec.updated_at = utcnow()
+        s.add(rec)
+
+    def run_config(self, run_id: int) -> dict[str, Any]:
+        with self._session() as s:
+            return s.get(Run, run_id).config
+
+    # --- records --------------------------------------------------------------------------
+
+    def records_to_run(self, run_id: int) -> list[Record]:
+        with self._session() as s:
+            q = select(Record).where(Record.run_id == run_id, col(Record.status).in_(UNFINISHED))
+            return list(s.exec(q.order_by(col(Record.position))))
+
+    def status_counts(self, run_id: int) -> dict[RecordStatus, int]:
+        with self._session() as s:
+            return self._status_counts(s, run_id)
+
+    @staticmethod
+    def _status_counts(s: Session, run_id: int) -> dict[RecordStatus, int]:
+        q = select(Record.status, func.count()).where(Record.run_id == run_id).group_by(Record.status)
+        return {RecordStatus(st): n for st, n in s.exec(q)}
+
+    def mark_running(self, record_id: int) -> None:
+        self._update_record(record_id, status=RecordStatus.running)
+
+    def set_initial_score(self, record_id: int, score: float) -> None:
+        self._update_record(record_id, initial_score=score)
+
+    def finish_record(self, record_id: int, final_thinking: str, final_score: float) -> None:
+        self._update_record(
+            record_id, status=RecordStatus.done, final_thinking=final_thinking, final_score=final_score, error=None
+        )
+
+    def end_record(self, record_id: int, status: RecordStatus, reason: str) -> None:
+        """Close a record that did not finish: ``failed`` or ``skipped``, with the reason."""
+        if status not in (RecordStatus.failed, RecordStatus.skipped):
+            raise StoreStateError(f"end_record takes failed or skipped, not {status}")
+        self._update_record(record_id, status=status, error=reason)
+
+    def _update_record(self, record_id: int, **values: Any) -> None:
+        with self._session() as s:
+            rec = s.get(Record, record_id)
+            for k, v in values.items():
+                setattr(rec, k, v)
+            rec.updated_at = utcnow()
+            s.add(rec)
+            s.commit()
+
+    # --- the search tree ------------------------------------------------------------------
+
+    def load_progress(self, record_id: int) -> Progress:
+        with self._session() as s:
+            nodes = s.exec(select(Node).where(Node.record_id == record_id).order_by(col(Node.step), col(Node.idx)))
+            draft, candidates = None, {}
+            for n in nodes:
+                if n.kind == NodeKind.draft:
+                    draft = n
+                else:
+                    candidates.setdefault(n.step, []).append(n)
+            steps = list(s.exec(select(Step).where(Step.record_id == record_id).order_by(col(Step.step))))
+            return Progress(draft, steps, candidates)
+
+    def add_node(self, node: Node) -> Node:
+        """Store one generation as soon as it arrives: a paid-for output is never lost."""
+        with self._session() as s:
+            s.add(node)
+            s.commit()
+            return node
+
+    def set_score(self, node_id: int, score: float) -> None:
+        with self._session() as s:
+            node = s.get(Node, node_id)
+            node.score = score
+            s.add(node)
+            s.commit()
+
+    def complete_step(self, record_id: int, step: Step) -> None:
+        """Record a step's choice and the record's progress in one transaction."""
+        with self._session() as s:
+            rec = s.get(Record, record_id)
+            if rec.steps_done != step.step:
+                raise StoreStateError(f"record {rec.key}: step {step.step} completed out of order (done {rec.steps_done})")
+            step.record_id = record_id
+            s.add(step)
+            rec.steps_done = step.step + 1
+            rec.updated_at = utcnow()
+            s.add(rec)
+            s.commit()
+
+    # --- reading results ------------------------------------------------------------------
+
+    def finished_records(self, run_id: int) -> Iterator[tuple[Record, Progress]]:
+        """Done records in input order, each with its search tree."""
+        with self._session() as s:
+            q = select(Record).where(Record.run_id == run_id, Record.status == RecordStatus.done)
+            records = list(s.exec(q.order_by(col(Record.position))))
+        for rec in records:
+            yield rec, self.load_progress(rec.id)
+
+    def latest_run_id(self) -> int | None:
+        with self._session() as s:
+            return s.exec(select(Run.id).order_by(col(Run.id).desc())).first()
+
+    def unfinished_problems(self, run_id: int) -> list[Record]:
+        """Records that ended failed or skipped, for the closing account."""
+        with self._session() as s:
+            q = select(Record).where(
+                Record.run_id == run_id, col(Record.status).in_((RecordStatus.failed, RecordStatus.skipped))
+            )
+            return list(s.exec(q.order_by(col(Record.position))))
+
+
+def _new_record(run_id: int, r: RecordIn) -> Record:
+    return Record(
+        run_id=run_id, key=r.key, position=r.position, question=r.question, answer=r.answer,
+        lang=r.lang, meta=r.meta, content_hash=r.content_hash,
+    )
+
+
+def _differences(run: Run, config: dict[str, Any], chash: str, ihash: str) -> list[str]:
+    out = []
+    if run.config_hash != chash:
+        old, new = _flatten(run.config), _flatten(config)
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        out.append("config (" + ", ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in keys) + ")")
+    if run.input_hash != ihash:
+        out.append("input")
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _short(v: Any, limit: int = 40) -> str:
+    s = json.dumps(v, ensure_ascii=False)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; crash-safe commits
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()

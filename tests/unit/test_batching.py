@@ -1,0 +1,50 @@
+import pytest
+
+from scorer.batching import plan_batches, run_batched, run_halving
+
+
+def test_batches_are_longest_first_within_budget_and_cover_everything():
+    lengths = [10, 50, 20, 50, 5, 100]
+    batches = plan_batches(lengths, max_tokens=100)
+    assert batches[0] == [5]  # the longest alone: 100 tokens
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) * max(lengths[i] for i in b) <= 100 or len(b) == 1
+        assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
+
+
+def test_a_request_over_budget_gets_its_own_batch():
+    assert plan_batches([500, 10], max_tokens=100) == [[0], [1]]
+
+
+def test_results_come_back_in_request_order():
+    items = ["aaa", "b", "cc", "dddd"]
+    out = run_batched(items, [len(x) for x in items], 8, lambda batch: [x.upper() for x in batch], lambda e: False)
+    assert out == ["AAA", "B", "CC", "DDDD"]
+
+
+class FakeOOM(Exception):
+    pass
+
+
+def test_out_of_memory_halves_the_batch():
+    calls = []
+
+    def run(batch):
+        calls.append(len(batch))
+        if len(batch) > 2:
+            raise FakeOOM()
+        return [x * 2 for x in batch]
+
+    assert run_halving([1, 2, 3, 4, 5], run, lambda e: isinstance(e, FakeOOM)) == [2, 4, 6, 8, 10]
+    assert calls[0] == 5 and max(calls[1:]) <= 3
+
+
+def test_single_item_oom_and_other_errors_raise():
+    def run(batch):
+        raise FakeOOM()
+
+    with pytest.raises(FakeOOM):
+        run_halving([1], run, lambda e: True)
+    with pytest.raises(ValueError):
+        run_halving([1, 2], lambda b: (_ for _ in ()).throw(ValueError("x")), lambda e: False)

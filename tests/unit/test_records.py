@@ -1,0 +1,66 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from agents.errors import InputError
+from agents.records import read_records
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_jsonl_json_and_parquet_read_the_same(tmp_path):
+    rows = [{"question": "Q1", "solution": "A1", "id": "a"}, {"question": "写诗", "answer": "诗", "index": 7}]
+    a = read_records(write_jsonl(tmp_path / "x.jsonl", rows))
+    (tmp_path / "x.json").write_text(json.dumps(rows))
+    b = read_records(tmp_path / "x.json")
+    pq.write_table(pa.Table.from_pylist([{"question": r["question"], "response": r.get("solution") or r["answer"]}
+                                         for r in rows]), tmp_path / "x.parquet")
+    c = read_records(tmp_path / "x.parquet")
+    assert [(r.key, r.question, r.answer, r.lang) for r in a] == [("a", "Q1", "A1", "en"), ("7", "写诗", "诗", "zh")]
+    assert [r.answer for r in b] == [r.answer for r in c] == ["A1", "诗"]
+    assert [r.key for r in c] == ["0", "1"]  # no id: the position
+
+
+def test_old_thinking_in_the_solution_is_cut_and_kept(tmp_path):
+    [r] = read_records(write_jsonl(tmp_path / "x.jsonl", [{"question": "q", "solution": "<think>a</think>x</think>\n The answer. "}]))
+    assert r.answer == "The answer."
+    assert r.meta["original_thinking"] == "<think>a</think>x"
+
+
+@pytest.mark.parametrize(
+    "content, where, message",
+    [
+        ('{"question": "q", "solution": "a"}\n{"question": \n', "line 2", "broken JSON"),
+        ('{"solution": "a"}\n', "line 1", "question"),
+        ('{"question": "q", "solution": "   "}\n', "line 1", "empty answer"),
+        ('{"question": "q"}\n', "line 1", "no answer"),
+        ('{"question": "q", "solution": 3}\n', "line 1", "must be a string"),
+        ('{"question": "q", "solution": "a", "id": 1}\n{"question": "r", "solution": "b", "id": 1}\n', "line 2", "duplicate id"),
+        ('[1, 2]\n', "line 1", "expected an object"),
+    ],
+)
+def test_bad_records_name_the_file_the_line_and_the_fix(tmp_path, content, where, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(InputError) as err:
+        read_records(path)
+    assert str(path) in str(err.value) and where in str(err.value) and message in str(err.value)
+
+
+def test_unknown_type_non_utf8_and_empty_files(tmp_path):
+    (tmp_path / "x.csv").write_text("question,solution\n")
+    with pytest.raises(InputError, match="unknown file type"):
+        read_records(tmp_path / "x.csv")
+    (tmp_path / "x.jsonl").write_bytes(b'{"question": "q", "solution": "\xff"}\n')
+    with pytest.raises(InputError, match="UTF-8"):
+        read_records(tmp_path / "x.jsonl")
+    (tmp_path / "e.jsonl").write_text("\n")
+    with pytest.raises(InputError, match="no records"):
+        read_records(tmp_path / "e.jsonl")
+    with pytest.raises(InputError, match="no such file"):
+        read_records(tmp_path / "missing.jsonl")

@@ -1,0 +1,28 @@
+from scorer.span import assistant_turn, scored_positions, scoring_text
+
+LONG = "y" * 120
+
+
+def test_scored_span_is_the_answer_after_its_first_segment():
+    answer = f"{LONG}first\n\n{LONG}second"
+    st = scoring_text("PROMPT", "thinking", answer)
+    assert st.text == "PROMPT<think>\nthinking\n</think>\n<answer>\n" + answer + "\n</answer>"
+    assert st.text[st.span[0] : st.span[1]] == f"\n\n{LONG}second"
+
+
+def test_one_segment_answer_is_scored_whole():
+    st = scoring_text("P", "t", "just one line")
+    assert st.text[st.span[0] : st.span[1]] == "just one line"
+
+
+def test_answer_with_tags_inside_does_not_move_the_span():
+    answer = f"{LONG} </think> <refine>\n\n{LONG} </answer>"
+    st = scoring_text("P", "t", answer)
+    _, at = assistant_turn("t", answer)
+    assert st.span[1] == len("P") + at + len(answer)
+
+
+def test_tokens_overlapping_the_span_are_scored():
+    offsets = [(0, 0), (0, 3), (3, 5), (5, 9), (9, 12), (12, 12)]
+    assert scored_positions(offsets, (4, 10)) == [2, 3, 4]  # (3,5) straddles the start
+    assert scored_positions(offsets, (0, 3)) == [1]  # position 0 is never scored
