@@ -60,7 +60,7 @@ class ScorerProcess:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "ab")
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "scorer.server", *self.args,
+            sys.executable, "-m", "scorer.server", *self.args, "--exit-with-parent",
             stdout=asyncio.subprocess.PIPE, stderr=self._log or asyncio.subprocess.DEVNULL,
             stdin=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,  # a Ctrl-C in the terminal is handled by agents.run, not here

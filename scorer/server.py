@@ -118,6 +118,21 @@ def make_handler(service: ScoringService, info: dict):
     return Handler
 
 
+def exit_with_parent(interval_s: float = 1.0) -> None:
+    """Exit when the process that started us dies (even by SIGKILL): an orphaned scorer would
+    hold gigabytes of GPU memory forever. Used when started by ``agents.run``."""
+    import os
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scorer.server", description="reer's PPL scorer process")
     p.add_argument("--model", required=True)
@@ -129,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chat-format", default=None)
     p.add_argument("--prompts-dir", type=Path, default=None)
     p.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_BATCH_TOKENS)
+    p.add_argument("--exit-with-parent", action="store_true", help="exit when the parent process dies")
     args = p.parse_args(argv)
+    if args.exit_with_parent:
+        exit_with_parent()
 
     service = ScoringService(args.max_batch_tokens)
     info: dict = {"model": args.model}

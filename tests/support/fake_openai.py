@@ -1,0 +1,167 @@
+"""A real OpenAI-compatible server on a loopback port, for tests: ``/v1/models``,
+``/v1/chat/completions`` and ``/v1/completions``, over real HTTP.
+
+It writes plausible REER outputs: a multi-paragraph thinking for a draft request (recognised by
+its ``</think>`` stop) and an ``<analyze>``/``<refine>`` edit for an edit request (``</refine>``
+stop). Every request is logged, so tests can count what was generated, and faults can be queued.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PARAGRAPHS = [
+    "the user wants something short and vivid, so I should first decide who will read it and what they expect from the very first line.",
+    "Hmm, maybe I should open with a concrete image instead of a statement. Wait, let me think about which image carries the whole piece.",
+    "Next I will settle the structure: an opening, a turn in the middle, and an ending that echoes the start. But wait, the ending must surprise a little.",
+    "Alternatively, I could let the middle carry the emotion and keep the ending quiet. Let me think about the rhythm of each sentence before I draft.",
+    "---\nDraft outline: open on the image, widen to the situation, turn on a single detail, close by returning to the first image with new meaning.",
+]
+
+
+@dataclass
+class Logged:
+    kind: str  # "draft" | "edit" | "other"
+    endpoint: str  # "chat" | "completions"
+    task: str
+    segment: str | None
+    n: int
+    prompt: str
+
+
+@dataclass
+class FakeOpenAI:
+    model: str = "fake-model"
+    supports_n: bool = True
+    delay_s: float = 0.0
+    seed: int = 0
+    faults: list[int] = field(default_factory=list)  # HTTP statuses to answer the next requests with
+    log: list[Logged] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+        self._rng = random.Random(self.seed)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> "FakeOpenAI":
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            return sum(1 for r in self.log if r.kind == kind)
+
+    def choices_generated(self, kind: str) -> int:
+        with self._lock:
+            return sum(r.n for r in self.log if r.kind == kind)
+
+    # --- what it writes -------------------------------------------------------------------
+
+    def _draft(self, answer: str) -> str:
+        k = self._rng.randint(3, len(PARAGRAPHS))
+        words = answer.split()
+        hint = " ".join(words[: min(12, len(words))])
+        body = "\n\n".join(PARAGRAPHS[:k - 1] + [f"I am going to write something like: {hint}. " + PARAGRAPHS[-1]])
+        return " " + body
+
+    def _edit(self, segment: str, answer: str) -> str:
+        first = " ".join(segment.split()[:4])
+        words = answer.split()
+        start = self._rng.randint(0, max(0, len(words) - 10))
+        borrowed = " ".join(words[start : start + self._rng.randint(4, 20)])
+        return (f"<analyze>\nThe passage sets up the plan; it lacks concrete detail.\n</analyze>\n"
+                f"<refine>\n{first} and, wait, let me think: I want it to say {borrowed}. Hmm, maybe that is it.\n")
+
+    def respond(self, body: dict, endpoint: str) -> dict:
+        if endpoint == "chat":
+            prompt = "\n".join(m["content"] for m in body["messages"])
+        else:
+            prompt = body["prompt"]
+        stop = body.get("stop") or []
+        task = _between(prompt, "<task>\n", "\n</task>") or ""
+        answer = _between(prompt, "<answer>\n", "\n</answer>") or _between(prompt, "<target_answer>\n", "\n</target_answer>") or ""
+        segment = _between(prompt, "<replace>\n", "\n</replace>")
+        kind = "draft" if "</think>" in stop else "edit" if "</refine>" in stop else "other"
+        n = body.get("n") or 1
+        n_out = n if self.supports_n else 1
+        with self._lock:
+            self.log.append(Logged(kind, endpoint, task, segment, n_out, prompt))
+            texts = []
+            for _ in range(n_out):
+                if kind == "draft":
+                    t = self._draft(answer)
+                    texts.append(t if endpoint == "completions" else "<think>\nAlright," + t)
+                elif kind == "edit":
+                    texts.append(self._edit(segment or "", answer))
+                else:
+                    texts.append("Hello.")
+        toks = [max(1, len(t.split())) * 2 for t in texts]
+        if kind == "draft":
+            toks = [max(t, 150) for t in toks]
+        if endpoint == "chat":
+            choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                       for i, t in enumerate(texts)]
+            obj = "chat.completion"
+        else:
+            choices = [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)]
+            obj = "text_completion"
+        return {"id": f"fake-{len(self.log)}", "object": obj, "created": int(time.time()), "model": self.model,
+                "choices": choices, "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": sum(toks),
+                                              "total_tokens": len(prompt.split()) + sum(toks)}}
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _send(self, status, body, headers=None):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.rstrip("/") == "/v1/models":
+                    return self._send(200, {"object": "list", "data": [{"id": fake.model, "object": "model"}]})
+                self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                with fake._lock:
+                    fault = fake.faults.pop(0) if fake.faults else None
+                if fault is not None:
+                    return self._send(fault, {"error": {"message": f"injected {fault}"}}, {"Retry-After": "0"})
+                if fake.delay_s:
+                    time.sleep(fake.delay_s)
+                if self.path == "/v1/chat/completions":
+                    return self._send(200, fake.respond(body, "chat"))
+                if self.path == "/v1/completions":
+                    return self._send(200, fake.respond(body, "completions"))
+                self._send(404, {"error": {"message": "not found"}})
+
+        return Handler
+
+
+def _between(text: str, start: str, end: str) -> str | None:
+    m = re.search(re.escape(start) + r"(.*?)" + re.escape(end), text, re.DOTALL)
+    return m.group(1) if m else None
