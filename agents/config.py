@@ -65,6 +65,7 @@ class GeneratorConfig:
     chat_format: str | None = None  # completions mode without a tokenizer: a built-in format
     edit_prefill: EditPrefill = "analyze"
     sampling: Sampling = field(default_factory=Sampling)
+    extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific request fields
     timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     rps: float | None = None  # request-rate limit, requests per second
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -76,6 +77,8 @@ class SearchConfig:
     max_steps: int = DEFAULT_MAX_STEPS
     expansions: int = DEFAULT_EXPANSIONS
     min_draft_tokens: int = MIN_DRAFT_TOKENS
+    accept_cut_drafts: bool = False  # keep drafts cut at max_tokens (trimmed): for base models
+    draft_attempts: int = 1  # reference: one draft; a rejected one skips the record
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class RunConfig:
             "generator_chat_format": g.chat_format,
             "edit_prefill": g.edit_prefill,
             "sampling": asdict(g.sampling),
+            "extra_body": g.extra_body,
             "search": asdict(self.search),
             "scorer_model": self.scorer.model,
             "scorer_dtype": self.scorer.dtype,

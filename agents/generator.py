@@ -95,8 +95,10 @@ class Generator:
         s = self.cfg.sampling
         common: dict[str, Any] = dict(model=self.model, temperature=s.temperature, top_p=s.top_p,
                                       max_tokens=s.max_tokens, n=n, stop=stop or None)
-        if s.top_k > 0:
-            common["extra_body"] = {"top_k": s.top_k}  # vLLM/llama.cpp extension; 0 leaves it out
+        extra = {"top_k": s.top_k} if s.top_k > 0 else {}  # vLLM/llama.cpp extension; 0 leaves it out
+        extra.update(self.cfg.extra_body)
+        if extra:
+            common["extra_body"] = extra
 
         async def call() -> list[Generation]:
             t0 = time.monotonic()
@@ -195,7 +197,14 @@ def _chat_renderer(cfg: GeneratorConfig) -> Callable[[Sequence[Message]], str]:
             raise ConfigError(f"cannot load --generator-tokenizer {cfg.tokenizer!r}: {exc}") from exc
         if not tok.chat_template:
             raise ConfigError(f"--generator-tokenizer {cfg.tokenizer!r} has no chat template; use --chat-format")
-        return lambda msgs: tok.apply_chat_template(list(msgs), tokenize=False, add_generation_prompt=True)
+        bos = tok.bos_token or ""
+
+        def render(msgs: Sequence[Message]) -> str:
+            text = tok.apply_chat_template(list(msgs), tokenize=False, add_generation_prompt=True)
+            # The server tokenizes the prompt and adds its own BOS: don't send a second one.
+            return text[len(bos):] if bos and text.startswith(bos) else text
+
+        return render
     if cfg.chat_format:
         render_chat([], cfg.chat_format)  # fail now on an unknown name
         return lambda msgs: render_chat(msgs, cfg.chat_format)

@@ -33,19 +33,25 @@ def _last_block(full: str, open_tag: str, close_tag: str) -> str | None:
     return (body if end < 0 else body[:end]).strip()
 
 
-def parse_thinking(full: str, finish_reason: str | None) -> Parsed:
+def parse_thinking(full: str, finish_reason: str | None, accept_cut: bool = False) -> Parsed:
     """The thinking of a draft: the last ``<think>`` block, up to ``</think>`` or the end.
 
     Generation stops at ``</think>`` (a stop sequence), so a complete draft usually has no closing
-    tag; a draft cut off by ``max_tokens`` is incomplete and rejected.
+    tag. A draft cut off by ``max_tokens`` is incomplete and rejected, unless ``accept_cut``
+    (for base models, which rarely close the block): then it is cut back to its last complete
+    paragraph.
     """
-    if finish_reason == "length":
+    cut = finish_reason == "length"
+    if cut and not accept_cut:
         return Parsed(None, "draft cut off at max_tokens (finish_reason=length)")
     text = _last_block(full, THINK_OPEN, THINK_CLOSE)
     if text is None:
         return Parsed(None, "no <think> block in the output")
+    if cut and THINK_CLOSE not in full[full.rfind(THINK_OPEN) :]:
+        end = max(text.rfind("\n\n"), 0) or max(text.rfind("\n"), 0)
+        text = text[:end].strip()
     if not text:
-        return Parsed(None, "empty <think> block")
+        return Parsed(None, "empty <think> block" if not cut else "cut-off draft has no complete paragraph")
     return Parsed(text)
 
 

@@ -60,16 +60,18 @@ class RecordSearch:
 
     async def _search(self, rec: Record) -> RecordStatus:
         progress = self.store.load_progress(rec.id)
-        draft = progress.draft or await self._new_draft(rec)
-        if draft.rejected:
-            return self._skip(rec, f"draft rejected: {draft.rejected}")
+        draft, attempts = progress.draft, list(progress.drafts)
+        while draft is None and len(attempts) < self.cfg.draft_attempts:
+            attempts.append(await self._new_draft(rec, len(attempts)))
+            draft = None if attempts[-1].rejected else attempts[-1]
+        if draft is None:
+            return self._skip(rec, f"draft rejected: {attempts[-1].rejected}"
+                              + (f" ({len(attempts)} attempts)" if len(attempts) > 1 else ""))
         if draft.score is None:
             draft.score = await self._score(rec, draft.text)
             self.store.set_score(draft.id, draft.score)
             self.store.set_initial_score(rec.id, draft.score)
         segments = segment_text(draft.text)
-        if len(segments) <= 1:
-            return self._skip(rec, "draft thinking is a single segment")
         self.stats.initial_scores.append(draft.score)
 
         kept = [st.kept for st in progress.steps]
@@ -115,14 +117,16 @@ class RecordSearch:
     def _messages(self, user: str) -> list[dict[str, str]]:
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
-    async def _new_draft(self, rec: Record) -> Node:
+    async def _new_draft(self, rec: Record, attempt: int) -> Node:
         user = self.prompts.render("initial_thinking", rec.lang, question=rec.question, answer=rec.answer)
         prefill = draft_prefill(rec.lang, self.rng) if self.prefill_supported else ""
         [gen] = await self.generator.generate(self._messages(user), prefill, 1, [THINK_CLOSE])
-        parsed = parse_thinking(prefill + gen.text, gen.finish_reason)
+        parsed = parse_thinking(prefill + gen.text, gen.finish_reason, self.cfg.accept_cut_drafts)
         if parsed.ok and gen.completion_tokens is not None and gen.completion_tokens < self.cfg.min_draft_tokens:
             parsed = Parsed(None, f"draft has {gen.completion_tokens} generated tokens, under {self.cfg.min_draft_tokens}")
-        return self.store.add_node(_node(rec, NodeKind.draft, -1, 0, prefill, gen, parsed))
+        if parsed.ok and len(segment_text(parsed.text)) <= 1:
+            parsed = Parsed(None, "draft thinking is a single segment")
+        return self.store.add_node(_node(rec, NodeKind.draft, -1, attempt, prefill, gen, parsed))
 
     async def _candidates(self, rec: Record, view: search.StepView, stored: list[Node]) -> list[Node]:
         """The step's candidates: those already stored, plus the missing ones generated now."""
@@ -133,7 +137,10 @@ class RecordSearch:
                                    before=view.before, segment=view.segment, after=view.after)
         lead_in = self.prompts.render("edit_lead_in", rec.lang)
         prefill = edit_prefill(self.edit_prefill, lead_in, view.segment, rec.lang) if self.prefill_supported else ""
-        gens = await self.generator.generate(self._messages(user), prefill, missing, [REFINE_CLOSE])
+        # A base model continuing a prefilled <refine> writes one passage, then rambles on:
+        # a blank line ends its rewrite.
+        stop = [REFINE_CLOSE, "\n\n"] if prefill and self.edit_prefill == "refine" else [REFINE_CLOSE]
+        gens = await self.generator.generate(self._messages(user), prefill, missing, stop)
         nodes = list(stored)
         for k, gen in enumerate(gens):
             parsed = parse_refine(prefill + gen.text)

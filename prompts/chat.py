@@ -4,6 +4,9 @@ Used where reer must build the prompt text itself: the generator's ``completions
 assistant turn can be prefilled, as the reference does) and the scorer, for models whose
 tokenizer carries no chat template (e.g. the Gemma 3 GGUF). A tokenizer's own template always
 wins when there is one; these are the fallbacks, named so users can pick one.
+
+The formats write no BOS token: a server adds its own when it tokenizes a prompt (llama.cpp,
+vLLM), and the scorer prepends its tokenizer's.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class ChatFormat:
 def _gemma(messages: Sequence[Message]) -> str:
     # Gemma has no system role: its official template prepends the system text to the first
     # user turn, separated by a blank line.
-    out, system = ["<bos>"], ""
+    out, system = [], ""
     for m in messages:
         if m["role"] == "system":
             system = m["content"]

@@ -90,10 +90,7 @@ class ScoringModel:
         ]
         if self.chat_format is None:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        text = render_chat(messages, self.chat_format)
-        if self.chat_format == "plain" and self.tokenizer.bos_token:
-            text = self.tokenizer.bos_token + text
-        return text
+        return (self.tokenizer.bos_token or "") + render_chat(messages, self.chat_format)
 
     def encode(self, question: str, thinking: str, answer: str, lang: str) -> Encoded:
         st = scoring_text(self.prompt(question, lang), thinking, answer)

@@ -6,7 +6,7 @@
 
 Handler threads tokenize and enqueue; the single model thread drains the queue, forms batches
 by a token budget and answers each request. Run as ``python -m scorer.server --model M``; it
-prints ``REER_SCORER_PORT=<port>`` on stdout as soon as it listens.
+prints ``REER_URL=<url>`` on stdout as soon as it listens.
 """
 
 from __future__ import annotations
@@ -118,21 +118,6 @@ def make_handler(service: ScoringService, info: dict):
     return Handler
 
 
-def exit_with_parent(interval_s: float = 1.0) -> None:
-    """Exit when the process that started us dies (even by SIGKILL): an orphaned scorer would
-    hold gigabytes of GPU memory forever. Used when started by ``agents.run``."""
-    import os
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(interval_s)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scorer.server", description="reer's PPL scorer process")
     p.add_argument("--model", required=True)
@@ -147,13 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exit-with-parent", action="store_true", help="exit when the parent process dies")
     args = p.parse_args(argv)
     if args.exit_with_parent:
+        from agents.process import exit_with_parent
+
         exit_with_parent()
 
     service = ScoringService(args.max_batch_tokens)
     info: dict = {"model": args.model}
     httpd = ThreadingHTTPServer((args.host, args.port), make_handler(service, info))
     httpd.daemon_threads = True
-    print(f"REER_SCORER_PORT={httpd.server_address[1]}", flush=True)
+    print(f"REER_URL=http://127.0.0.1:{httpd.server_address[1]}", flush=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         from scorer.model import ScoringModel

@@ -74,11 +74,17 @@ class RunStart:
 
 @dataclass(frozen=True)
 class Progress:
-    """A record's stored search state: its draft, completed steps, and candidates of every step."""
+    """A record's stored search state: its draft attempts, completed steps, and the candidates
+    of every step."""
 
-    draft: Node | None
+    drafts: list[Node]
     steps: list[Step]
     candidates: dict[int, list[Node]]
+
+    @property
+    def draft(self) -> Node | None:
+        """The draft the search uses: the first attempt that was not rejected."""
+        return next((d for d in self.drafts if not d.rejected), None)
 
 
 class Store:
@@ -235,14 +241,14 @@ class Store:
     def load_progress(self, record_id: int) -> Progress:
         with self._session() as s:
             nodes = s.exec(select(Node).where(Node.record_id == record_id).order_by(col(Node.step), col(Node.idx)))
-            draft, candidates = None, {}
+            drafts, candidates = [], {}
             for n in nodes:
                 if n.kind == NodeKind.draft:
-                    draft = n
+                    drafts.append(n)
                 else:
                     candidates.setdefault(n.step, []).append(n)
             steps = list(s.exec(select(Step).where(Step.record_id == record_id).order_by(col(Step.step))))
-            return Progress(draft, steps, candidates)
+            return Progress(drafts, steps, candidates)
 
     def add_node(self, node: Node) -> Node:
         """Store one generation as soon as it arrives: a paid-for output is never lost."""

@@ -35,3 +35,13 @@ def test_output_without_refine_is_rejected_not_lost():
     p = parse_refine("<analyze>only analysis</analyze>")
     assert not p.ok and "<refine>" in p.reason
     assert not parse_refine("<refine>  </refine>").ok
+
+
+def test_cut_off_draft_can_be_kept_up_to_its_last_complete_paragraph():
+    full = "<think>\nAlright, first paragraph.\n\nSecond one.\n\nAnd a third that was cut mid"
+    p = parse_thinking(full, "length", accept_cut=True)
+    assert p.text == "Alright, first paragraph.\n\nSecond one."
+    assert parse_thinking("<think>\nAlright, one line\nand cut", "length", accept_cut=True).text == "Alright, one line"
+    assert not parse_thinking("<think>\nAlright, cut", "length", accept_cut=True).ok
+    # a draft that did close its block before the limit is kept whole
+    assert parse_thinking("<think>\nA\n\nB</think>tail", "length", accept_cut=True).text == "A\n\nB"

@@ -33,6 +33,6 @@ def test_language_detection_follows_cjk_ideographs():
 
 def test_gemma_format_merges_system_into_first_user_turn():
     text = render_chat([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}], "gemma")
-    assert text == "<bos><start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n"
+    assert text == "<start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n"
     with pytest.raises(ValueError):
         render_chat([], "nope")
