@@ -27,6 +27,8 @@ DEFAULT_REQUEST_TIMEOUT_S = 600.0  # one generation can be 8K tokens on a busy s
 DEFAULT_MAX_RETRIES = 6
 DEFAULT_RETRY_BASE_S = 1.0
 DEFAULT_RETRY_MAX_S = 60.0
+DEFAULT_RECORD_FAILURES = 3  # requests per record that may fail after all retries
+DEFAULT_GRACE_S = 30.0  # Ctrl-C: how long in-flight records may finish
 
 GeneratorMode = Literal["chat", "completions"]
 EditPrefill = Literal["analyze", "refine"]
@@ -58,7 +60,7 @@ class RetryPolicy:
 @dataclass(frozen=True)
 class GeneratorConfig:
     endpoint: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed, logged or stored
     model: str | None = None  # None: the first model the endpoint lists
     mode: GeneratorMode = "chat"
     tokenizer: str | None = None  # completions mode: whose chat template builds the prompt
@@ -105,6 +107,10 @@ class RunConfig:
     dashboard: bool = True
     force: bool = False
     seed: int | None = None
+    retry_failed: bool = False
+    strict: bool = False
+    grace_s: float = DEFAULT_GRACE_S
+    record_failures: int = DEFAULT_RECORD_FAILURES
 
     def fingerprint(self, prompts: dict[str, str]) -> dict[str, Any]:
         """What shapes the results, stored with the run: resuming with another value is refused.

@@ -29,10 +29,14 @@ def _fmt_eta(s: float | None) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def phase(st: Stats) -> str:
+    return st.phase + (" · ENDPOINT DOWN, waiting" if st.endpoint_down else "")
+
+
 def summary_line(st: Stats) -> str:
     el = st.elapsed_s()
     return (
-        f"[{st.phase}] records {st.already_done + st.finished}/{st.total} "
+        f"[{phase(st)}] records {st.already_done + st.finished}/{st.total} "
         f"(done {st.done}, failed {st.failed}, skipped {st.skipped}, running {st.running}) | "
         f"steps {st.steps} (accepted {st.accepted}) | "
         f"score {_fmt_score(st.mean(st.initial_scores))} -> {_fmt_score(st.mean(st.final_scores))} | "
@@ -59,7 +63,8 @@ def render(st: Stats, title: str) -> Panel:
     parts: list = [t]
     if st.last_errors:
         parts.append(Text("\n".join(st.last_errors), style="red", overflow="ellipsis", no_wrap=True))
-    return Panel(Group(*parts), title=f"reer · {title} · {st.phase}", border_style="blue")
+    return Panel(Group(*parts), title=f"reer · {title} · {phase(st)}",
+                 border_style="red" if st.endpoint_down else "blue")
 
 
 class Display:

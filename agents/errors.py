@@ -3,8 +3,10 @@
     ReerError                  root: every error reer reports to the user
     ├── InputError             a bad input file or record (names the file and the record)
     ├── ConfigError            bad options, or options that do not fit the endpoint
-    └── EndpointError          the generator endpoint failed (translated from openai/httpx)
-        └── RetryableError     a failure worth retrying: 429, 5xx, timeouts, dropped connections
+    └── EndpointError          one request failed for good (the record may be retried, then fails)
+        ├── RetryableError     a failure worth retrying: 429, 5xx, timeouts, dropped connections
+        └── FatalEndpointError no request can succeed (bad key, wrong URL or model, endpoint down
+                               for too long): the run stops, every record stays resumable
 
 The scorer (``scorer.ScorerError``) and the store (``store.StoreError``) have their own roots;
 ``agents.run`` reports all three as one clear line.
@@ -31,6 +33,10 @@ class EndpointError(ReerError):
     def __init__(self, message: str, status: int | None = None):
         self.status = status
         super().__init__(message)
+
+
+class FatalEndpointError(EndpointError):
+    pass
 
 
 class RetryableError(EndpointError):

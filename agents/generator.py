@@ -19,8 +19,9 @@ import httpx
 import openai
 from asyncio_throttle import Throttler
 
+from agents.breaker import CircuitBreaker
 from agents.config import GeneratorConfig
-from agents.errors import ConfigError, EndpointError, RetryableError
+from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
 from agents.stats import Stats
 from prompts import render_chat
 
@@ -42,8 +43,9 @@ class Generation:
 
 class Generator:
     def __init__(self, cfg: GeneratorConfig, stats: Stats | None = None, rng: random.Random | None = None,
-                 max_connections: int = 64):
+                 max_connections: int = 64, breaker: CircuitBreaker | None = None):
         self.cfg = cfg
+        self.breaker = breaker or CircuitBreaker()
         self.stats = stats or Stats()
         self.rng = rng or random.Random()
         self.model = cfg.model or ""
@@ -122,27 +124,46 @@ class Generator:
         return await self._with_retries(call)
 
     async def _with_retries(self, call: Callable[[], Any]) -> Any:
-        policy = self.cfg.retry
+        """``call`` with retries. While the circuit breaker is open (the endpoint looks down for
+        everyone) failures do not count against this request's retries: it waits instead."""
+        policy, breaker = self.cfg.retry, self.breaker
         attempt = 0
         while True:
+            await self._wait_for_endpoint()
             try:
                 if self._throttler is not None:
                     async with self._throttler:
                         pass
                 self.stats.requests += 1
                 try:
-                    return await call()
+                    out = await call()
                 except openai.OpenAIError as exc:
                     raise _translate(exc) from exc
                 except (httpx.HTTPError, ValueError) as exc:  # e.g. a body that is not JSON
-                    raise RetryableError(f"bad response from the endpoint: {exc}") from exc
+                    raise RetryableError(f"bad response from the endpoint: {_short(str(exc))}") from exc
             except RetryableError as exc:
-                attempt += 1
+                was_open = breaker.is_open()
+                breaker.record_failure(time.monotonic())
                 self.stats.error(str(exc))
+                if not was_open:
+                    attempt += 1
                 if attempt > policy.max_retries:
                     raise EndpointError(f"gave up after {policy.max_retries} retries: {exc}", exc.status) from exc
                 self.stats.retries += 1
-                await asyncio.sleep(policy.wait_s(attempt, exc.retry_after_s, self.rng.random()))
+                await asyncio.sleep(policy.wait_s(max(attempt, 1), exc.retry_after_s, self.rng.random()))
+                continue
+            breaker.record_success()
+            self.stats.endpoint_down = False
+            return out
+
+    async def _wait_for_endpoint(self) -> None:
+        while (wait := self.breaker.wait_s(time.monotonic())) > 0:
+            if self.breaker.gave_up(time.monotonic()):
+                raise FatalEndpointError(
+                    f"the endpoint {self.cfg.endpoint} has failed every request for "
+                    f"{self.breaker.down_for_s(time.monotonic()):.0f} s; stopping (run again to resume)")
+            self.stats.endpoint_down = True
+            await asyncio.sleep(wait)
 
 
 def _translate(exc: openai.OpenAIError) -> EndpointError:
@@ -157,9 +178,9 @@ def _translate(exc: openai.OpenAIError) -> EndpointError:
         if status in RETRYABLE_STATUS:
             return RetryableError(message, status, _retry_after_s(exc.response.headers))
         if status in (401, 403):
-            return EndpointError(message + " (check --api-key / OPENAI_API_KEY)", status)
+            return FatalEndpointError(message + " (check --api-key / OPENAI_API_KEY)", status)
         if status == 404:
-            return EndpointError(message + " (check --endpoint, which must end in /v1, and --model)", status)
+            return FatalEndpointError(message + " (check --endpoint, which must end in /v1, and --model)", status)
         return EndpointError(message, status)
     if isinstance(exc, openai.APIResponseValidationError):
         return RetryableError(f"malformed response: {_short(str(exc))}")

@@ -77,6 +77,16 @@ class ChildService:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
+    async def wait_exit(self, timeout_s: float) -> bool:
+        """True once the process has exited (waiting up to ``timeout_s`` to find out)."""
+        if self.proc is None:
+            return True
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout_s)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
     def tail(self, lines: int = 8) -> str:
         if not self.log_path.is_file():
             return ""

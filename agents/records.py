@@ -1,12 +1,15 @@
 """Reading the input: a JSON list, JSONL, or Parquet of (question, answer) records.
 
-Every record is validated before anything runs, so a bad file fails at once with one line that
-names the file, the record and what to fix, and nothing is written.
+Every record is validated before anything runs. A file that cannot be read at all fails at once
+with one line naming the file and what to fix, and nothing is written. A bad record (broken JSON
+line, missing or empty field, wrong type, duplicate id, bad bytes) is skipped and reported with
+its file and line, or, with ``strict``, fails the run the same way.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,7 +22,13 @@ ID_FIELDS = ("id", "index")
 THINK_CLOSE = "</think>"
 
 
-def read_records(path: Path) -> list[RecordIn]:
+@dataclass(frozen=True)
+class Inputs:
+    records: list[RecordIn]
+    problems: list[InputError] = field(default_factory=list)  # skipped records, with the reason
+
+
+def read_records(path: Path, strict: bool = True) -> Inputs:
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), None, "no such file")
@@ -32,16 +41,25 @@ def read_records(path: Path) -> list[RecordIn]:
         raw = _read_parquet(path)
     else:
         raise InputError(str(path), None, f"unknown file type {suffix!r}: use .json (a list), .jsonl or .parquet")
-    records, seen = [], {}
+    records, problems, seen = [], [], {}
     for position, (where, obj) in enumerate(raw):
-        rec = _to_record(str(path), where, position, obj)
-        if rec.key in seen:
-            raise InputError(str(path), where, f"duplicate id {rec.key!r} (first at {seen[rec.key]}); ids must be unique")
+        try:
+            if isinstance(obj, InputError):
+                raise obj
+            rec = _to_record(str(path), where, position, obj)
+            if rec.key in seen:
+                raise InputError(str(path), where, f"duplicate id {rec.key!r} (first at {seen[rec.key]}); "
+                                                   "ids must be unique")
+        except InputError as exc:
+            if strict:
+                raise
+            problems.append(exc)
+            continue
         seen[rec.key] = where
         records.append(rec)
     if not records:
-        raise InputError(str(path), None, "no records")
-    return records
+        raise InputError(str(path), None, "no usable records" + (f" (first problem: {problems[0]})" if problems else ""))
+    return Inputs(records, problems)
 
 
 def _decode(path: Path) -> str:
@@ -54,13 +72,22 @@ def _decode(path: Path) -> str:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    for n, line in enumerate(_decode(path).splitlines(), start=1):
+    """(where, object) per non-blank line; a line that cannot be read yields its InputError."""
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    for n, raw in enumerate(data.split(b"\n"), start=1):
+        where = f"line {n}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield where, InputError(str(path), where, f"not valid UTF-8 (byte {exc.start} of the line); "
+                                                      "re-encode the file as UTF-8")
+            continue
         if not line.strip():
             continue
         try:
-            yield f"line {n}", json.loads(line)
+            yield where, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(str(path), f"line {n}", f"broken JSON ({exc.msg} at column {exc.colno})") from None
+            yield where, InputError(str(path), where, f"broken JSON ({exc.msg} at column {exc.colno})")
 
 
 def _read_json(path: Path) -> Iterator[tuple[str, Any]]:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from agents.stats import Stats
 from agents.worker import RecordSearch
 from prompts import PromptError, PromptSet
 from agents.process import ChildService, ServiceError
+from agents.scoring import SupervisedScorer
 from scorer import ScorerClient, ScorerError
 from scorer.loading import DEMO_MODEL
 from store import RecordStatus, Store, StoreError
@@ -63,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "(default: runs/<input name>.db)")
     io.add_argument("--out", type=Path, default=None, help="results JSONL (default: runs/<input name>.jsonl)")
     io.add_argument("--force", action="store_true", help="resume even if the config or input changed")
+    io.add_argument("--retry-failed", action="store_true", help="run the records that failed earlier again")
+    io.add_argument("--strict", action="store_true",
+                    help="stop at the first bad input record (default: skip it and list it at the end)")
 
     g = p.add_argument_group("generator endpoint")
     g.add_argument("--endpoint", default=os.environ.get("OPENAI_BASE_URL") or LOCAL,
@@ -86,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rps", type=float, default=None, help="request-rate limit (requests/s)")
     g.add_argument("--timeout", type=float, default=C.DEFAULT_REQUEST_TIMEOUT_S, help="per-request timeout (s)")
     g.add_argument("--max-retries", type=int, default=C.DEFAULT_MAX_RETRIES, help="retries on 429/5xx/timeouts")
+    g.add_argument("--record-failures", type=int, default=C.DEFAULT_RECORD_FAILURES,
+                   help="requests per record that may fail for good (after retries) before the record fails")
 
     s = p.add_argument_group("search (defaults are the reference's)")
     s.add_argument("--stop-ppl", type=float, default=C.DEFAULT_STOP_SCORE, help="stop below this score")
@@ -118,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scorer-max-batch-tokens", type=int, default=16384, help="padded tokens per forward pass")
     sc.add_argument("--scorer-url", default=None, help="use a running scorer (python -m scorer.server) instead")
 
+    p.add_argument("--grace-s", type=float, default=C.DEFAULT_GRACE_S,
+                   help="on Ctrl-C/SIGTERM, how long in-flight records may finish before they are cancelled")
     p.add_argument("--no-dashboard", action="store_true", help="plain log lines instead of the live dashboard")
     return p
 
@@ -137,7 +146,7 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
     for name, value in defaults.items():
         if getattr(a, name) is None:
             setattr(a, name, value)
-    for name in ("concurrency", "max_steps", "expansions", "max_tokens", "draft_attempts"):
+    for name in ("concurrency", "max_steps", "expansions", "max_tokens", "draft_attempts", "record_failures"):
         if getattr(a, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if a.endpoint != LOCAL and not a.endpoint.startswith(("http://", "https://")):
@@ -160,7 +169,8 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
                               device=a.scorer_device, chat_format=a.scorer_chat_format,
                               max_batch_tokens=a.scorer_max_batch_tokens, url=a.scorer_url),
         prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard,
-        force=a.force, seed=a.seed,
+        force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
+        record_failures=a.record_failures,
     )
 
 
@@ -179,13 +189,55 @@ def log_path(db: str, service: str) -> Path:
     return Path(f"{db}.{service}.log") if "://" not in db else Path(f"runs/{service}.log")
 
 
+class Shutdown:
+    """Ctrl-C / SIGTERM: the first stops new work and lets in-flight records finish for up to
+    ``grace_s``; the second (or the end of the grace period) cancels them. Every store write is
+    a complete transaction, so cancelling at any await loses nothing."""
+
+    def __init__(self, grace_s: float, display: Display, stats: Stats):
+        self.grace_s, self.display, self.stats = grace_s, display, stats
+        self.requested = False
+        self.tasks: list[asyncio.Task] = []
+        self.main: asyncio.Task | None = None
+        self._signals = 0
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.main = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+
+    def _on_signal(self) -> None:
+        self._signals += 1
+        self.requested = True
+        self.stats.phase = "stopping"
+        if not self.tasks or self._signals > 1:
+            self._cancel_all()
+            return
+        self.display.log(f"stopping: no new records; in-flight ones get {self.grace_s:.0f} s to finish "
+                         "(Ctrl-C again to stop now). Progress is saved either way.")
+        asyncio.get_running_loop().call_later(self.grace_s, self._cancel_all)
+
+    def _cancel_all(self) -> None:
+        pending = [t for t in self.tasks if not t.done()]
+        for t in pending:
+            t.cancel()
+        if not self.tasks and self.main is not None:
+            self.main.cancel()  # still starting up: nothing to finish
+
+
 async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
-    records = read_records(cfg.input)  # validates everything before anything is written
+    inputs = read_records(cfg.input, strict=cfg.strict)  # all validated before anything is written
+    for problem in inputs.problems:
+        display.log(f"skipping input record: {problem}")
+    records = inputs.records
     prompts = PromptSet(cfg.prompts_dir)
     rng = random.Random(cfg.seed)
+    shutdown = Shutdown(cfg.grace_s, display, stats)
+    shutdown.install()
     services: list[ChildService] = []
     store: Store | None = None
-    scorer: ScorerClient | None = None
+    scorer: ScorerClient | SupervisedScorer | None = None
     generator: Generator | None = None
     try:
         if cfg.generator.endpoint == LOCAL:
@@ -201,56 +253,66 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
         fingerprint["generator_model"] = generator.model
         store = Store.open(cfg.db)
         start = store.begin_run(fingerprint, str(cfg.input), records, force=cfg.force)
+        if cfg.retry_failed:
+            display.log(f"--retry-failed: {store.reset_failed(start.run_id)} failed records will run again")
+        to_run = store.records_to_run(start.run_id)
         if start.resumed:
-            display.log(f"resumed run in {cfg.db}: {start.to_run} records to finish, {start.done} done, "
-                        f"{start.steps_kept} steps kept" + (f" ({', '.join(start.changes)})" if start.changes else ""))
-        stats.total, stats.already_done = start.total, start.total - start.to_run
+            display.log(f"resumed run in {cfg.db}: resumed {start.to_run} records, {start.steps_kept} steps kept, "
+                        f"{start.done} done earlier" + (f" ({', '.join(start.changes)})" if start.changes else ""))
+        stats.total, stats.already_done = start.total, start.total - len(to_run)
         display.log(f"generator: {generator.model} at {cfg.generator.endpoint} ({cfg.generator.mode} mode)")
 
         stats.phase = "starting scorer"
         if cfg.scorer.url:
-            url = cfg.scorer.url
+            scorer = ScorerClient(cfg.scorer.url)
         else:
             display.log(f"starting the scorer ({cfg.scorer.model}); log: {log_path(cfg.db, 'scorer')}")
-            process = ChildService("scorer", "scorer.server", scorer_args(cfg), log_path(cfg.db, "scorer"))
-            services.append(process)
-            url = await process.start()
-        scorer = ScorerClient(url)
+            scorer = SupervisedScorer(ChildService("scorer", "scorer.server", scorer_args(cfg),
+                                                   log_path(cfg.db, "scorer")), display.log)
+            await scorer.start()
 
         stats.phase = "searching"
         searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
                                 edit_prefill=cfg.generator.edit_prefill,
-                                prefill_supported=cfg.generator.mode == "completions")
+                                prefill_supported=cfg.generator.mode == "completions",
+                                failure_budget=cfg.record_failures)
         gate = asyncio.Semaphore(cfg.concurrency)
 
         async def one(rec) -> None:
             async with gate:
+                if shutdown.requested:
+                    return  # stopping: leave it for the next run
                 stats.running += 1
                 try:
-                    status = await searcher.run(rec)
+                    await searcher.run(rec)
                 finally:
                     stats.running -= 1
-                if status == RecordStatus.failed:
-                    stats.failed += 1
 
-        tasks = [asyncio.create_task(one(rec)) for rec in store.records_to_run(start.run_id)]
+        shutdown.tasks = [asyncio.create_task(one(rec)) for rec in to_run]
         ticker = asyncio.create_task(_tick(display))
         try:
-            await asyncio.gather(*tasks)
+            results = await asyncio.gather(*shutdown.tasks, return_exceptions=True)
         finally:
             ticker.cancel()
-            for t in tasks:
+            for t in shutdown.tasks:
                 t.cancel()
-        stats.phase = "finished"
+        fatal = [r for r in results if isinstance(r, Exception)]
+        if fatal:
+            raise fatal[0]
+        stats.phase = "stopped" if shutdown.requested else "finished"
         n = write_jsonl(store, start.run_id, cfg.out)
         display.log(f"wrote {n} records to {cfg.out}")
+        if shutdown.requested:
+            return EXIT_INTERRUPTED
         problems = store.unfinished_problems(start.run_id)
         for rec in problems:
             display.log(f"  record {rec.key}: {rec.status.value}: {rec.error}")
-        return EXIT_FAILED_RECORDS if any(r.status == RecordStatus.failed for r in problems) else EXIT_OK
+        for problem in inputs.problems:
+            display.log(f"  input: {problem}")
+        failed = any(r.status == RecordStatus.failed for r in problems) or inputs.problems
+        return EXIT_FAILED_RECORDS if failed else EXIT_OK
     finally:
-        closers = [scorer and scorer.aclose(), generator and generator.aclose(), *(s.stop() for s in services)]
-        for closer in closers:
+        for closer in (scorer and scorer.aclose(), generator and generator.aclose(), *(s.stop() for s in services)):
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer
@@ -271,13 +333,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         with Display(stats, str(cfg.input), live=None if cfg.dashboard else False) as display:
             code = asyncio.run(run(cfg, display, stats))
-    except KeyboardInterrupt:
-        print(f"reer: interrupted; progress is saved, run the same command to resume. {summary_line(stats)}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        code = EXIT_INTERRUPTED
     except (ReerError, ScorerError, StoreError, PromptError, ServiceError) as exc:
         print(f"reer: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if code == EXIT_INTERRUPTED:
+        print(f"reer: interrupted; progress is saved, run the same command to resume. {summary_line(stats)}",
+              file=sys.stderr)
+        return code
     print(summary_line(stats))
     return code
 

@@ -28,6 +28,7 @@ class Stats:
     last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     started: float = field(default_factory=time.monotonic)
     phase: str = "starting"
+    endpoint_down: bool = False  # the circuit breaker is open: requests are waiting
 
     def elapsed_s(self) -> float:
         return max(time.monotonic() - self.started, 1e-9)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from agents import search
 from agents.config import EditPrefill, SearchConfig
-from agents.errors import EndpointError
+from agents.errors import EndpointError, FatalEndpointError
 from agents.generator import Generation
 from agents.parse import REFINE_CLOSE, THINK_CLOSE, Parsed, parse_refine, parse_thinking
 from agents.prefill import draft_prefill, edit_prefill
@@ -34,6 +34,8 @@ class GeneratorLike(Protocol):
 class ScorerLike(Protocol):
     async def score(self, question: str, thinking: str, answer: str, lang: str) -> float: ...
 
+    async def check(self, question: str, answer: str, lang: str) -> int: ...
+
 
 @dataclass
 class RecordSearch:
@@ -46,31 +48,48 @@ class RecordSearch:
     rng: random.Random
     edit_prefill: EditPrefill = "analyze"
     prefill_supported: bool = True  # False in chat mode: the prefill is not sent
+    failure_budget: int = 3  # requests that may fail for good (after their retries) per record
 
     async def run(self, rec: Record) -> RecordStatus:
-        """Search one record to the end; returns its final status (a failure is recorded, not raised)."""
+        """Search one record to the end; returns its final status. A record-level failure is
+        recorded, not raised; errors that no record can survive (a dead endpoint or scorer)
+        propagate and stop the run, leaving the record resumable."""
         self.store.mark_running(rec.id)
-        try:
-            status = await self._search(rec)
-        except (EndpointError, ScoringInputError) as exc:
-            self.store.end_record(rec.id, RecordStatus.failed, str(exc))
-            self.stats.error(f"record {rec.key}: {exc}")
-            status = RecordStatus.failed
-        return status
+        failures = 0
+        while True:
+            try:
+                return await self._search(rec)
+            except FatalEndpointError:
+                raise
+            except EndpointError as exc:
+                failures += 1
+                self.stats.error(f"record {rec.key}: {exc}")
+                if failures < self.failure_budget:
+                    continue  # the search resumes from the store: nothing is redone
+                reason = f"{failures} requests failed for good; last: {exc}"
+            self.store.end_record(rec.id, RecordStatus.failed, reason)
+            self.stats.failed += 1
+            return RecordStatus.failed
 
     async def _search(self, rec: Record) -> RecordStatus:
         progress = self.store.load_progress(rec.id)
         draft, attempts = progress.draft, list(progress.drafts)
-        while draft is None and len(attempts) < self.cfg.draft_attempts:
-            attempts.append(await self._new_draft(rec, len(attempts)))
-            draft = None if attempts[-1].rejected else attempts[-1]
-        if draft is None:
-            return self._skip(rec, f"draft rejected: {attempts[-1].rejected}"
-                              + (f" ({len(attempts)} attempts)" if len(attempts) > 1 else ""))
-        if draft.score is None:
-            draft.score = await self._score(rec, draft.text)
-            self.store.set_score(draft.id, draft.score)
-            self.store.set_initial_score(rec.id, draft.score)
+        if not attempts:
+            try:  # before paying for a draft: can the scorer hold this question and answer at all?
+                await self.scorer.check(rec.question, rec.answer, rec.lang)
+            except ScoringInputError as exc:
+                return self._skip(rec, f"answer cannot be scored: {exc}")
+        while True:
+            while draft is None and len(attempts) < self.cfg.draft_attempts:
+                attempts.append(await self._new_draft(rec, len(attempts)))
+                draft = None if attempts[-1].rejected else attempts[-1]
+            if draft is None:
+                return self._skip(rec, f"draft rejected: {attempts[-1].rejected}"
+                                  + (f" ({len(attempts)} attempts)" if len(attempts) > 1 else ""))
+            if draft.score is not None or await self._score_node(rec, draft.text, draft):
+                break
+            draft = None  # too long for the scorer: rejected like any unusable draft
+        self.store.set_initial_score(rec.id, draft.score)
         segments = segment_text(draft.text)
         self.stats.initial_scores.append(draft.score)
 
@@ -81,7 +100,8 @@ class RecordSearch:
                 break
             view = search.step_view(segments, kept, i)
             nodes = await self._candidates(rec, view, progress.candidates.get(i, []))
-            await asyncio.gather(*(self._score_node(rec, view, n) for n in nodes if n.score is None and not n.rejected))
+            await asyncio.gather(*(self._score_node(rec, view.thinking_with(n.text), n)
+                                   for n in nodes if n.score is None and not n.rejected))
             pick = search.choose([n.score for n in nodes], best)
             chosen = nodes[pick] if pick is not None else None
             if chosen is not None:
@@ -108,9 +128,16 @@ class RecordSearch:
         self.stats.scored += 1
         return s
 
-    async def _score_node(self, rec: Record, view: search.StepView, node: Node) -> None:
-        node.score = await self._score(rec, view.thinking_with(node.text))
+    async def _score_node(self, rec: Record, thinking: str, node: Node) -> bool:
+        """Score a stored node; one the scorer cannot take (too long) is marked rejected instead."""
+        try:
+            node.score = await self._score(rec, thinking)
+        except ScoringInputError as exc:
+            node.rejected = f"cannot be scored: {exc}"
+            self.store.reject_node(node.id, node.rejected)
+            return False
         self.store.set_score(node.id, node.score)
+        return True
 
     # --- generation -----------------------------------------------------------------------
 

@@ -13,22 +13,33 @@ DEFAULT_SCORE_TIMEOUT_S = 3600.0  # a request waits in the queue behind every ot
 
 
 class ScorerClient:
-    def __init__(self, url: str, timeout_s: float = DEFAULT_SCORE_TIMEOUT_S):
+    def __init__(self, url: str, timeout_s: float = DEFAULT_SCORE_TIMEOUT_S, token: str | None = None):
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10.0),
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10.0), headers=headers,
                                        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
 
     async def score(self, question: str, thinking: str, answer: str, lang: str) -> float:
-        item = {"question": question, "thinking": thinking, "answer": answer, "lang": lang}
+        body = await self._post("/score", {"question": question, "thinking": thinking, "answer": answer, "lang": lang})
+        return float(body["scores"][0])
+
+    async def check(self, question: str, answer: str, lang: str) -> int:
+        """Tokens of the question and answer alone; ``ScoringInputError`` if they cannot fit."""
+        body = await self._post("/check", {"question": question, "answer": answer, "lang": lang})
+        return int(body["tokens"][0])
+
+    async def _post(self, path: str, item: dict) -> dict:
         try:
-            r = await self._http.post(f"{self.url}/score", json={"items": [item]})
+            r = await self._http.post(f"{self.url}{path}", json={"items": [item]})
         except httpx.HTTPError as exc:
             raise ScorerUnavailable(f"the scorer at {self.url} did not answer: {exc!r}") from exc
         if r.status_code == 422:
             raise ScoringInputError(r.json().get("error", r.text))
+        if r.status_code == 401:
+            raise ScorerError(f"the scorer at {self.url} refused the token (set --scorer-token / REER_SCORER_TOKEN)")
         if r.status_code != 200:
             raise ScorerError(f"the scorer failed (HTTP {r.status_code}): {r.text[:500]}")
-        return float(r.json()["scores"][0])
+        return r.json()
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -2,7 +2,12 @@
 
     POST /score   {"items": [{"question", "thinking", "answer", "lang"}]}
                   -> {"scores": [float], "tokens": [int]}       (422 for an unscorable item)
+    POST /check   {"items": [{"question", "answer", "lang"}]}  tokenize only: 422 when the
+                  question and answer alone do not fit the context -> {"tokens": [int], "max_context"}
     GET  /health  -> 200 {"status": "ok", ...} when ready, 503 while the model loads
+
+It binds 127.0.0.1. Binding any other address (``--host``) requires ``--token`` (or env
+REER_SCORER_TOKEN): every request must then carry ``Authorization: Bearer <token>``.
 
 Handler threads tokenize and enqueue; the single model thread drains the queue, forms batches
 by a token budget and answers each request. Run as ``python -m scorer.server --model M``; it
@@ -12,8 +17,12 @@ prints ``REER_URL=<url>`` on stdout as soon as it listens.
 from __future__ import annotations
 
 import argparse
+import hmac
+import ipaddress
 import json
+import os
 import queue
+import socket
 import sys
 import threading
 import time
@@ -37,6 +46,11 @@ class ScoringService:
         self.max_batch_tokens = max_batch_tokens
         self._queue: queue.Queue = queue.Queue()
         self.scored = 0
+
+    def check(self, item: dict) -> int:
+        if self.model is None:
+            raise ScorerError("the scorer is not ready")
+        return len(self.model.encode(item["question"], "", item["answer"], item.get("lang", "en")))
 
     def submit(self, item: dict) -> Future:
         if self.model is None:
@@ -75,9 +89,15 @@ class ScoringService:
             self.scored += len(pending)
 
 
-def make_handler(service: ScoringService, info: dict):
+def make_handler(service: ScoringService, info: dict, token: str | None = None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def _authorized(self) -> bool:
+            if token is None or hmac.compare_digest(self.headers.get("Authorization", ""), f"Bearer {token}"):
+                return True
+            self._send(401, {"error": "missing or wrong token"})
+            return False
 
         def log_message(self, fmt, *args):  # keep stderr for real problems
             pass
@@ -91,6 +111,8 @@ def make_handler(service: ScoringService, info: dict):
             self.wfile.write(data)
 
         def do_GET(self):
+            if not self._authorized():
+                return
             if self.path != "/health":
                 return self._send(404, {"error": "not found"})
             if service.error:
@@ -100,11 +122,16 @@ def make_handler(service: ScoringService, info: dict):
             self._send(200, {"status": "ok", "scored": service.scored, **info})
 
         def do_POST(self):
-            if self.path != "/score":
+            if not self._authorized():
+                return
+            if self.path not in ("/score", "/check"):
                 return self._send(404, {"error": "not found"})
             try:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 items = body["items"]
+                if self.path == "/check":
+                    tokens = [service.check(it) for it in items]
+                    return self._send(200, {"tokens": tokens, "max_context": service.model.max_context})
                 futures = [service.submit(it) for it in items]
                 scores = [f.result() for f in futures]
             except ScoringInputError as exc:
@@ -129,8 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chat-format", default=None)
     p.add_argument("--prompts-dir", type=Path, default=None)
     p.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_BATCH_TOKENS)
+    p.add_argument("--max-context", type=int, default=None,
+                   help="longest scoring text in tokens (default: the model config's max_position_embeddings)")
+    p.add_argument("--token", default=os.environ.get("REER_SCORER_TOKEN"),
+                   help="require 'Authorization: Bearer TOKEN' (mandatory when --host is not loopback)")
     p.add_argument("--exit-with-parent", action="store_true", help="exit when the parent process dies")
     args = p.parse_args(argv)
+    if not ipaddress.ip_address(socket.gethostbyname(args.host)).is_loopback and not args.token:
+        p.error(f"--host {args.host} exposes the scorer beyond this machine: set --token (or REER_SCORER_TOKEN)")
     if args.exit_with_parent:
         from agents.process import exit_with_parent
 
@@ -138,15 +171,16 @@ def main(argv: list[str] | None = None) -> int:
 
     service = ScoringService(args.max_batch_tokens)
     info: dict = {"model": args.model}
-    httpd = ThreadingHTTPServer((args.host, args.port), make_handler(service, info))
+    httpd = ThreadingHTTPServer((args.host, args.port), make_handler(service, info, args.token))
     httpd.daemon_threads = True
-    print(f"REER_URL=http://127.0.0.1:{httpd.server_address[1]}", flush=True)
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"REER_URL=http://{shown}:{httpd.server_address[1]}", flush=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         from scorer.model import ScoringModel
 
         model = ScoringModel(args.model, device=args.device, dtype=args.dtype, threads=args.threads,
-                             chat_format=args.chat_format, prompts_dir=args.prompts_dir)
+                             chat_format=args.chat_format, prompts_dir=args.prompts_dir, max_context=args.max_context)
     except Exception as exc:
         service.error = f"{type(exc).__name__}: {exc}"
         print(f"scorer: {service.error}", file=sys.stderr, flush=True)

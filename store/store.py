@@ -210,6 +210,16 @@ class Store:
         q = select(Record.status, func.count()).where(Record.run_id == run_id).group_by(Record.status)
         return {RecordStatus(st): n for st, n in s.exec(q)}
 
+    def reset_failed(self, run_id: int) -> int:
+        """Put failed records back in the queue; their stored search tree is kept and resumed."""
+        with self._session() as s:
+            failed = list(s.exec(select(Record).where(Record.run_id == run_id, Record.status == RecordStatus.failed)))
+            for rec in failed:
+                rec.status, rec.error, rec.updated_at = RecordStatus.pending, None, utcnow()
+                s.add(rec)
+            s.commit()
+            return len(failed)
+
     def mark_running(self, record_id: int) -> None:
         self._update_record(record_id, status=RecordStatus.running)
 
@@ -261,6 +271,13 @@ class Store:
         with self._session() as s:
             node = s.get(Node, node_id)
             node.score = score
+            s.add(node)
+            s.commit()
+
+    def reject_node(self, node_id: int, reason: str) -> None:
+        with self._session() as s:
+            node = s.get(Node, node_id)
+            node.rejected = reason
             s.add(node)
             s.commit()
 

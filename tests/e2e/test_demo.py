@@ -25,8 +25,6 @@ def cmd(tmp: Path, name: str) -> list[str]:
             "--out", str(tmp / f"{name}.jsonl"), "--no-dashboard", "--seed", "1", *FLAGS]
 
 
-def no_children_left(db: Path) -> bool:
-    return R.wait_for(lambda: not R.pids_with("agents.local_server") and not R.pids_with("scorer.server"), 15)
 
 
 def check_run(db: Path, out: Path) -> list[dict]:
@@ -47,7 +45,7 @@ def check_run(db: Path, out: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    p = R.run(cmd(tmp, "full"), timeout=900)
+    p = R.run(cmd(tmp, "full"), timeout=900, mark="e2e-full")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "270M demo model" in p.stdout
     return tmp / "full.db", tmp / "full.jsonl", p
@@ -56,22 +54,22 @@ def full_run(tmp_path_factory):
 def test_demo_run_completes_with_real_servers(full_run):
     db, out, _ = full_run
     check_run(db, out)
-    assert no_children_left(db), "the embedded server or the scorer outlived the run"
+    assert R.none_left("e2e-full"), "the embedded server or the scorer outlived the run"
 
 
 def test_sigkill_mid_run_then_resume(tmp_path):
     c = cmd(tmp_path, "killed")
     db = tmp_path / "killed.db"
-    proc = R.start(c)
+    proc = R.start(c, mark="e2e-killed")
     try:
         assert R.wait_for(lambda: R.query(db, "select count(*) from node where kind='candidate'")[0][0] >= 1,
                           timeout=600), "no candidate in time"
     finally:
         R.kill(proc)
-    assert no_children_left(db), "children outlived a SIGKILLed parent"
+    assert R.none_left("e2e-killed"), "children outlived a SIGKILLed parent"
     nodes_before = R.query(db, "select id, record_id, step, idx, raw from node order by id")
     steps_before = R.query(db, "select record_id, step, kept from step order by record_id, step")
-    p = R.run(c, timeout=900)
+    p = R.run(c, timeout=900, mark="e2e-resumed")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "resumed run" in p.stdout
     check_run(db, tmp_path / "killed.jsonl")
@@ -79,7 +77,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     after = R.query(db, "select id, record_id, step, idx, raw from node order by id")
     assert after[: len(nodes_before)] == nodes_before
     assert set(steps_before) <= set(R.query(db, "select record_id, step, kept from step"))
-    assert no_children_left(db)
+    assert R.none_left("e2e-resumed")
 
 
 def test_scorer_matches_plain_transformers(full_run):

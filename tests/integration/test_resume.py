@@ -13,7 +13,7 @@ def test_sigkill_then_resume_regenerates_no_step(tmp_path, tiny_model_dirs):
     with FakeOpenAI(delay_s=0.15) as fake:
         cmd = R.run_cmd(fake.url, inp, db, out, tiny_model_dirs["gemma3"], "--max-steps", "4",
                         "--concurrency", str(concurrency))
-        proc = R.start(cmd)
+        proc = R.start(cmd, mark="resume")
         try:
             assert R.wait_for(lambda: R.query(db, "select count(*) from step")[0][0] >= 3, timeout=240), \
                 proc.stderr.read() if proc.poll() is not None else "no steps in time"
@@ -23,7 +23,7 @@ def test_sigkill_then_resume_regenerates_no_step(tmp_path, tiny_model_dirs):
         nodes_before = R.query(db, "select count(*) from node")[0][0]
         edits_before = fake.choices_generated("edit")
         drafts_before = fake.count("draft")
-        assert R.wait_for(lambda: not R.pids_with("--exit-with-parent"), timeout=10), "the scorer outlived its parent"
+        assert R.none_left("resume"), "the scorer outlived its parent"
 
         p = R.run(cmd)
         assert p.returncode == 0, p.stderr + p.stdout

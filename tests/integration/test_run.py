@@ -1,5 +1,6 @@
 """Full runs of ``agents.run`` against a real loopback server and the real scorer process."""
 
+import json
 import sys
 
 import pytest
@@ -19,7 +20,7 @@ def test_full_run_writes_results_and_the_search_tree(tmp_path, inp, tiny_model_d
     db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
     extra = ["--max-steps", "3", "--mode", mode] + (["--chat-format", "chatml"] if mode == "completions" else [])
     with FakeOpenAI(supports_n=(mode == "chat")) as fake:
-        p = R.run(R.run_cmd(fake.url, inp, db, out, tiny_model_dirs["llama"], *extra))
+        p = R.run(R.run_cmd(fake.url, inp, db, out, tiny_model_dirs["llama"], *extra), mark=f"full-{mode}")
         assert p.returncode == 0, p.stderr + p.stdout
         rows = R.read_jsonl(out)
         assert [r["id"] for r in rows] == ["sea", "shop", "autumn", "essay"]
@@ -46,7 +47,7 @@ def test_full_run_writes_results_and_the_search_tree(tmp_path, inp, tiny_model_d
     e = R.run([sys.executable, "-m", "agents.export", "--db", str(db), "--out", str(out2)])
     assert e.returncode == 0, e.stderr
     assert R.read_jsonl(out2) == rows
-    assert not R.pids_with(str(db) + ".scorer.log") and not R.pids_with("--exit-with-parent")
+    assert R.none_left(f"full-{mode}"), "the scorer outlived the run"
 
 
 def test_rerun_of_a_finished_run_generates_nothing(tmp_path, inp, tiny_model_dirs):
@@ -82,16 +83,35 @@ def test_changed_settings_are_refused_then_forced(tmp_path, inp, tiny_model_dirs
         ('{"solution": "a"}\n', "line 1: missing or empty 'question'"),
     ],
 )
-def test_bad_input_fails_at_once_with_one_line_and_writes_nothing(tmp_path, tiny_model_dirs, content, fragment):
+def test_strict_bad_input_fails_at_once_with_one_line_and_writes_nothing(tmp_path, tiny_model_dirs, content, fragment):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content)
     db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
     with FakeOpenAI() as fake:
-        p = R.run(R.run_cmd(fake.url, bad, db, out, tiny_model_dirs["llama"]))
+        p = R.run(R.run_cmd(fake.url, bad, db, out, tiny_model_dirs["llama"], "--strict"))
         assert p.returncode == 2
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"reer: error: {bad}: {fragment}")
         assert not db.exists() and not out.exists() and not fake.log
+
+
+def test_bad_records_are_skipped_listed_and_the_rest_runs(tmp_path, tiny_model_dirs):
+    bad = tmp_path / "mixed.jsonl"
+    good = R.RECORDS[0]
+    bad.write_bytes(json.dumps(good).encode() + b"\n"
+                    + b'{"question": "q2", "solution": \n'          # broken JSON
+                    + b'{"question": "", "solution": "a"}\n'        # empty question
+                    + b'{"question": "q", "solution": ["a"]}\n'     # not a string
+                    + b'{"question": "q", "solution": "\xff\xfe"}\n'  # not UTF-8
+                    + json.dumps({**good, "question": "other"}).encode() + b"\n")  # duplicate id
+    db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
+    with FakeOpenAI() as fake:
+        p = R.run(R.run_cmd(fake.url, bad, db, out, tiny_model_dirs["llama"], "--max-steps", "1"))
+    assert p.returncode == 1, p.stderr  # the run finished, but not every input record was usable
+    assert [r["id"] for r in R.read_jsonl(out)] == [good["id"]]
+    for where in ("line 2: broken JSON", "line 3: missing or empty 'question'", "line 4: 'solution' must be a string",
+                  "line 5: not valid UTF-8", "line 6: duplicate id"):
+        assert where in p.stdout
 
 
 def test_unknown_file_type_and_unreachable_endpoint(tmp_path, tiny_model_dirs):

@@ -3,7 +3,20 @@
 
 It writes plausible REER outputs: a multi-paragraph thinking for a draft request (recognised by
 its ``</think>`` stop) and an ``<analyze>``/``<refine>`` edit for an edit request (``</refine>``
-stop). Every request is logged, so tests can count what was generated, and faults can be queued.
+stop). Every request is logged, so tests can count what was generated. Faults are injected
+either from a queue (``faults``: HTTP statuses or fault names, in order) or at random
+(``fault_rate`` of the requests, a kind drawn from ``fault_kinds``):
+
+    "429" "429-retry-after" "500" "502" "503"   an error status (429-retry-after sets Retry-After: 1)
+    "hang"        answer only after ``hang_s`` (longer than the client's timeout)
+    "reset"       close the connection without a response
+    "garbage"     200 with a body that is not JSON
+    "truncated"   200 with half a JSON body
+    "empty"       200 with an empty ``choices`` list
+    "length"      a cut-off output (``finish_reason: length``)
+    "notags"      an output without <think>/<refine>
+
+Run it alone for a soak test: ``python -m tests.support.fake_openai --port 8000 --fault-rate 0.2``.
 """
 
 from __future__ import annotations
@@ -15,6 +28,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FAULT_KINDS = ["429", "429-retry-after", "500", "502", "503", "hang", "reset", "garbage", "truncated", "empty",
+               "length", "notags"]
 
 PARAGRAPHS = [
     "the user wants something short and vivid, so I should first decide who will read it and what they expect from the very first line.",
@@ -41,13 +57,20 @@ class FakeOpenAI:
     supports_n: bool = True
     delay_s: float = 0.0
     seed: int = 0
-    faults: list[int] = field(default_factory=list)  # HTTP statuses to answer the next requests with
+    faults: list = field(default_factory=list)  # statuses or fault names for the next requests, in order
+    fault_rate: float = 0.0
+    fault_kinds: list[str] = field(default_factory=lambda: list(FAULT_KINDS))
+    hang_s: float = 3.0
+    api_key: str | None = None  # when set, requests must carry it
+    port: int = 0
     log: list[Logged] = field(default_factory=list)
+    injected: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self._lock = threading.Lock()
         self._rng = random.Random(self.seed)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._fault_rng = random.Random(self.seed + 1)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
@@ -84,7 +107,18 @@ class FakeOpenAI:
         return (f"<analyze>\nThe passage sets up the plan; it lacks concrete detail.\n</analyze>\n"
                 f"<refine>\n{first} and, wait, let me think: I want it to say {borrowed}. Hmm, maybe that is it.\n")
 
-    def respond(self, body: dict, endpoint: str) -> dict:
+    def next_fault(self) -> str | None:
+        with self._lock:
+            if self.faults:
+                fault = str(self.faults.pop(0))
+            elif self.fault_rate and self._fault_rng.random() < self.fault_rate:
+                fault = self._fault_rng.choice(self.fault_kinds)
+            else:
+                return None
+            self.injected.append(fault)
+            return fault
+
+    def respond(self, body: dict, endpoint: str, fault: str | None = None) -> dict:
         if endpoint == "chat":
             prompt = "\n".join(m["content"] for m in body["messages"])
         else:
@@ -100,7 +134,9 @@ class FakeOpenAI:
             self.log.append(Logged(kind, endpoint, task, segment, n_out, prompt))
             texts = []
             for _ in range(n_out):
-                if kind == "draft":
+                if fault == "notags":
+                    texts.append("I would rather just write the answer directly.")
+                elif kind == "draft":
                     t = self._draft(answer)
                     texts.append(t if endpoint == "completions" else "<think>\nAlright," + t)
                 elif kind == "edit":
@@ -110,13 +146,18 @@ class FakeOpenAI:
         toks = [max(1, len(t.split())) * 2 for t in texts]
         if kind == "draft":
             toks = [max(t, 150) for t in toks]
+        finish = "stop"
+        if fault == "length":
+            texts, finish = [t[: len(t) // 3] for t in texts], "length"
         if endpoint == "chat":
-            choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+            choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": finish}
                        for i, t in enumerate(texts)]
             obj = "chat.completion"
         else:
-            choices = [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)]
+            choices = [{"index": i, "text": t, "finish_reason": finish, "logprobs": None} for i, t in enumerate(texts)]
             obj = "text_completion"
+        if fault == "empty":
+            choices = []
         return {"id": f"fake-{len(self.log)}", "object": obj, "created": int(time.time()), "model": self.model,
                 "choices": choices, "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": sum(toks),
                                               "total_tokens": len(prompt.split()) + sum(toks)}}
@@ -131,7 +172,7 @@ class FakeOpenAI:
                 pass
 
             def _send(self, status, body, headers=None):
-                data = json.dumps(body).encode()
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -147,17 +188,29 @@ class FakeOpenAI:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                with fake._lock:
-                    fault = fake.faults.pop(0) if fake.faults else None
-                if fault is not None:
-                    return self._send(fault, {"error": {"message": f"injected {fault}"}}, {"Retry-After": "0"})
+                if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                    return self._send(401, {"error": {"message": "invalid api key"}})
+                endpoint = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}.get(self.path)
+                if endpoint is None:
+                    return self._send(404, {"error": {"message": "not found"}})
+                fault = fake.next_fault()
+                if fault and fault[0].isdigit():
+                    status = int(fault.split("-")[0])
+                    headers = {"Retry-After": "1"} if fault.endswith("retry-after") else {}
+                    return self._send(status, {"error": {"message": f"injected {fault}"}}, headers)
+                if fault == "hang":
+                    time.sleep(fake.hang_s)
+                if fault == "reset":
+                    self.close_connection = True
+                    return  # no response at all: the client sees the connection drop
                 if fake.delay_s:
                     time.sleep(fake.delay_s)
-                if self.path == "/v1/chat/completions":
-                    return self._send(200, fake.respond(body, "chat"))
-                if self.path == "/v1/completions":
-                    return self._send(200, fake.respond(body, "completions"))
-                self._send(404, {"error": {"message": "not found"}})
+                if fault == "garbage":
+                    return self._send(200, b"<html><body>502 Bad Gateway</body></html>")
+                data = json.dumps(fake.respond(body, endpoint, fault)).encode()
+                if fault == "truncated":
+                    data = data[: len(data) // 2]
+                self._send(200, data)
 
         return Handler
 
@@ -165,3 +218,21 @@ class FakeOpenAI:
 def _between(text: str, start: str, end: str) -> str | None:
     m = re.search(re.escape(start) + r"(.*?)" + re.escape(end), text, re.DOTALL)
     return m.group(1) if m else None
+
+
+def main() -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description="A fault-injecting OpenAI-compatible server on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument("--delay-s", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    with FakeOpenAI(port=a.port, fault_rate=a.fault_rate, delay_s=a.delay_s, seed=a.seed) as fake:
+        print(f"REER_URL={fake.url}", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -42,16 +42,40 @@ def run_cmd(endpoint: str, inp: Path, db: Path, out: Path, scorer_model: Path | 
             "--seed", "0", *extra]
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+MARK = "REER_TEST_MARK"  # in the environment of a run and so of every process it starts
 
 
-def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+def env(mark: str | None) -> dict[str, str]:
+    e = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if mark:
+        e[MARK] = mark
+    return e
 
 
-def start(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run(cmd: list[str], timeout: float = 300, mark: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, env=env(mark), capture_output=True, text=True, timeout=timeout)
+
+
+def start(cmd: list[str], mark: str | None = None) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env(mark), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def marked(mark: str) -> list[int]:
+    """Processes started by a run with this mark (the run itself, its scorer, its endpoint)."""
+    needle = f"{MARK}={mark}".encode()
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if needle in (p / "environ").read_bytes().split(b"\0"):
+                    out.append(int(p.name))
+            except OSError:
+                pass
+    return out
+
+
+def none_left(mark: str, timeout: float = 15) -> bool:
+    return wait_for(lambda: not marked(mark), timeout)
 
 
 def query(db: Path, sql: str) -> list[tuple]:
@@ -93,3 +117,10 @@ def pids_with(fragment: str) -> list[int]:
             except OSError:
                 pass
     return out
+
+
+def parent_pid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None

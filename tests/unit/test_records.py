@@ -15,19 +15,19 @@ def write_jsonl(path, rows):
 
 def test_jsonl_json_and_parquet_read_the_same(tmp_path):
     rows = [{"question": "Q1", "solution": "A1", "id": "a"}, {"question": "写诗", "answer": "诗", "index": 7}]
-    a = read_records(write_jsonl(tmp_path / "x.jsonl", rows))
+    a = read_records(write_jsonl(tmp_path / "x.jsonl", rows)).records
     (tmp_path / "x.json").write_text(json.dumps(rows))
-    b = read_records(tmp_path / "x.json")
+    b = read_records(tmp_path / "x.json").records
     pq.write_table(pa.Table.from_pylist([{"question": r["question"], "response": r.get("solution") or r["answer"]}
                                          for r in rows]), tmp_path / "x.parquet")
-    c = read_records(tmp_path / "x.parquet")
+    c = read_records(tmp_path / "x.parquet").records
     assert [(r.key, r.question, r.answer, r.lang) for r in a] == [("a", "Q1", "A1", "en"), ("7", "写诗", "诗", "zh")]
     assert [r.answer for r in b] == [r.answer for r in c] == ["A1", "诗"]
     assert [r.key for r in c] == ["0", "1"]  # no id: the position
 
 
 def test_old_thinking_in_the_solution_is_cut_and_kept(tmp_path):
-    [r] = read_records(write_jsonl(tmp_path / "x.jsonl", [{"question": "q", "solution": "<think>a</think>x</think>\n The answer. "}]))
+    [r] = read_records(write_jsonl(tmp_path / "x.jsonl", [{"question": "q", "solution": "<think>a</think>x</think>\n The answer. "}])).records
     assert r.answer == "The answer."
     assert r.meta["original_thinking"] == "<think>a</think>x"
 
@@ -60,7 +60,22 @@ def test_unknown_type_non_utf8_and_empty_files(tmp_path):
     with pytest.raises(InputError, match="UTF-8"):
         read_records(tmp_path / "x.jsonl")
     (tmp_path / "e.jsonl").write_text("\n")
-    with pytest.raises(InputError, match="no records"):
+    with pytest.raises(InputError, match="no usable records"):
         read_records(tmp_path / "e.jsonl")
     with pytest.raises(InputError, match="no such file"):
         read_records(tmp_path / "missing.jsonl")
+
+
+def test_by_default_bad_records_are_skipped_and_reported(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b'{"question": "q1", "solution": "a1", "id": 1}\n'
+                     b'{"question": "q2", "solution": \n'
+                     b'{"question": "q3", "solution": "\xff"}\n'
+                     b'{"question": "q4", "solution": "a4", "id": 1}\n'
+                     b'{"question": "q5", "solution": "a5"}\n')
+    inputs = read_records(path, strict=False)
+    assert [r.question for r in inputs.records] == ["q1", "q5"]
+    assert [p.where for p in inputs.problems] == ["line 2", "line 3", "line 4"]
+    assert "UTF-8" in str(inputs.problems[1]) and "duplicate id '1'" in str(inputs.problems[2])
+    with pytest.raises(InputError, match="line 2"):
+        read_records(path, strict=True)

@@ -10,6 +10,7 @@ from agents.stats import Stats
 from agents.parse import parse_refine
 from agents.worker import RecordSearch, _node
 from prompts import PromptSet
+from scorer import ScoringInputError
 from store import NodeKind, RecordIn, RecordStatus, Store
 
 P = "x" * 110  # a paragraph long enough to be a segment of its own
@@ -34,12 +35,19 @@ class LengthScorer:
 
     async def score(self, question, thinking, answer, lang):
         self.calls += 1
+        if len(thinking) > 5000:
+            raise ScoringInputError("over the context")
         return len(thinking) / 1000
 
+    async def check(self, question, answer, lang):
+        if len(answer) > 5000:
+            raise ScoringInputError("over the context")
+        return len(answer)
 
-def make(tmp_path, gen, cfg=SearchConfig(max_steps=10, stop_score=0.0)):
+
+def make(tmp_path, gen, cfg=SearchConfig(max_steps=10, stop_score=0.0), answer="answer"):
     store = Store.open(str(tmp_path / "w.db"))
-    run = store.begin_run({}, "in", [RecordIn("r", 0, "q", "answer", "en")]).run_id
+    run = store.begin_run({}, "in", [RecordIn("r", 0, "q", answer, "en")]).run_id
     [rec] = store.records_to_run(run)
     return RecordSearch(cfg, gen, LengthScorer(), store, PromptSet(), Stats(), random.Random(0),
                         prefill_supported=False), store, rec
@@ -100,3 +108,19 @@ async def test_resume_scores_stored_candidates_and_generates_only_missing_ones(t
     assert gen.calls == [("edit", 1)]  # the draft and the stored candidate were not regenerated
     cands = store.load_progress(rec.id).candidates[0]
     assert [c.text for c in cands] == ["a", "b"] and all(c.score is not None for c in cands)
+
+
+async def test_an_answer_too_long_for_the_scorer_is_skipped_before_any_generation(tmp_path):
+    gen = ScriptedGenerator([], [])
+    s, store, rec = make(tmp_path, gen, answer="a" * 6000)
+    assert await s.run(rec) == RecordStatus.skipped
+    assert gen.calls == [] and "cannot be scored" in store.unfinished_problems(1)[0].error
+
+
+async def test_a_candidate_too_long_to_score_is_rejected_not_fatal(tmp_path):
+    draft = f"<think>\n{P}A\n\n{P}B"
+    gen = ScriptedGenerator([draft], ["<refine>" + "z" * 6000 + "</refine>", "<refine>ok</refine>"])
+    s, store, rec = make(tmp_path, gen, SearchConfig(max_steps=1, stop_score=0.0))
+    assert await s.run(rec) == RecordStatus.done
+    [long, ok] = store.load_progress(rec.id).candidates[0]
+    assert long.rejected.startswith("cannot be scored") and long.score is None and ok.score is not None

@@ -1,0 +1,64 @@
+"""The scorer as the agents see it: a client that survives the scorer process dying.
+
+If the scorer process dies (out of memory, a segfault), the requests waiting on it fail with
+``ScorerUnavailable``; the first of them restarts the process and every one of them is retried
+against the new one. After ``max_restarts`` restarts the run stops with the reason; no record
+is failed for it, so the next run resumes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from agents.process import ChildService
+from scorer import ScorerClient, ScorerUnavailable
+
+DEFAULT_MAX_RESTARTS = 3
+
+
+class SupervisedScorer:
+    def __init__(self, service: ChildService, log: Callable[[str], None], max_restarts: int = DEFAULT_MAX_RESTARTS):
+        self.service, self.log, self.max_restarts = service, log, max_restarts
+        self.client: ScorerClient | None = None
+        self.restarts = 0
+        self._old: list[ScorerClient] = []  # closed at the end: other requests may still hold them
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.client = ScorerClient(await self.service.start())
+
+    async def score(self, question: str, thinking: str, answer: str, lang: str) -> float:
+        return await self._call("score", question, thinking, answer, lang)
+
+    async def check(self, question: str, answer: str, lang: str) -> int:
+        return await self._call("check", question, answer, lang)
+
+    async def _call(self, method: str, *args):
+        while True:
+            client = self.client
+            try:
+                return await getattr(client, method)(*args)
+            except ScorerUnavailable as exc:
+                await self._restart(client, exc)
+
+    async def _restart(self, failed: ScorerClient, exc: ScorerUnavailable) -> None:
+        async with self._lock:
+            if self.client is not failed:
+                return  # another request already restarted it
+            if not await self.service.wait_exit(2.0):
+                raise exc  # it runs but does not answer: not something a restart fixes
+            self.restarts += 1
+            if self.restarts > self.max_restarts:
+                raise ScorerUnavailable(f"the scorer process died {self.restarts} times; stopping. Last: {exc}"
+                                        f"{self.service.tail()}") from exc
+            self.log(f"the scorer process died ({exc}); restarting it ({self.restarts}/{self.max_restarts})")
+            self._old.append(failed)
+            await self.service.stop()
+            self.client = ScorerClient(await self.service.start())
+
+    async def aclose(self) -> None:
+        for client in [*self._old, self.client]:
+            if client is not None:
+                await client.aclose()
+        await self.service.stop()

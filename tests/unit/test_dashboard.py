@@ -1,0 +1,36 @@
+import io
+
+from rich.console import Console
+
+from agents.dashboard import Display, render, summary_line
+from agents.stats import Stats
+
+
+def stats() -> Stats:
+    s = Stats(total=10, done=3, failed=1, skipped=1, running=2, steps=12, accepted=5, requests=40)
+    s.initial_scores += [1.5, 1.0]
+    s.final_scores += [1.2, 0.8]
+    s.error("HTTP 503 from the endpoint")
+    return s
+
+
+def test_summary_line_says_what_a_user_needs():
+    line = summary_line(stats())
+    for part in ("records 5/10", "done 3", "failed 1", "skipped 1", "running 2", "accepted 5", "1.250 -> 1.000",
+                 "errors 1"):
+        assert part in line
+
+
+def test_panel_shows_counts_scores_and_last_errors():
+    out = io.StringIO()
+    Console(file=out, width=140).print(render(stats(), "in.jsonl"))
+    text = out.getvalue()
+    assert "reer · in.jsonl" in text and "1.250 → 1.000" in text and "HTTP 503" in text
+
+
+def test_plain_mode_logs_lines_when_not_a_terminal():
+    out = io.StringIO()
+    with Display(stats(), "x", stream=out) as d:  # a StringIO is not a tty: plain lines
+        d.log("hello")
+        d.tick()
+    assert out.getvalue().splitlines()[0] == "hello" and "records 5/10" in out.getvalue()
