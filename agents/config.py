@@ -92,6 +92,8 @@ class ScorerConfig:
     chat_format: str | None = None  # when the scoring tokenizer has no chat template
     max_batch_tokens: int = 16384
     url: str | None = None  # an already running scorer, instead of starting one
+    token: str | None = field(default=None, repr=False)  # its bearer token, if it requires one
+    max_context: int | None = None  # None: the scoring model's own
 
 
 @dataclass(frozen=True)
@@ -130,5 +132,6 @@ class RunConfig:
             "scorer_model": self.scorer.model,
             "scorer_dtype": self.scorer.dtype,
             "scorer_chat_format": self.scorer.chat_format,
+            "max_context": self.scorer.max_context,
             "prompts": prompts,
         }

@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scorer-chat-format", default=None, help="when the scorer's tokenizer has no chat template")
     sc.add_argument("--scorer-max-batch-tokens", type=int, default=16384, help="padded tokens per forward pass")
     sc.add_argument("--scorer-url", default=None, help="use a running scorer (python -m scorer.server) instead")
+    sc.add_argument("--scorer-token", default=os.environ.get("REER_SCORER_TOKEN"),
+                    help="bearer token of a --scorer-url that requires one (env REER_SCORER_TOKEN)")
+    sc.add_argument("--max-context", type=int, default=None,
+                    help="longest scoring text in tokens (default: the scoring model's); records whose "
+                         "question and answer do not fit are skipped, longer thinkings rejected")
 
     p.add_argument("--grace-s", type=float, default=C.DEFAULT_GRACE_S,
                    help="on Ctrl-C/SIGTERM, how long in-flight records may finish before they are cancelled")
@@ -167,7 +172,8 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
                               a.draft_attempts),
         scorer=C.ScorerConfig(model=a.scorer_model, threads=a.scorer_threads, dtype=a.scorer_dtype,
                               device=a.scorer_device, chat_format=a.scorer_chat_format,
-                              max_batch_tokens=a.scorer_max_batch_tokens, url=a.scorer_url),
+                              max_batch_tokens=a.scorer_max_batch_tokens, url=a.scorer_url,
+                              token=a.scorer_token, max_context=a.max_context),
         prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard,
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
         record_failures=a.record_failures,
@@ -178,7 +184,7 @@ def scorer_args(cfg: C.RunConfig) -> list[str]:
     sc = cfg.scorer
     args = ["--model", sc.model, "--dtype", sc.dtype, "--max-batch-tokens", str(sc.max_batch_tokens)]
     for flag, value in (("--threads", sc.threads), ("--device", sc.device), ("--chat-format", sc.chat_format),
-                        ("--prompts-dir", cfg.prompts_dir)):
+                        ("--prompts-dir", cfg.prompts_dir), ("--max-context", sc.max_context)):
         if value is not None:
             args += [flag, str(value)]
     return args
@@ -264,7 +270,7 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
 
         stats.phase = "starting scorer"
         if cfg.scorer.url:
-            scorer = ScorerClient(cfg.scorer.url)
+            scorer = ScorerClient(cfg.scorer.url, token=cfg.scorer.token)
         else:
             display.log(f"starting the scorer ({cfg.scorer.model}); log: {log_path(cfg.db, 'scorer')}")
             scorer = SupervisedScorer(ChildService("scorer", "scorer.server", scorer_args(cfg),

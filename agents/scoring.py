@@ -15,6 +15,8 @@ from agents.process import ChildService
 from scorer import ScorerClient, ScorerUnavailable
 
 DEFAULT_MAX_RESTARTS = 3
+TRANSIENT_RETRIES = 5  # a live scorer that dropped a connection: retry before giving up
+TRANSIENT_WAIT_S = 0.5
 
 
 class SupervisedScorer:
@@ -35,19 +37,26 @@ class SupervisedScorer:
         return await self._call("check", question, answer, lang)
 
     async def _call(self, method: str, *args):
+        transient = 0
         while True:
             client = self.client
             try:
                 return await getattr(client, method)(*args)
             except ScorerUnavailable as exc:
-                await self._restart(client, exc)
+                if await self._restart(client, exc):
+                    continue
+                transient += 1  # alive, but the connection dropped
+                if transient > TRANSIENT_RETRIES:
+                    raise
+                await asyncio.sleep(TRANSIENT_WAIT_S * transient)
 
-    async def _restart(self, failed: ScorerClient, exc: ScorerUnavailable) -> None:
+    async def _restart(self, failed: ScorerClient, exc: ScorerUnavailable) -> bool:
+        """Restart the scorer if its process died; False if it is still running."""
         async with self._lock:
             if self.client is not failed:
-                return  # another request already restarted it
+                return True  # another request already restarted it
             if not await self.service.wait_exit(2.0):
-                raise exc  # it runs but does not answer: not something a restart fixes
+                return False
             self.restarts += 1
             if self.restarts > self.max_restarts:
                 raise ScorerUnavailable(f"the scorer process died {self.restarts} times; stopping. Last: {exc}"
@@ -56,6 +65,7 @@ class SupervisedScorer:
             self._old.append(failed)
             await self.service.stop()
             self.client = ScorerClient(await self.service.start())
+            return True
 
     async def aclose(self) -> None:
         for client in [*self._old, self.client]:

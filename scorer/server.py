@@ -89,6 +89,13 @@ class ScoringService:
             self.scored += len(pending)
 
 
+class Server(ThreadingHTTPServer):
+    # Every concurrent search holds a connection: the default listen backlog of 5 would reset
+    # the excess under load.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def make_handler(service: ScoringService, info: dict, token: str | None = None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -171,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
     service = ScoringService(args.max_batch_tokens)
     info: dict = {"model": args.model}
-    httpd = ThreadingHTTPServer((args.host, args.port), make_handler(service, info, args.token))
-    httpd.daemon_threads = True
+    httpd = Server((args.host, args.port), make_handler(service, info, args.token))
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"REER_URL=http://{shown}:{httpd.server_address[1]}", flush=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()

@@ -238,12 +238,14 @@ class Store:
         self._update_record(record_id, status=status, error=reason)
 
     def _update_record(self, record_id: int, **values: Any) -> None:
+        self._update(Record, record_id, updated_at=utcnow(), **values)
+
+    def _update(self, table: type, row_id: int, **values: Any) -> None:
         with self._session() as s:
-            rec = s.get(Record, record_id)
+            row = s.get(table, row_id)
             for k, v in values.items():
-                setattr(rec, k, v)
-            rec.updated_at = utcnow()
-            s.add(rec)
+                setattr(row, k, v)
+            s.add(row)
             s.commit()
 
     # --- the search tree ------------------------------------------------------------------
@@ -268,18 +270,10 @@ class Store:
             return node
 
     def set_score(self, node_id: int, score: float) -> None:
-        with self._session() as s:
-            node = s.get(Node, node_id)
-            node.score = score
-            s.add(node)
-            s.commit()
+        self._update(Node, node_id, score=score)
 
     def reject_node(self, node_id: int, reason: str) -> None:
-        with self._session() as s:
-            node = s.get(Node, node_id)
-            node.rejected = reason
-            s.add(node)
-            s.commit()
+        self._update(Node, node_id, rejected=reason)
 
     def complete_step(self, record_id: int, step: Step) -> None:
         """Record a step's choice and the record's progress in one transaction."""

@@ -123,3 +123,23 @@ def test_unknown_file_type_and_unreachable_endpoint(tmp_path, tiny_model_dirs):
     p = R.run(R.run_cmd("http://127.0.0.1:9/v1", inp, tmp_path / "d.db", tmp_path / "o.jsonl",
                         tiny_model_dirs["llama"], "--max-retries", "1"))
     assert p.returncode == 2 and "connection failed" in p.stderr
+
+
+def test_answers_the_scorer_cannot_hold_are_skipped_before_any_generation(tmp_path, tiny_model_dirs):
+    huge = {"id": "huge", "question": "Summarise.", "solution": ("word " * 4_000_000)[:20_000_000]}  # a 20 MB answer
+    long = {"id": "long", "question": "Summarise.", "solution": "A sentence of the answer. " * 120}
+    tags = {"id": "tags", "question": "Explain the tags.",
+            "solution": "Use <refine> and </answer> literally in the text, as shown here, and keep reading on.\n\n"
+                        "Then <think> blocks open and </refine> closes: none of it is markup for reer at all."}
+    inp = R.write_input(tmp_path / "in.jsonl", [huge, long, tags, R.RECORDS[0]])
+    db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
+    with FakeOpenAI() as fake:
+        p = R.run(R.run_cmd(fake.url, inp, db, out, tiny_model_dirs["llama"], "--max-steps", "1",
+                            "--max-context", "900"), timeout=600)
+        drafted = {r.task for r in fake.log if r.kind == "draft"}
+    assert p.returncode == 0, p.stdout + p.stderr
+    errors = dict(R.query(db, "select key, error from record where status = 'skipped'"))
+    assert set(errors) == {"huge", "long"} and all("over the scorer's context of 900" in e for e in errors.values())
+    assert "Summarise." not in drafted  # nothing was generated for them
+    rows = {r["id"]: r for r in R.read_jsonl(out)}
+    assert rows["tags"]["answer"] == tags["solution"] and rows["tags"]["final_score"] is not None

@@ -1,7 +1,11 @@
 """The scorer as a real process over HTTP: concurrent requests batched, same numbers as alone."""
 
 import asyncio
+import os
+import subprocess
 import sys
+
+import httpx
 
 import pytest
 
@@ -31,3 +35,30 @@ async def test_concurrent_requests_equal_sequential_ones(tiny_model_dirs, tmp_pa
         await client.aclose()
         await svc.stop()
     assert not svc.alive()
+
+
+def test_exposed_scorer_requires_a_token(tiny_model_dirs):
+    cmd = [sys.executable, "-m", "scorer.server", "--model", str(tiny_model_dirs["llama"]), "--threads", "1"]
+    env = {**os.environ, "REER_SCORER_TOKEN": ""}
+    refused = subprocess.run(cmd + ["--host", "0.0.0.0"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert refused.returncode == 2 and "--token" in refused.stderr
+
+
+async def test_token_protected_scorer_answers_only_with_the_token(tiny_model_dirs):
+    from scorer import ScorerError
+
+    cmd = [sys.executable, "-m", "scorer.server", "--model", str(tiny_model_dirs["llama"]), "--threads", "1",
+           "--host", "0.0.0.0", "--token", "t0ken"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = proc.stdout.readline().strip().removeprefix("REER_URL=")
+        async with httpx.AsyncClient() as http:
+            while (await http.get(f"{url}/health", headers={"Authorization": "Bearer t0ken"})).status_code != 200:
+                await asyncio.sleep(0.2)
+            assert (await http.get(f"{url}/health")).status_code == 401
+        with pytest.raises(ScorerError, match="token"):
+            await ScorerClient(url).score("q", THINK, ANSWER, "en")
+        assert 0 < await ScorerClient(url, token="t0ken").score("q", THINK, ANSWER, "en") <= 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

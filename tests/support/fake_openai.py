@@ -70,7 +70,7 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._rng = random.Random(self.seed)
         self._fault_rng = random.Random(self.seed + 1)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._httpd = _QuietServer(("127.0.0.1", self.port), self._handler())
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
@@ -213,6 +213,14 @@ class FakeOpenAI:
                 self._send(200, data)
 
         return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)  # a client that hung up is expected here
 
 
 def _between(text: str, start: str, end: str) -> str | None:
