@@ -305,10 +305,12 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
         fatal = [r for r in results if isinstance(r, Exception)]
         if fatal:
             raise fatal[0]
-        stats.phase = "stopped" if shutdown.requested else "finished"
+        unfinished = len(store.records_to_run(start.run_id))
+        stats.phase = "stopped" if unfinished else "finished"
         n = write_jsonl(store, start.run_id, cfg.out)
         display.log(f"wrote {n} records to {cfg.out}")
-        if shutdown.requested:
+        if unfinished:
+            display.log(f"{unfinished} records unfinished: run the same command to resume them")
             return EXIT_INTERRUPTED
         problems = store.unfinished_problems(start.run_id)
         for rec in problems:

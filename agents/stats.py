@@ -23,8 +23,8 @@ class Stats:
     scored: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    initial_scores: list[float] = field(default_factory=list)
-    final_scores: list[float] = field(default_factory=list)
+    initial_scores: dict[int, float] = field(default_factory=dict)  # by record: a retried record counts once
+    final_scores: dict[int, float] = field(default_factory=dict)
     last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     started: float = field(default_factory=time.monotonic)
     phase: str = "starting"
@@ -48,5 +48,5 @@ class Stats:
         return self.elapsed_s() / self.finished * remaining
 
     @staticmethod
-    def mean(xs: list[float]) -> float | None:
-        return sum(xs) / len(xs) if xs else None
+    def mean(scores: dict[int, float]) -> float | None:
+        return sum(scores.values()) / len(scores) if scores else None

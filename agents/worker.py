@@ -91,7 +91,7 @@ class RecordSearch:
             draft = None  # too long for the scorer: rejected like any unusable draft
         self.store.set_initial_score(rec.id, draft.score)
         segments = segment_text(draft.text)
-        self.stats.initial_scores.append(draft.score)
+        self.stats.initial_scores[rec.id] = draft.score
 
         kept = [st.kept for st in progress.steps]
         best = progress.steps[-1].best_after if progress.steps else draft.score
@@ -114,7 +114,7 @@ class RecordSearch:
             self.stats.steps += 1
         thinking = search.final_thinking(segments, kept)
         self.store.finish_record(rec.id, thinking, best)
-        self.stats.final_scores.append(best)
+        self.stats.final_scores[rec.id] = best
         self.stats.done += 1
         return RecordStatus.done
 

@@ -8,8 +8,8 @@ from agents.stats import Stats
 
 def stats() -> Stats:
     s = Stats(total=10, done=3, failed=1, skipped=1, running=2, steps=12, accepted=5, requests=40)
-    s.initial_scores += [1.5, 1.0]
-    s.final_scores += [1.2, 0.8]
+    s.initial_scores.update({1: 1.5, 2: 1.0})
+    s.final_scores.update({1: 1.2, 2: 0.8})
     s.error("HTTP 503 from the endpoint")
     return s
 
