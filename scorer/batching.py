@@ -13,10 +13,17 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def plan_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+def plan_batches(lengths: Sequence[int], max_tokens: int, groups: Sequence[int] | None = None) -> list[list[int]]:
     """Indices of the requests, grouped into batches of at most ``max_tokens`` padded tokens
-    (rows x longest row); a request longer than the budget gets a batch of its own."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    (rows x longest row); a request longer than the budget gets a batch of its own. Requests
+    of one ``groups`` id (sharers of a prefix) are kept next to each other, longest group first."""
+    if groups is None:
+        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    else:
+        longest: dict[int, int] = {}
+        for i, g in enumerate(groups):
+            longest[g] = max(longest.get(g, 0), lengths[i])
+        order = sorted(range(len(lengths)), key=lambda i: (-longest[groups[i]], groups[i], -lengths[i], i))
     batches: list[list[int]] = []
     for i in order:
         if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
@@ -32,11 +39,12 @@ def run_batched(
     max_tokens: int,
     run: Callable[[list[T]], list[R]],
     is_oom: Callable[[BaseException], bool],
+    groups: Sequence[int] | None = None,
 ) -> list[R]:
     """``run`` over all items in planned batches; results in input order, each item exactly once."""
     results: list[R | None] = [None] * len(items)
     done = [False] * len(items)
-    for batch in plan_batches(lengths, max_tokens):
+    for batch in plan_batches(lengths, max_tokens, groups):
         for i, r in zip(batch, run_halving([items[i] for i in batch], run, is_oom)):
             results[i], done[i] = r, True
     assert all(done), "every request must get a result"
@@ -55,3 +63,44 @@ def run_halving(batch: list[T], run: Callable[[list[T]], list[R]], is_oom: Calla
     if len(out) != len(batch):
         raise RuntimeError(f"batch of {len(batch)} returned {len(out)} results")
     return out
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def prefix_groups(seqs: Sequence[Sequence[int]], limits: Sequence[int], min_prefix: int) -> list[tuple[int, list[int]]]:
+    """Group requests that share a token prefix worth computing once.
+
+    The candidates of one search step share everything before the rewritten segment (system
+    prompt, question, kept segments). Sorting the token sequences puts sharers side by side;
+    a group's prefix is the common prefix of all its members, cut to each member's ``limit``
+    (the first position whose logits are needed must lie after the prefix). Returns
+    ``(prefix_len, indices)``; a prefix shorter than ``min_prefix`` is not worth a cache and
+    comes back as 0.
+    """
+    order = sorted(range(len(seqs)), key=lambda i: (list(seqs[i]), i))
+    groups: list[tuple[int, list[int]]] = []
+    for i in order:
+        if groups:
+            plen, members = groups[-1]
+            # sorted order: the prefix shared with the last member bounds the one shared with all
+            shared = min(plen, common_prefix_len(seqs[members[-1]], seqs[i]), limits[i])
+            if shared >= min_prefix:
+                groups[-1] = (shared, members + [i])
+                continue
+        groups.append((limits[i], [i]))  # a lone request: its prefix bound is its own limit
+    return [(plen if len(members) > 1 else 0, members) for plen, members in groups]
+
+
+def group_ids(seqs: Sequence[Sequence[int]], limits: Sequence[int], min_prefix: int) -> list[int]:
+    """A group id per request (``prefix_groups``), for ``plan_batches`` to keep sharers together."""
+    ids = [0] * len(seqs)
+    for g, (_, members) in enumerate(prefix_groups(seqs, limits, min_prefix)):
+        for i in members:
+            ids[i] = g
+    return ids

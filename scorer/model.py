@@ -10,10 +10,16 @@ Batches are left-padded so that every row's answer sits at the end; the model is
 the logits of the last K' positions only (``logits_to_keep``, its own head path, so soft-capping
 and scaling stay right for every architecture). Explicit ``position_ids`` make a padded row
 compute exactly what it computes alone.
+
+Requests that share a long token prefix (the candidates of one search step share the prompt and
+every kept segment) are scored against that prefix's KV cache, computed once: the prefix runs
+alone, its cache is repeated for each sharer, and only the suffixes (candidate, later segments,
+answer) run as a right-padded batch. Causal attention makes this exact.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +28,13 @@ from typing import Sequence
 import torch
 
 from prompts import PromptSet, render_chat
+from scorer.batching import group_ids, prefix_groups
 from scorer.errors import ModelLoadError, ScoringInputError
 from scorer.loading import resolve_model
 from scorer.span import SYSTEM_PROMPT, scored_positions, scoring_text
 
 NLL_CLIP = 2.0  # reference: logprobs are clipped to [-2, 0]
+MIN_SHARED_PREFIX = 64  # tokens: a shorter shared prefix is not worth a separate cached pass
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,8 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 class ScoringModel:
     def __init__(self, spec: str, *, device: str | None = None, dtype: str = "auto", threads: int | None = None,
-                 chat_format: str | None = None, prompts_dir: Path | None = None, max_context: int | None = None):
+                 chat_format: str | None = None, prompts_dir: Path | None = None, max_context: int | None = None,
+                 reuse_prefix: bool = True):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
@@ -70,11 +79,15 @@ class ScoringModel:
         if not self.tokenizer.is_fast:
             raise ModelLoadError(f"{spec!r} has no fast tokenizer: reer needs offset mappings to find the answer span")
         self.name = spec
+        self.reuse_prefix = reuse_prefix
         self.prompts = PromptSet(prompts_dir)
         self.chat_format = chat_format or self._fallback_format()
         cfg = self.model.config
         self.max_context = max_context or getattr(cfg, "max_position_embeddings", None)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # transformers >= 5.24 names the KV-cache argument `cache`; older ones `past_key_values`.
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
     def _fallback_format(self) -> str | None:
         if self.tokenizer.chat_template:
@@ -106,9 +119,28 @@ class ScoringModel:
 
     # --- tokens -> scores -----------------------------------------------------------------
 
+    @property
+    def _min_prefix(self) -> int:
+        return MIN_SHARED_PREFIX if self.reuse_prefix else 1 << 62
+
+    def groups(self, batch: Sequence[Encoded]) -> list[int]:
+        """Which requests share a prefix: batches are cut so that sharers stay together."""
+        return group_ids([e.ids for e in batch], [e.positions[0] - 1 for e in batch], self._min_prefix)
+
     @torch.inference_mode()
     def score(self, batch: Sequence[Encoded]) -> list[float]:
-        """Scores of a batch, each exactly what it would be alone."""
+        """Scores of a batch, each what it would be alone; sharers of a prefix reuse its cache."""
+        groups = prefix_groups([e.ids for e in batch], [e.positions[0] - 1 for e in batch], self._min_prefix)
+        scores: list[float] = [0.0] * len(batch)
+        alone = [i for plen, members in groups if not plen for i in members]
+        runs = [(alone, self._score_padded([batch[i] for i in alone]))] if alone else []
+        runs += [(members, self._score_shared([batch[i] for i in members], plen)) for plen, members in groups if plen]
+        for members, values in runs:
+            for i, v in zip(members, values):
+                scores[i] = v
+        return scores
+
+    def _score_padded(self, batch: Sequence[Encoded]) -> list[float]:
         B, T = len(batch), max(len(e) for e in batch)
         ids = torch.full((B, T), self.pad_id, dtype=torch.long)
         mask = torch.zeros((B, T), dtype=torch.long)
@@ -118,18 +150,41 @@ class ScoringModel:
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         # Logits are needed from the earliest predicting position (first scored - 1) to the end.
         keep = max(len(e) - (e.positions[0] - 1) for e in batch)
-        out = self.model(
-            input_ids=ids.to(self.device, non_blocking=True),
-            attention_mask=mask.to(self.device, non_blocking=True),
-            position_ids=position_ids.to(self.device, non_blocking=True),
-            logits_to_keep=keep,
-            use_cache=False,
-        )
-        logits = out.logits  # (B, keep, vocab): position T-keep+j predicts token T-keep+j+1
+        logits = self._forward(ids, mask, position_ids, keep)  # (B, keep, vocab)
+        # Row b's token t sits at column t + (T - len) - (T - keep) of the kept logits.
+        return self._nll(logits, [[p - 1 + keep - len(e) for p in e.positions] for e in batch], batch)
+
+    def _score_shared(self, batch: Sequence[Encoded], plen: int) -> list[float]:
+        """Score requests sharing their first ``plen`` tokens: the prefix once, then the suffixes."""
+        B = len(batch)
+        prefix = torch.tensor([batch[0].ids[:plen]], device=self.device)
+        cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(B)  # (B, heads, plen, head_dim) per layer
+        S = max(len(e) - plen for e in batch)
+        ids = torch.full((B, S), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((B, plen + S), dtype=torch.long)
+        mask[:, :plen] = 1
+        for b, e in enumerate(batch):  # right padding: the suffixes start together after the prefix
+            ids[b, : len(e) - plen] = torch.tensor(e.ids[plen:])
+            mask[b, plen : len(e)] = 1
+        position_ids = (plen + torch.arange(S)).expand(B, S)
+        keep = max(S - (e.positions[0] - 1 - plen) for e in batch)
+        logits = self._forward(ids, mask, position_ids, keep, cache)  # (B, keep, vocab)
+        # Token t sits at suffix index t - plen, i.e. column t - plen - (S - keep).
+        return self._nll(logits, [[p - 1 - plen - S + keep for p in e.positions] for e in batch], batch)
+
+    def _forward(self, ids, mask, position_ids, keep: int, cache=None) -> torch.Tensor:
+        dev = self.device
+        extra = {self._cache_arg: cache, "use_cache": True} if cache is not None else {"use_cache": False}
+        out = self.model(input_ids=ids.to(dev, non_blocking=True), attention_mask=mask.to(dev, non_blocking=True),
+                         position_ids=position_ids.to(dev, non_blocking=True), logits_to_keep=keep, **extra)
+        return out.logits
+
+    def _nll(self, logits: torch.Tensor, columns: list[list[int]], batch: Sequence[Encoded]) -> list[float]:
+        """Clipped mean NLL per row; ``columns[b]`` are the logit columns predicting row b's scored tokens."""
         scores = []
         for b, e in enumerate(batch):
-            shift = T - len(e) - (T - keep)  # row index -> column in the kept logits
-            pred = torch.tensor([shift + p - 1 for p in e.positions], device=self.device)
+            pred = torch.tensor(columns[b], device=self.device)
             target = torch.tensor([e.ids[p] for p in e.positions], device=self.device)
             lp = torch.log_softmax(logits[b, pred].float(), dim=-1).gather(-1, target[:, None])[:, 0]  # (K,)
             scores.append((-lp).clamp(max=NLL_CLIP).mean())

@@ -79,7 +79,8 @@ class ScoringService:
                     break
             encs = [e for e, _ in pending]
             try:
-                scores = run_batched(encs, [len(e) for e in encs], self.max_batch_tokens, self.model.score, is_oom)
+                scores = run_batched(encs, [len(e) for e in encs], self.max_batch_tokens, self.model.score, is_oom,
+                                     groups=self.model.groups(encs))
             except BaseException as exc:  # answer every waiting caller, then keep serving
                 for _, fut in pending:
                     fut.set_exception(exc)

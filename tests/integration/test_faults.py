@@ -82,6 +82,17 @@ def test_sigint_stops_cleanly_and_resume_finishes(tmp_path, tiny_model_dirs):
         assert time.monotonic() - t0 < 30
         assert "interrupted; progress is saved" in stderr and "stopping: no new records" in stdout
         assert R.none_left("sigint"), "the scorer was not stopped"
+        # a second Ctrl-C does not wait for the grace period
+        n0 = R.query(db, "select count(*) from step")[0][0]
+        proc = R.start(cmd[:-2] + ["--grace-s", "120"], mark="sigint2")
+        assert R.wait_for(lambda: R.query(db, "select count(*) from step")[0][0] > n0, timeout=120)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and time.monotonic() - t0 < 20, stderr
+        assert R.none_left("sigint2")
         p = R.run(cmd)
         assert p.returncode == 0, p.stdout + p.stderr
     assert len(R.read_jsonl(out)) == 6

@@ -91,3 +91,31 @@ def test_only_tail_logits_are_computed(scorer, monkeypatch):
     scorer.score([enc])
     assert seen["shape"][1] < seen["T"] / 2  # the thinking and prompt positions get no logits
     assert seen["shape"][1] >= len(enc.positions)
+
+
+def test_shared_prefix_reuse_equals_full_recomputation(scorer):
+    """Candidates of one step share prompt + kept segments: scored against one cached prefix,
+    they must give what each gives alone (the gemma3 model's window of 16 is far exceeded)."""
+    kept = THINKING
+    cands = ["Wait, let me think about the gulls first.", "Alternatively, the boats; the boats are the point here.",
+             "Hmm, maybe the light on the water."]
+    after = "\n\nThen I will close on the door image, quietly."
+    encs = [scorer.encode("Write a poem about the sea.", f"{kept}\n\n{c}{after}", ANSWER, "en") for c in cands]
+    from scorer.batching import common_prefix_len, prefix_groups
+
+    [(plen, members)] = prefix_groups([e.ids for e in encs], [e.positions[0] - 1 for e in encs], 64)
+    assert sorted(members) == [0, 1, 2] and plen >= common_prefix_len(encs[0].ids, encs[1].ids) - 1 > 64
+    shared = scorer.score(encs)
+    alone = [scorer._score_padded([e])[0] for e in encs]
+    assert shared == pytest.approx(alone, abs=1e-5)
+    mixed = scorer.score([encs[0], scorer.encode("q", "other thinking " * 5, ANSWER, "en"), encs[2]])
+    assert [mixed[0], mixed[2]] == pytest.approx([alone[0], alone[2]], abs=1e-5)
+
+
+def test_prefix_reuse_can_be_turned_off(tiny_model_dirs):
+    sm = ScoringModel(str(tiny_model_dirs["llama"]), threads=1, reuse_prefix=False)
+    encs = [sm.encode("q", THINKING + c, ANSWER, "en") for c in ("\n\nOne.", "\n\nTwo.")]
+    called = []
+    sm._score_shared = lambda *a: called.append(a)
+    sm.score(encs)
+    assert not called

@@ -48,3 +48,25 @@ def test_single_item_oom_and_other_errors_raise():
         run_halving([1], run, lambda e: True)
     with pytest.raises(ValueError):
         run_halving([1, 2], lambda b: (_ for _ in ()).throw(ValueError("x")), lambda e: False)
+
+
+def test_prefix_groups_put_sharers_together_and_respect_limits():
+    from scorer.batching import prefix_groups
+
+    a = [1, 2, 3, 4, 5, 6, 7, 8]
+    b = [1, 2, 3, 4, 5, 9, 9]
+    c = [7, 7, 7, 7, 7, 7]
+    d = [1, 2, 3, 4, 5, 6, 0]
+    groups = prefix_groups([a, c, b, d], limits=[7, 5, 6, 4], min_prefix=3)
+    assert sorted(sorted(m) for _, m in groups) == [[0, 2, 3], [1]]
+    shared = dict((tuple(sorted(m)), p) for p, m in groups)
+    assert shared[(0, 2, 3)] == 4  # common prefix 5, but request 3 needs logits from position 4 on
+    assert shared[(1,)] == 0
+    assert prefix_groups([a, c], limits=[7, 5], min_prefix=3) == [(0, [0]), (0, [1])]
+
+
+def test_sharers_of_a_prefix_stay_in_one_batch():
+    lengths = [100, 98, 60, 97]
+    groups = [0, 1, 0, 1]  # 0 and 2 share a prefix, 1 and 3 another
+    assert plan_batches(lengths, max_tokens=200) == [[0, 1], [3, 2]]  # by length alone: sharers split
+    assert plan_batches(lengths, max_tokens=200, groups=groups) == [[0, 2], [1, 3]]
