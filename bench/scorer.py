@@ -32,7 +32,8 @@ def paragraph(rng: random.Random, words: int) -> str:
 
 
 def requests(n_records: int, seed: int = 0) -> list[tuple[str, str, str]]:
-    """(question, thinking, answer) of every candidate of 2 steps of each record."""
+    """(question, thinking, answer) of every candidate of every step of each record: the search
+    visits each of the 7 segments in turn, so the prefix a step's candidates share grows."""
     rng = random.Random(seed)
     out = []
     for r in range(n_records):
@@ -40,7 +41,7 @@ def requests(n_records: int, seed: int = 0) -> list[tuple[str, str, str]]:
         answer = "\n\n".join(paragraph(rng, 90) for _ in range(5))  # ~600 tokens
         segments = [paragraph(rng, 110) for _ in range(7)]  # ~1K tokens of thinking
         kept: list[str] = []
-        for step in range(2):
+        for step in range(len(segments)):
             after = segments[step + 1 :]
             for _ in range(2):  # expansions
                 cand = paragraph(rng, 110)
@@ -108,7 +109,7 @@ def run_variant(variant: str, model: str, n_records: int, dtype: str, threads: i
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="gemma3-270m")
-    p.add_argument("--records", type=int, default=2)
+    p.add_argument("--records", type=int, default=1)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--variant", choices=["naive", "reer"], help=argparse.SUPPRESS)

@@ -79,22 +79,31 @@ def prefix_groups(seqs: Sequence[Sequence[int]], limits: Sequence[int], min_pref
     The candidates of one search step share everything before the rewritten segment (system
     prompt, question, kept segments). Sorting the token sequences puts sharers side by side;
     a group's prefix is the common prefix of all its members, cut to each member's ``limit``
-    (the first position whose logits are needed must lie after the prefix). Returns
-    ``(prefix_len, indices)``; a prefix shorter than ``min_prefix`` is not worth a cache and
-    comes back as 0.
+    (the first position whose logits are needed must lie after the prefix). A request joins a
+    group only if that does not shorten the group's prefix, so requests of different steps,
+    which share just the prompt, are not merged into one group that reuses little. Returns
+    ``(prefix_len, indices)``; a prefix shorter than ``min_prefix`` comes back as 0.
     """
     order = sorted(range(len(seqs)), key=lambda i: (list(seqs[i]), i))
+    n = len(order)
+    # lcp[k]: the prefix order[k] and order[k+1] share, within both limits
+    lcp = [min(common_prefix_len(seqs[a], seqs[b]), limits[a], limits[b]) for a, b in zip(order, order[1:])]
     groups: list[tuple[int, list[int]]] = []
-    for i in order:
-        if groups:
-            plen, members = groups[-1]
-            # sorted order: the prefix shared with the last member bounds the one shared with all
-            shared = min(plen, common_prefix_len(seqs[members[-1]], seqs[i]), limits[i])
-            if shared >= min_prefix:
-                groups[-1] = (shared, members + [i])
-                continue
-        groups.append((limits[i], [i]))  # a lone request: its prefix bound is its own limit
-    return [(plen if len(members) > 1 else 0, members) for plen, members in groups]
+    k = 0
+    while k < n:
+        members, plen = [order[k]], 0
+        while k + 1 < n:
+            shared = lcp[k]
+            if shared < min_prefix or (plen and shared < plen):
+                break
+            if k + 1 < n - 1 and lcp[k + 1] > shared:
+                break  # order[k+1] shares more with the next one: it starts the next group
+            plen = shared if not plen else min(plen, shared)
+            members.append(order[k + 1])
+            k += 1
+        groups.append((plen, members))
+        k += 1
+    return groups
 
 
 def group_ids(seqs: Sequence[Sequence[int]], limits: Sequence[int], min_prefix: int) -> list[int]:

@@ -35,6 +35,7 @@ from scorer.span import SYSTEM_PROMPT, scored_positions, scoring_text
 
 NLL_CLIP = 2.0  # reference: logprobs are clipped to [-2, 0]
 MIN_SHARED_PREFIX = 64  # tokens: a shorter shared prefix is not worth a separate cached pass
+MAX_LOGIT_BYTES = 1 << 30  # rows per forward are cut so that their kept logits stay under 1 GiB
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,26 @@ class ScoringModel:
         groups = prefix_groups([e.ids for e in batch], [e.positions[0] - 1 for e in batch], self._min_prefix)
         scores: list[float] = [0.0] * len(batch)
         alone = [i for plen, members in groups if not plen for i in members]
-        runs = [(alone, self._score_padded([batch[i] for i in alone]))] if alone else []
-        runs += [(members, self._score_shared([batch[i] for i in members], plen)) for plen, members in groups if plen]
-        for members, values in runs:
+        runs = [(0, chunk) for chunk in self._by_logit_budget(alone, batch)]
+        runs += [(plen, chunk) for plen, members in groups if plen for chunk in self._by_logit_budget(members, batch)]
+        for plen, members in runs:
+            rows = [batch[i] for i in members]
+            values = self._score_shared(rows, plen) if plen and len(rows) > 1 else self._score_padded(rows)
             for i, v in zip(members, values):
                 scores[i] = v
         return scores
+
+    def _by_logit_budget(self, members: list[int], batch: Sequence[Encoded]) -> list[list[int]]:
+        """Cut rows so that (rows x kept positions x vocab) fp32 logits fit MAX_LOGIT_BYTES."""
+        vocab = self.model.config.vocab_size
+        chunks: list[list[int]] = []
+        for i in members:
+            keep = len(batch[i]) - batch[i].positions[0] + 1
+            if chunks and (len(chunks[-1]) + 1) * keep * vocab * 4 <= MAX_LOGIT_BYTES:
+                chunks[-1].append(i)
+            else:
+                chunks.append([i])
+        return chunks
 
     def _score_padded(self, batch: Sequence[Encoded]) -> list[float]:
         B, T = len(batch), max(len(e) for e in batch)
@@ -184,9 +199,15 @@ class ScoringModel:
         """Clipped mean NLL per row; ``columns[b]`` are the logit columns predicting row b's scored tokens."""
         scores = []
         for b, e in enumerate(batch):
-            pred = torch.tensor(columns[b], device=self.device)
+            cols = columns[b]
+            # The scored span is contiguous: a slice is a view, where indexing would copy (K, vocab).
+            if cols == list(range(cols[0], cols[0] + len(cols))):
+                rows = logits[b, cols[0] : cols[0] + len(cols)]
+            else:
+                rows = logits[b, torch.tensor(cols, device=self.device)]
+            rows = rows.float()  # (K, vocab); no copy in fp32
             target = torch.tensor([e.ids[p] for p in e.positions], device=self.device)
-            lp = torch.log_softmax(logits[b, pred].float(), dim=-1).gather(-1, target[:, None])[:, 0]  # (K,)
+            lp = rows.gather(-1, target[:, None])[:, 0] - torch.logsumexp(rows, dim=-1)  # (K,) log-probs
             scores.append((-lp).clamp(max=NLL_CLIP).mean())
         return torch.stack(scores).tolist()  # one host sync for the whole batch
 

@@ -58,10 +58,10 @@ def test_prefix_groups_put_sharers_together_and_respect_limits():
     c = [7, 7, 7, 7, 7, 7]
     d = [1, 2, 3, 4, 5, 6, 0]
     groups = prefix_groups([a, c, b, d], limits=[7, 5, 6, 4], min_prefix=3)
-    assert sorted(sorted(m) for _, m in groups) == [[0, 2, 3], [1]]
     shared = dict((tuple(sorted(m)), p) for p, m in groups)
-    assert shared[(0, 2, 3)] == 4  # common prefix 5, but request 3 needs logits from position 4 on
-    assert shared[(1,)] == 0
+    # d shares 6 tokens with a but needs logits from position 4 on: a and b share 5, so they pair up
+    assert shared == {(0, 2): 5, (1,): 0, (3,): 0}
+    assert prefix_groups([a, b], limits=[7, 4], min_prefix=3) == [(4, [0, 1])]  # cut to the limit
     assert prefix_groups([a, c], limits=[7, 5], min_prefix=3) == [(0, [0]), (0, [1])]
 
 
@@ -70,3 +70,14 @@ def test_sharers_of_a_prefix_stay_in_one_batch():
     groups = [0, 1, 0, 1]  # 0 and 2 share a prefix, 1 and 3 another
     assert plan_batches(lengths, max_tokens=200) == [[0, 1], [3, 2]]  # by length alone: sharers split
     assert plan_batches(lengths, max_tokens=200, groups=groups) == [[0, 2], [1, 3]]
+
+
+def test_a_group_does_not_grow_at_the_cost_of_its_prefix():
+    from scorer.batching import prefix_groups
+
+    prompt = list(range(10))
+    step0 = [prompt + [50, 51, 52], prompt + [60, 61, 62]]  # share only the prompt (10)
+    step1 = [prompt + [70] * 8 + [1, 2], prompt + [70] * 8 + [3, 4]]  # share 18
+    seqs = step0 + step1
+    groups = prefix_groups(seqs, limits=[100] * 4, min_prefix=5)
+    assert sorted((p, sorted(m)) for p, m in groups) == [(10, [0, 1]), (18, [2, 3])]
