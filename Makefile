@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/python -m agents.run --input examples/writing.jsonl --db runs/demo.db --out runs/demo.jsonl
+	$(BIN)/python -m agents.run --input examples/writing.jsonl
 
 test: setup
 	$(BIN)/python -m pytest -q
