@@ -44,7 +44,7 @@ LOCAL = "local"
 # Applied to the options a user did not set; a remote endpoint gets the reference's defaults.
 # It also stops at once (EOS) unless told not to, and loops without a repetition penalty.
 LOCAL_DEFAULTS = {"mode": "completions", "chat_format": "gemma", "edit_prefill": "refine",
-                  "accept_cut_drafts": True, "max_tokens": 320, "max_steps": 4, "concurrency": 4,
+                  "accept_cut_drafts": True, "max_tokens": 200, "max_steps": 2, "concurrency": 5,
                   "min_draft_tokens": 40, "draft_attempts": 3,
                   "extra_body": {"ignore_eos": True, "repeat_penalty": 1.3}}
 REMOTE_DEFAULTS = {"mode": "chat", "chat_format": None, "edit_prefill": "analyze", "accept_cut_drafts": False,
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON object of server-specific request fields, e.g. '{\"min_p\": 0.05}' "
                         "(local endpoint default: ignore_eos and repeat_penalty 1.3)")
     g.add_argument("--concurrency", type=int, default=None,
-                   help=f"records in flight (default {C.DEFAULT_CONCURRENCY}; 4 for the local endpoint)")
+                   help=f"records in flight (default {C.DEFAULT_CONCURRENCY}; 5 for the local endpoint)")
     g.add_argument("--rps", type=float, default=None, help="request-rate limit (requests/s)")
     g.add_argument("--timeout", type=float, default=C.DEFAULT_REQUEST_TIMEOUT_S, help="per-request timeout (s)")
     g.add_argument("--max-retries", type=int, default=C.DEFAULT_MAX_RETRIES, help="retries on 429/5xx/timeouts")
@@ -97,13 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("search (defaults are the reference's)")
     s.add_argument("--stop-ppl", type=float, default=C.DEFAULT_STOP_SCORE, help="stop below this score")
     s.add_argument("--max-steps", type=int, default=None,
-                   help=f"(default {C.DEFAULT_MAX_STEPS}; 4 for the local endpoint)")
+                   help=f"(default {C.DEFAULT_MAX_STEPS}; 2 for the local endpoint)")
     s.add_argument("--expansions", type=int, default=C.DEFAULT_EXPANSIONS, help="candidates per step")
     s.add_argument("--temperature", type=float, default=C.DEFAULT_TEMPERATURE)
     s.add_argument("--top-p", type=float, default=C.DEFAULT_TOP_P)
     s.add_argument("--top-k", type=int, default=C.DEFAULT_TOP_K, help="0 leaves it out (OpenAI rejects it)")
     s.add_argument("--max-tokens", type=int, default=None,
-                   help=f"(default {C.DEFAULT_MAX_TOKENS}; 320 for the local endpoint)")
+                   help=f"(default {C.DEFAULT_MAX_TOKENS}; 200 for the local endpoint)")
     s.add_argument("--min-draft-tokens", type=int, default=None,
                    help=f"reject shorter drafts (default {C.MIN_DRAFT_TOKENS}; 40 for the local endpoint)")
     s.add_argument("--draft-attempts", type=int, default=None,
