@@ -190,10 +190,6 @@ class Store:
         rec.updated_at = utcnow()
         s.add(rec)
 
-    def run_config(self, run_id: int) -> dict[str, Any]:
-        with self._session() as s:
-            return s.get(Run, run_id).config
-
     # --- records --------------------------------------------------------------------------
 
     def records_to_run(self, run_id: int) -> list[Record]:
