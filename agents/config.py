@@ -91,6 +91,7 @@ class ScorerConfig:
     device: str | None = None  # None: CUDA when present, else CPU
     chat_format: str | None = None  # when the scoring tokenizer has no chat template
     max_batch_tokens: int = 16384
+    prefix_cache_mb: int | None = None  # None: the scorer's default (1 GiB; a tenth of the GPU)
     url: str | None = None  # an already running scorer, instead of starting one
     token: str | None = field(default=None, repr=False)  # its bearer token, if it requires one
     max_context: int | None = None  # None: the scoring model's own

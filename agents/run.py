@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scorer-device", default=None, help="default: cuda when present, else cpu")
     sc.add_argument("--scorer-chat-format", default=None, help="when the scorer's tokenizer has no chat template")
     sc.add_argument("--scorer-max-batch-tokens", type=int, default=16384, help="padded tokens per forward pass")
+    sc.add_argument("--scorer-prefix-cache-mb", type=int, default=None,
+                    help="memory for KV caches of prefixes kept across a record's steps, 0 for none "
+                         "(default: 1024 on CPU, a tenth of the GPU's memory on CUDA)")
     sc.add_argument("--scorer-url", default=None, help="use a running scorer (python -m scorer.server) instead")
     sc.add_argument("--scorer-token", default=os.environ.get("REER_SCORER_TOKEN"),
                     help="bearer token of a --scorer-url that requires one (env REER_SCORER_TOKEN)")
@@ -172,7 +175,8 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
                               a.draft_attempts),
         scorer=C.ScorerConfig(model=a.scorer_model, threads=a.scorer_threads, dtype=a.scorer_dtype,
                               device=a.scorer_device, chat_format=a.scorer_chat_format,
-                              max_batch_tokens=a.scorer_max_batch_tokens, url=a.scorer_url,
+                              max_batch_tokens=a.scorer_max_batch_tokens, prefix_cache_mb=a.scorer_prefix_cache_mb,
+                              url=a.scorer_url,
                               token=a.scorer_token, max_context=a.max_context),
         prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard,
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
@@ -184,7 +188,8 @@ def scorer_args(cfg: C.RunConfig) -> list[str]:
     sc = cfg.scorer
     args = ["--model", sc.model, "--dtype", sc.dtype, "--max-batch-tokens", str(sc.max_batch_tokens)]
     for flag, value in (("--threads", sc.threads), ("--device", sc.device), ("--chat-format", sc.chat_format),
-                        ("--prompts-dir", cfg.prompts_dir), ("--max-context", sc.max_context)):
+                        ("--prompts-dir", cfg.prompts_dir), ("--max-context", sc.max_context),
+                        ("--prefix-cache-mb", sc.prefix_cache_mb)):
         if value is not None:
             args += [flag, str(value)]
     return args

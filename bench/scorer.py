@@ -1,13 +1,24 @@
-"""Scorer benchmark: reer's scorer against the reference's cost model, same inputs, same process.
+"""Scorer benchmark: reer's scorer against the reference's cost model, on the same inputs.
 
-    .venv/bin/python bench/scorer.py [--model gemma3-270m] [--records 2] [--dtype float32]
+    .venv/bin/python bench/scorer.py [--model gemma3-270m] [--records 1] [--dtype float32]
+    python3 bench/scorer.py --random llama-8b --records 16 --device cuda --dtype bfloat16
 
-Inputs are realistic REER steps: a prompt, a ~1K-token thinking split into segments, 2
-candidates per step, a ~600-token answer, several records. The naive baseline scores one
-request at a time with the full ``[T, vocab]`` logits and no prefix reuse (what vLLM
-``prompt_logprobs`` computes); reer scores all requests together (answer-only logits, the
-step's shared prefix computed once, batching). Each variant runs in its own process so that
-peak memory is its own. Prints tokens/s, peak extra memory and the largest score difference.
+Inputs are realistic REER steps: a prompt, a ~1K-token thinking in 7 segments, 2 candidates per
+step, a ~600-token answer, for several records searched side by side. reer gets them as the
+pipeline sends them: step by step, every record's candidates of a step together. The naive
+baseline scores one request at a time with the full ``[T, vocab]`` logits and no prefix reuse
+(what vLLM ``prompt_logprobs`` computes).
+
+``--model`` takes a real model (text through its tokenizer). ``--random NAME`` builds a randomly
+initialised model of a real size from a built-in config and feeds it token ids of the same
+shape: no weights and no tokenizer are needed, which is what a GPU box without a hub needs.
+
+On CPU each variant runs in its own process, so that its peak resident memory is its own. On
+CUDA both run in one process (the model is loaded once) and peak memory is the allocator's.
+Prints tokens/s, tokens through the model, peak extra memory, the largest score difference and,
+on CUDA, the model FLOP utilisation: 2 x (parameters of the matmuls a token goes through) x
+tokens through the model, plus the LM head for the logits computed, over time and the GPU's
+dense bf16 peak (attention is not counted, so the figure is a lower bound).
 """
 
 from __future__ import annotations
@@ -25,29 +36,70 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 WORDS = ("the light river morning quiet stone open long door gull boat wait think maybe perhaps first then "
          "reader plan image turn close small story sea shore window city rain walk voice letter hand slowly").split()
+SEGMENTS, EXPANSIONS = 7, 2
+RANDOM_CONFIGS = {
+    # Llama 3 8B's shapes
+    "llama-8b": dict(model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336,
+                     num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                     max_position_embeddings=8192, rope_theta=500000.0),
+    # a few MB: to try the benchmark itself quickly
+    "llama-tiny": dict(model_type="llama", vocab_size=32000, hidden_size=256, intermediate_size=512,
+                       num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=8192),
+    # Gemma 3 270M's shapes: a random stand-in for the demo scorer
+    "gemma3-270m": dict(model_type="gemma3_text", vocab_size=262144, hidden_size=640, intermediate_size=2048,
+                        num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1, head_dim=256,
+                        sliding_window=512, max_position_embeddings=32768),
+}
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "H800": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0}
 
 
 def paragraph(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "."
 
 
-def requests(n_records: int, seed: int = 0) -> list[tuple[str, str, str]]:
-    """(question, thinking, answer) of every candidate of every step of each record: the search
-    visits each of the 7 segments in turn, so the prefix a step's candidates share grows."""
+def text_steps(n_records: int, seed: int = 0) -> list[list[tuple[str, str, str]]]:
+    """For each step, every record's candidates: (question, thinking, answer). The search visits
+    the segments in turn, so the prefix a step's candidates share grows."""
     rng = random.Random(seed)
-    out = []
-    for r in range(n_records):
-        question = f"Write a short story about the sea, number {r}."
-        answer = "\n\n".join(paragraph(rng, 90) for _ in range(5))  # ~600 tokens
-        segments = [paragraph(rng, 110) for _ in range(7)]  # ~1K tokens of thinking
-        kept: list[str] = []
-        for step in range(len(segments)):
-            after = segments[step + 1 :]
-            for _ in range(2):  # expansions
-                cand = paragraph(rng, 110)
-                out.append((question, "\n\n".join([*kept, cand, *after]), answer))
-            kept.append(segments[step])
-    return out
+    records = [(f"Write a short story about the sea, number {r}.",
+                "\n\n".join(paragraph(rng, 90) for _ in range(5)),  # ~600 tokens
+                [paragraph(rng, 110) for _ in range(SEGMENTS)])  # ~1K tokens of thinking
+               for r in range(n_records)]
+    steps = []
+    for step in range(SEGMENTS):
+        out = []
+        for question, answer, segments in records:
+            for _ in range(EXPANSIONS):
+                thinking = "\n\n".join([*segments[:step], paragraph(rng, 110), *segments[step + 1:]])
+                out.append((question, thinking, answer))
+        steps.append(out)
+    return steps
+
+
+def token_steps(n_records: int, vocab: int, seed: int = 0) -> list[list]:
+    """The same shape as ``text_steps`` in token ids (no tokenizer): a 90-token prompt, 7
+    segments of 150, a 600-token answer whose first fifth is context."""
+    from scorer.engine import Encoded
+
+    rng = random.Random(seed)
+    para = lambda n: [rng.randrange(10, vocab) for _ in range(n)]  # noqa: E731
+    sep = [5]
+    records = [(para(90), para(600), [para(150) for _ in range(SEGMENTS)]) for _ in range(n_records)]
+    steps = []
+    for step in range(SEGMENTS):
+        out = []
+        for prompt, answer, segments in records:
+            for _ in range(EXPANSIONS):
+                ids, breaks = list(prompt), []
+                for seg in [*segments[:step], para(150), *segments[step + 1:]]:
+                    breaks.append(len(ids))
+                    ids += seg + sep
+                start = len(ids) + 120
+                ids += answer
+                out.append(Encoded(ids, list(range(start, len(ids))), tuple(breaks)))
+        steps.append(out)
+    return steps
 
 
 class PeakRSS:
@@ -73,66 +125,221 @@ class PeakRSS:
         self._t.join()
 
 
-def run_variant(variant: str, model: str, n_records: int, dtype: str, threads: int | None) -> dict:
+def load(a) -> tuple[object, list[list]]:
+    """The engine and its requests, step by step."""
     import torch
 
-    from scorer.batching import run_batched
-    from scorer.model import NLL_CLIP, ScoringModel, is_oom
+    from scorer.model import ScoringModel, pick_device, pick_dtype
 
-    sm = ScoringModel(model, dtype=dtype, threads=threads)
-    encs = [sm.encode(q, t, a, "en") for q, t, a in requests(n_records)]
-    tokens = sum(len(e) for e in encs)
-    sm.score([encs[0]]) if variant == "reer" else None  # warm-up outside the measurement
-    base = sm.model.device
-    with PeakRSS() as mem:
-        rss0 = mem.peak
+    if a.random:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from scorer.engine import Engine
+
+        device = pick_device(a.device)
+        cfg = dict(RANDOM_CONFIGS[a.random])
+        cfg = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=pick_dtype(a.dtype, device)).eval()
+        kw = {} if a.prefix_cache_mb is None else {"prefix_cache_bytes": a.prefix_cache_mb << 20}
+        engine = Engine(model, **kw)
+        return engine, token_steps(a.records, cfg.vocab_size)
+    kw = {} if a.prefix_cache_mb is None else {"prefix_cache_bytes": a.prefix_cache_mb << 20}
+    sm = ScoringModel(a.model, dtype=a.dtype, threads=a.threads, device=a.device, **kw)
+    return sm.engine, [[sm.encode(q, t, ans, "en") for q, t, ans in step] for step in text_steps(a.records)]
+
+
+def naive(engine, steps) -> list[float]:
+    """The reference's cost model: one request at a time, full logits, nothing reused."""
+    import torch
+
+    from scorer.engine import NLL_CLIP
+
+    dev, scores = engine.device, []
+    with torch.inference_mode():
+        for e in (e for step in steps for e in step):
+            logits = engine.model(input_ids=torch.tensor([e.ids], device=dev)).logits[0].float()  # (T, vocab)
+            lp = torch.log_softmax(logits, -1)
+            pos = torch.tensor(e.positions, device=dev)
+            tgt = torch.tensor([e.ids[p] for p in e.positions], device=dev)
+            scores.append((-lp[pos - 1].gather(-1, tgt[:, None])[:, 0]).clamp(max=NLL_CLIP).mean().item())
+            engine.stats.forwarded += len(e)
+            engine.stats.logit_rows += len(e)
+    return scores
+
+
+def reer(engine, steps, max_batch_tokens: int) -> list[float]:
+    """As the pipeline sends them: each step's requests of every record together."""
+    from scorer.batching import run_batched
+    from scorer.engine import is_oom
+
+    scores = []
+    for step in steps:
+        scores += run_batched(step, [len(e) for e in step], max_batch_tokens, engine.score, is_oom,
+                              groups=engine.groups(step))
+    return scores
+
+
+def measure(variant: str, engine, steps, a, batch_tokens: int) -> dict:
+    import torch
+
+    cuda = engine.device.type == "cuda"
+    run = (lambda: naive(engine, steps)) if variant == "naive" else (lambda: reer(engine, steps, batch_tokens))
+    warm = [steps[0][:1]]
+    naive(engine, warm) if variant == "naive" else reer(engine, warm, batch_tokens)  # warm-up, not measured
+    if engine.cache is not None:
+        engine.cache.clear()
+    engine.stats.forwarded = engine.stats.logit_rows = 0
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
         t0 = time.perf_counter()
-        if variant == "naive":
-            scores = []
-            with torch.inference_mode():
-                for e in encs:
-                    logits = sm.model(input_ids=torch.tensor([e.ids], device=base)).logits[0].float()  # (T, vocab)
-                    lp = torch.log_softmax(logits, -1)
-                    pos = torch.tensor(e.positions, device=base)
-                    tgt = torch.tensor([e.ids[p] for p in e.positions], device=base)
-                    scores.append((-lp[pos - 1].gather(-1, tgt[:, None])[:, 0]).clamp(max=NLL_CLIP).mean().item())
-        else:
-            scores = run_batched(encs, [len(e) for e in encs], 16384, sm.score, is_oom, groups=sm.groups(encs))
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        scores = run()
+        torch.cuda.synchronize()
         elapsed = time.perf_counter() - t0
-    return {"variant": variant, "requests": len(encs), "tokens": tokens, "seconds": elapsed,
-            "tokens_per_s": tokens / elapsed, "peak_extra_bytes": mem.peak - rss0, "scores": scores,
-            "device": str(base), "dtype": str(sm.dtype).removeprefix("torch.")}
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        with PeakRSS() as mem:
+            rss0 = mem.peak
+            t0 = time.perf_counter()
+            scores = run()
+            elapsed = time.perf_counter() - t0
+        peak = mem.peak - rss0
+    tokens = sum(len(e) for step in steps for e in step)
+    return {"variant": variant, "batch_tokens": batch_tokens if variant == "reer" else None,
+            "requests": sum(len(s) for s in steps), "tokens": tokens, "seconds": elapsed,
+            "tokens_per_s": tokens / elapsed, "forwarded": engine.stats.forwarded,
+            "logit_rows": engine.stats.logit_rows, "peak_extra_bytes": peak, "scores": scores,
+            "device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch."),
+            "flops": flops(engine.model, engine.stats.forwarded, engine.stats.logit_rows),
+            "prefix_cache": engine.snapshot().get("prefix_cache")}
+
+
+def ceiling(engine, rows: int = 8, length: int = 2048, reps: int = 5) -> dict:
+    """The model's own forward on an unpadded causal batch (no mask, one logit per row): what
+    the hardware gives this model at all, to read the scorer's utilisation against."""
+    import torch
+
+    x = torch.randint(10, engine.vocab, (rows, length), device=engine.device)
+    sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        engine.model(input_ids=x, logits_to_keep=1)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            engine.model(input_ids=x, logits_to_keep=1)
+        sync()
+        elapsed = time.perf_counter() - t0
+    tokens = rows * length * reps
+    return {"variant": "ceiling", "batch_tokens": rows * length, "requests": rows * reps, "tokens": tokens,
+            "seconds": elapsed, "tokens_per_s": tokens / elapsed, "forwarded": tokens, "logit_rows": rows * reps,
+            "peak_extra_bytes": 0, "scores": [], "flops": flops(engine.model, tokens, rows * reps),
+            "prefix_cache": None}
+
+
+def flops(model, forwarded: int, logit_rows: int) -> float:
+    """2 x matmul parameters per token through the body, plus the LM head for each logit row."""
+    import torch
+
+    head = model.get_output_embeddings()
+    head_params = head.weight.numel()
+    body = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    return 2.0 * body * forwarded + 2.0 * head_params * logit_rows
+
+
+def peak_tflops(a) -> float | None:
+    import torch
+
+    if a.peak_tflops:
+        return a.peak_tflops
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def run_here(a) -> list[dict]:
+    engine, steps = load(a)
+    results = []
+    if a.variant in (None, "naive"):
+        results.append(measure("naive", engine, steps, a, 0))
+    if a.variant in (None, "reer"):
+        for bt in a.max_batch_tokens:
+            results.append(measure("reer", engine, steps, a, bt))
+    if engine.device.type == "cuda":
+        results.append(ceiling(engine))
+    return results
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="gemma3-270m")
-    p.add_argument("--records", type=int, default=1)
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", default="gemma3-270m", help="a real model: hub id, folder or .gguf")
+    src.add_argument("--random", choices=sorted(RANDOM_CONFIGS), help="a random model of this size (token ids only)")
+    p.add_argument("--records", type=int, default=1, help="records searched side by side")
+    p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16"])
+    p.add_argument("--device", default=None, help="default: cuda when present, else cpu")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--max-batch-tokens", type=int, nargs="+", default=[16384], help="one reer run per value")
+    p.add_argument("--prefix-cache-mb", type=int, default=None)
+    p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak (default: by its name)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--variant", choices=["naive", "reer"], help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.variant:
-        print(json.dumps(run_variant(a.variant, a.model, a.records, a.dtype, a.threads)))
+        print(json.dumps(run_here(a)))
         return 0
-    results = {}
-    for variant in ("naive", "reer"):
-        cmd = [sys.executable, __file__, "--variant", variant, "--model", a.model, "--records", str(a.records),
-               "--dtype", a.dtype] + (["--threads", str(a.threads)] if a.threads else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
-    n, r = results["naive"], results["reer"]
-    diff = max(abs(x - y) for x, y in zip(n["scores"], r["scores"]))
-    print(f"model {a.model} on {r['device']} ({r['dtype']}), {r['requests']} requests, {r['tokens']} tokens")
-    print(f"{'':8} {'seconds':>8} {'tokens/s':>9} {'peak extra MB':>14}")
-    for v in (n, r):
-        print(f"{v['variant']:8} {v['seconds']:8.1f} {v['tokens_per_s']:9.0f} {v['peak_extra_bytes'] / 2**20:14.0f}")
-    print(f"throughput x{r['tokens_per_s'] / n['tokens_per_s']:.2f}, "
-          f"peak extra memory x{r['peak_extra_bytes'] / max(n['peak_extra_bytes'], 1):.2f}, "
-          f"max score difference {diff:.2e}")
+    import torch
+
+    on_cuda = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if on_cuda:
+        results = run_here(a)
+    else:  # each variant in its own process: peak resident memory is its own
+        results = []
+        for variant in ("naive", "reer"):
+            cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                sys.stderr.write(out.stderr)
+                return out.returncode
+            results += json.loads(out.stdout.strip().splitlines()[-1])
+    report(results, a, peak_tflops(a) if on_cuda else None)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1))
     return 0
+
+
+def report(results: list[dict], a, peak: float | None) -> None:
+    n = results[0]
+    print(f"model {a.random or a.model}{' (random weights)' if a.random else ''} on {n['device']} ({n['dtype']}), "
+          f"{a.records} records, {n['requests']} requests, {n['tokens']} tokens")
+    head = f"{'':14} {'seconds':>8} {'tokens/s':>9} {'through model':>14} {'peak extra MB':>14}"
+    print(head + (f" {'TFLOP/s':>8} {'MFU':>6}" if peak else ""))
+    for r in results:
+        name = r["variant"] + (f" {r['batch_tokens']}" if r["batch_tokens"] else "")
+        if r["variant"] == "ceiling":
+            name = "model forward"  # 8 x 2048 tokens, unpadded, no scoring: the hardware's ceiling
+        line = (f"{name:14} {r['seconds']:8.2f} {r['tokens_per_s']:9.0f} {r['forwarded']:14d} "
+                f"{r['peak_extra_bytes'] / 2**20:14.0f}")
+        if peak:
+            tf = r["flops"] / r["seconds"] / 1e12
+            line += f" {tf:8.0f} {tf / peak:6.1%}"
+        print(line)
+    for r in results[1:]:
+        if r["variant"] != "reer":
+            continue
+        diff = max(abs(x - y) for x, y in zip(n["scores"], r["scores"]))
+        print(f"reer {r['batch_tokens']}: throughput x{r['tokens_per_s'] / n['tokens_per_s']:.2f}, "
+              f"peak extra memory x{r['peak_extra_bytes'] / max(n['peak_extra_bytes'], 1):.2f}, "
+              f"max score difference {diff:.2e}, prefix cache {r['prefix_cache']}")
+    if peak:
+        print(f"MFU against a dense bf16 peak of {peak:.0f} TFLOP/s")
+    if a.random:
+        clipped = sum(x == 2.0 for x in n["scores"]) / len(n["scores"])
+        print(f"random weights: {clipped:.0%} of the scores sit at the clip (2.0), so the score difference "
+              "says little here; the tests check exactness on trained models")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,18 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, groups: Sequence[int] 
     return batches
 
 
+def take_round(sizes: Sequence[int], budget: int) -> int:
+    """How many of the waiting requests, oldest first, the next round serves: as many as fit
+    ``budget`` tokens together, and at least one (a request larger than the budget goes alone)."""
+    total = n = 0
+    for size in sizes:
+        if n and total + size > budget:
+            break
+        total += size
+        n += 1
+    return n
+
+
 def run_batched(
     items: Sequence[T],
     lengths: Sequence[int],

@@ -1,52 +1,22 @@
-"""The scoring model: clipped mean NLL of the scored answer span, batched. Torch lives here.
+"""The scoring model: a transformers causal LM and its tokenizer, loaded for ``Engine``.
 
-For one scoring text of T tokens with scored positions P (|P| = K):
-
-    logits at positions p-1 for p in P   (B, K', vocab)    # only the tail, never (T, vocab)
-    lp[p]  = log_softmax(logits[p-1])[ids[p]]
-    score  = mean_p  -clip(lp[p], -2, 0)  = mean_p min(-lp[p], 2)
-
-Batches are left-padded so that every row's answer sits at the end; the model is then asked for
-the logits of the last K' positions only (``logits_to_keep``, its own head path, so soft-capping
-and scaling stay right for every architecture). Explicit ``position_ids`` make a padded row
-compute exactly what it computes alone.
-
-Requests that share a long token prefix (the candidates of one search step share the prompt and
-every kept segment) are scored against that prefix's KV cache, computed once: the prefix runs
-alone, its cache is repeated for each sharer, and only the suffixes (candidate, later segments,
-answer) run as a right-padded batch. Causal attention makes this exact.
+Text in, tokens out: the scoring text (the reference's prompt, thinking and answer), its scored
+positions and its paragraph breaks. The torch work of scoring is ``scorer.engine``.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from prompts import PromptSet, render_chat
-from scorer.batching import group_ids, prefix_groups
+from scorer.engine import DEFAULT_PREFIX_CACHE_BYTES, Encoded, Engine, is_oom  # noqa: F401  (re-exported)
 from scorer.errors import ModelLoadError, ScoringInputError
 from scorer.loading import resolve_model
-from scorer.span import SYSTEM_PROMPT, scored_positions, scoring_text
-
-NLL_CLIP = 2.0  # reference: logprobs are clipped to [-2, 0]
-MIN_SHARED_PREFIX = 64  # tokens: a shorter shared prefix is not worth a separate cached pass
-MAX_LOGIT_BYTES = 1 << 30  # rows per forward are cut so that their kept logits stay under 1 GiB
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """One scoring request, tokenized: the ids and the positions whose tokens are scored."""
-
-    ids: list[int]
-    positions: list[int]
-
-    def __len__(self) -> int:
-        return len(self.ids)
+from scorer.span import SYSTEM_PROMPT, scored_positions, scoring_text, token_starts
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -64,7 +34,7 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 class ScoringModel:
     def __init__(self, spec: str, *, device: str | None = None, dtype: str = "auto", threads: int | None = None,
                  chat_format: str | None = None, prompts_dir: Path | None = None, max_context: int | None = None,
-                 reuse_prefix: bool = True):
+                 reuse_prefix: bool = True, prefix_cache_bytes: int | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
@@ -80,15 +50,15 @@ class ScoringModel:
         if not self.tokenizer.is_fast:
             raise ModelLoadError(f"{spec!r} has no fast tokenizer: reer needs offset mappings to find the answer span")
         self.name = spec
-        self.reuse_prefix = reuse_prefix
         self.prompts = PromptSet(prompts_dir)
         self.chat_format = chat_format or self._fallback_format()
         cfg = self.model.config
         self.max_context = max_context or getattr(cfg, "max_position_embeddings", None)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        # transformers >= 5.24 names the KV-cache argument `cache`; older ones `past_key_values`.
-        params = inspect.signature(self.model.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        if prefix_cache_bytes is None:
+            prefix_cache_bytes = default_prefix_cache_bytes(self.device)
+        self.engine = Engine(self.model, pad_id=pad_id, reuse_prefix=reuse_prefix,
+                             prefix_cache_bytes=prefix_cache_bytes)
 
     def _fallback_format(self) -> str | None:
         if self.tokenizer.chat_template:
@@ -116,104 +86,23 @@ class ScoringModel:
         positions = scored_positions(enc["offset_mapping"], st.span)
         if not positions:
             raise ScoringInputError("the answer's scored span holds no tokens")
-        return Encoded(ids, positions)
+        return Encoded(ids, positions, token_starts(enc["offset_mapping"], st.breaks))
 
     # --- tokens -> scores -----------------------------------------------------------------
 
-    @property
-    def _min_prefix(self) -> int:
-        return MIN_SHARED_PREFIX if self.reuse_prefix else 1 << 62
-
     def groups(self, batch: Sequence[Encoded]) -> list[int]:
-        """Which requests share a prefix: batches are cut so that sharers stay together."""
-        return group_ids([e.ids for e in batch], [e.positions[0] - 1 for e in batch], self._min_prefix)
+        return self.engine.groups(batch)
 
-    @torch.inference_mode()
     def score(self, batch: Sequence[Encoded]) -> list[float]:
-        """Scores of a batch, each what it would be alone; sharers of a prefix reuse its cache."""
-        groups = prefix_groups([e.ids for e in batch], [e.positions[0] - 1 for e in batch], self._min_prefix)
-        scores: list[float] = [0.0] * len(batch)
-        alone = [i for plen, members in groups if not plen for i in members]
-        runs = [(0, chunk) for chunk in self._by_logit_budget(alone, batch)]
-        runs += [(plen, chunk) for plen, members in groups if plen for chunk in self._by_logit_budget(members, batch)]
-        for plen, members in runs:
-            rows = [batch[i] for i in members]
-            values = self._score_shared(rows, plen) if plen and len(rows) > 1 else self._score_padded(rows)
-            for i, v in zip(members, values):
-                scores[i] = v
-        return scores
-
-    def _by_logit_budget(self, members: list[int], batch: Sequence[Encoded]) -> list[list[int]]:
-        """Cut rows so that (rows x kept positions x vocab) fp32 logits fit MAX_LOGIT_BYTES."""
-        vocab = self.model.config.vocab_size
-        chunks: list[list[int]] = []
-        for i in members:
-            keep = len(batch[i]) - batch[i].positions[0] + 1
-            if chunks and (len(chunks[-1]) + 1) * keep * vocab * 4 <= MAX_LOGIT_BYTES:
-                chunks[-1].append(i)
-            else:
-                chunks.append([i])
-        return chunks
-
-    def _score_padded(self, batch: Sequence[Encoded]) -> list[float]:
-        B, T = len(batch), max(len(e) for e in batch)
-        ids = torch.full((B, T), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((B, T), dtype=torch.long)
-        for b, e in enumerate(batch):  # left padding: every row ends at T
-            ids[b, T - len(e):] = torch.tensor(e.ids)
-            mask[b, T - len(e):] = 1
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        # Logits are needed from the earliest predicting position (first scored - 1) to the end.
-        keep = max(len(e) - (e.positions[0] - 1) for e in batch)
-        logits = self._forward(ids, mask, position_ids, keep)  # (B, keep, vocab)
-        # Row b's token t sits at column t + (T - len) - (T - keep) of the kept logits.
-        return self._nll(logits, [[p - 1 + keep - len(e) for p in e.positions] for e in batch], batch)
-
-    def _score_shared(self, batch: Sequence[Encoded], plen: int) -> list[float]:
-        """Score requests sharing their first ``plen`` tokens: the prefix once, then the suffixes."""
-        B = len(batch)
-        prefix = torch.tensor([batch[0].ids[:plen]], device=self.device)
-        cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
-        cache.batch_repeat_interleave(B)  # (B, heads, plen, head_dim) per layer
-        S = max(len(e) - plen for e in batch)
-        ids = torch.full((B, S), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((B, plen + S), dtype=torch.long)
-        mask[:, :plen] = 1
-        for b, e in enumerate(batch):  # right padding: the suffixes start together after the prefix
-            ids[b, : len(e) - plen] = torch.tensor(e.ids[plen:])
-            mask[b, plen : len(e)] = 1
-        position_ids = (plen + torch.arange(S)).expand(B, S)
-        keep = max(S - (e.positions[0] - 1 - plen) for e in batch)
-        logits = self._forward(ids, mask, position_ids, keep, cache)  # (B, keep, vocab)
-        # Token t sits at suffix index t - plen, i.e. column t - plen - (S - keep).
-        return self._nll(logits, [[p - 1 - plen - S + keep for p in e.positions] for e in batch], batch)
-
-    def _forward(self, ids, mask, position_ids, keep: int, cache=None) -> torch.Tensor:
-        dev = self.device
-        extra = {self._cache_arg: cache, "use_cache": True} if cache is not None else {"use_cache": False}
-        out = self.model(input_ids=ids.to(dev, non_blocking=True), attention_mask=mask.to(dev, non_blocking=True),
-                         position_ids=position_ids.to(dev, non_blocking=True), logits_to_keep=keep, **extra)
-        return out.logits
-
-    def _nll(self, logits: torch.Tensor, columns: list[list[int]], batch: Sequence[Encoded]) -> list[float]:
-        """Clipped mean NLL per row; ``columns[b]`` are the logit columns predicting row b's scored tokens."""
-        scores = []
-        for b, e in enumerate(batch):
-            cols = columns[b]
-            # The scored span is contiguous: a slice is a view, where indexing would copy (K, vocab).
-            if cols == list(range(cols[0], cols[0] + len(cols))):
-                rows = logits[b, cols[0] : cols[0] + len(cols)]
-            else:
-                rows = logits[b, torch.tensor(cols, device=self.device)]
-            rows = rows.float()  # (K, vocab); no copy in fp32
-            target = torch.tensor([e.ids[p] for p in e.positions], device=self.device)
-            lp = rows.gather(-1, target[:, None])[:, 0] - torch.logsumexp(rows, dim=-1)  # (K,) log-probs
-            scores.append((-lp).clamp(max=NLL_CLIP).mean())
-        return torch.stack(scores).tolist()  # one host sync for the whole batch
+        return self.engine.score(batch)
 
 
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+def default_prefix_cache_bytes(device: torch.device) -> int:
+    """A tenth of the GPU's memory on CUDA (the KV of a 2K-token prefix of an 8B model is
+    256 MB), 1 GiB in host memory otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory // 10
+    return DEFAULT_PREFIX_CACHE_BYTES
 
 
 def default_threads() -> int:

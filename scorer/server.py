@@ -26,68 +26,112 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from scorer.batching import run_batched
+from scorer.batching import plan_batches, run_halving, take_round
 from scorer.errors import ScorerError, ScoringInputError
 
 DEFAULT_MAX_BATCH_TOKENS = 16384  # padded tokens per forward pass
 GATHER_WINDOW_S = 0.005  # after the first request, wait this long for others to batch with it
+ROUND_BATCHES = 4  # a round serves at most this many batches' worth of the oldest requests
+
+
+@dataclass
+class Job:
+    """One HTTP request's items, queued together so that they are served in the same round."""
+
+    encs: list
+    futures: list[Future]
+    arrived: float = field(default_factory=time.monotonic)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(e) for e in self.encs)
 
 
 class ScoringService:
-    """Queue + model thread. ``model`` is set once loading finishes."""
+    """Queue + model thread. ``model`` is set once loading finishes.
+
+    The model thread serves rounds: the oldest waiting requests, as many as fit
+    ``ROUND_BATCHES`` batches' worth of tokens (at least one), planned into batches longest
+    first. Admission is first come first served, so no request, however large, can keep the
+    others waiting for more than the rounds ahead of it; each batch's callers are answered as
+    soon as that batch is done."""
 
     def __init__(self, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
         self.model = None
         self.error: str | None = None
         self.max_batch_tokens = max_batch_tokens
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[Job] = queue.Queue()
+        self._backlog: deque[Job] = deque()
         self.scored = 0
+        self.rounds = 0
+        self.max_wait_s = 0.0
 
     def check(self, item: dict) -> int:
         if self.model is None:
             raise ScorerError("the scorer is not ready")
         return len(self.model.encode(item["question"], "", item["answer"], item.get("lang", "en")))
 
-    def submit(self, item: dict) -> Future:
+    def submit(self, items: list[dict]) -> list[Future]:
+        """Queue a request's items (422-worthy ones raise before anything is queued)."""
         if self.model is None:
             raise ScorerError("the scorer is not ready")
-        enc = self.model.encode(item["question"], item["thinking"], item["answer"], item.get("lang", "en"))
-        fut: Future = Future()
-        fut.tokens = len(enc.positions)  # type: ignore[attr-defined]
-        self._queue.put((enc, fut))
-        return fut
+        encs = [self.model.encode(it["question"], it["thinking"], it["answer"], it.get("lang", "en")) for it in items]
+        job = Job(encs, [Future() for _ in encs])
+        for fut, enc in zip(job.futures, encs):
+            fut.tokens = len(enc.positions)  # type: ignore[attr-defined]
+        self._queue.put(job)
+        return job.futures
 
     def loop(self) -> None:
-        from scorer.model import is_oom
-
         while True:
-            pending = [self._queue.get()]
-            deadline = time.monotonic() + GATHER_WINDOW_S
+            self.serve_round(self.next_round())
+
+    def next_round(self) -> list[Job]:
+        """Wait for work, then take the oldest jobs that fit one round."""
+        if not self._backlog:
+            self._backlog.append(self._queue.get())
+            deadline = time.monotonic() + GATHER_WINDOW_S  # let a burst of requests batch together
             while (left := deadline - time.monotonic()) > 0:
                 try:
-                    pending.append(self._queue.get(timeout=left))
+                    self._backlog.append(self._queue.get(timeout=left))
                 except queue.Empty:
                     break
-            while True:  # and everything else already waiting
-                try:
-                    pending.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            encs = [e for e, _ in pending]
+        while True:  # and everything else already waiting
             try:
-                scores = run_batched(encs, [len(e) for e in encs], self.max_batch_tokens, self.model.score, is_oom,
-                                     groups=self.model.groups(encs))
-            except BaseException as exc:  # answer every waiting caller, then keep serving
-                for _, fut in pending:
-                    fut.set_exception(exc)
+                self._backlog.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        n = take_round([job.tokens for job in self._backlog], ROUND_BATCHES * self.max_batch_tokens)
+        return [self._backlog.popleft() for _ in range(n)]
+
+    def serve_round(self, jobs: list[Job]) -> None:
+        from scorer.engine import is_oom
+
+        now = time.monotonic()
+        self.max_wait_s = max([self.max_wait_s, *(now - job.arrived for job in jobs)])
+        encs = [e for job in jobs for e in job.encs]
+        futures = [f for job in jobs for f in job.futures]
+        try:
+            groups = self.model.groups(encs)
+        except Exception:  # grouping is an optimisation: never a reason to fail
+            groups = None
+        for batch in plan_batches([len(e) for e in encs], self.max_batch_tokens, groups):
+            try:
+                scores = run_halving([encs[i] for i in batch], self.model.score, is_oom)
+            except BaseException as exc:  # answer this batch's callers, then keep serving
+                for i in batch:
+                    futures[i].set_exception(exc)
                 continue
-            for (_, fut), s in zip(pending, scores):
-                fut.set_result(s)
-            self.scored += len(pending)
+            for i, s in zip(batch, scores):
+                futures[i].set_result(s)
+            self.scored += len(batch)
+        self.rounds += 1
 
 
 class Server(ThreadingHTTPServer):
@@ -127,7 +171,9 @@ def make_handler(service: ScoringService, info: dict, token: str | None = None):
                 return self._send(500, {"status": "error", "error": service.error})
             if service.model is None:
                 return self._send(503, {"status": "loading"})
-            self._send(200, {"status": "ok", "scored": service.scored, **info})
+            self._send(200, {"status": "ok", "scored": service.scored, "rounds": service.rounds,
+                             "max_wait_s": round(service.max_wait_s, 3), "engine": service.model.engine.snapshot(),
+                             **info})
 
         def do_POST(self):
             if not self._authorized():
@@ -140,7 +186,7 @@ def make_handler(service: ScoringService, info: dict, token: str | None = None):
                 if self.path == "/check":
                     tokens = [service.check(it) for it in items]
                     return self._send(200, {"tokens": tokens, "max_context": service.model.max_context})
-                futures = [service.submit(it) for it in items]
+                futures = service.submit(items)
                 scores = [f.result() for f in futures]
             except ScoringInputError as exc:
                 return self._send(422, {"error": str(exc)})
@@ -164,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chat-format", default=None)
     p.add_argument("--prompts-dir", type=Path, default=None)
     p.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_BATCH_TOKENS)
+    p.add_argument("--prefix-cache-mb", type=int, default=None,
+                   help="memory for KV caches of prefixes kept across a record's steps, 0 to keep none "
+                        "(default: 1024 on CPU, a tenth of the GPU's memory on CUDA)")
     p.add_argument("--max-context", type=int, default=None,
                    help="longest scoring text in tokens (default: the model config's max_position_embeddings)")
     p.add_argument("--token", default=os.environ.get("REER_SCORER_TOKEN"),
@@ -187,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         from scorer.model import ScoringModel
 
         model = ScoringModel(args.model, device=args.device, dtype=args.dtype, threads=args.threads,
-                             chat_format=args.chat_format, prompts_dir=args.prompts_dir, max_context=args.max_context)
+                             chat_format=args.chat_format, prompts_dir=args.prompts_dir, max_context=args.max_context,
+                             prefix_cache_bytes=None if args.prefix_cache_mb is None else args.prefix_cache_mb << 20)
     except Exception as exc:
         service.error = f"{type(exc).__name__}: {exc}"
         print(f"scorer: {service.error}", file=sys.stderr, flush=True)

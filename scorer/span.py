@@ -9,23 +9,27 @@ A one-segment answer is scored whole (the reference scores it 1000, i.e. unusabl
 
 from __future__ import annotations
 
+import bisect
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
 from agents.segment import segment_text
 
 SYSTEM_PROMPT = "You are a helpful assistant."
+THINK_OPEN = "<think>\n"
 
 
 @dataclass(frozen=True)
 class ScoringText:
     text: str
     span: tuple[int, int]  # [start, end) characters of ``text`` whose tokens are scored
+    breaks: tuple[int, ...] = ()  # characters where the thinking and each of its paragraphs start
 
 
 def assistant_turn(thinking: str, answer: str) -> tuple[str, int]:
     """The assistant text and where the answer starts in it."""
-    head = f"<think>\n{thinking}\n</think>\n<answer>\n"
+    head = f"{THINK_OPEN}{thinking}\n</think>\n<answer>\n"
     return f"{head}{answer}\n</answer>", len(head)
 
 
@@ -34,7 +38,9 @@ def scoring_text(prompt: str, thinking: str, answer: str) -> ScoringText:
     segments = segment_text(answer)
     context = len(segments[0]) if len(segments) > 1 else 0
     start = len(prompt) + answer_at
-    return ScoringText(prompt + assistant, (start + context, start + len(answer)))
+    think_at = len(prompt) + len(THINK_OPEN)
+    breaks = (think_at, *(think_at + m.end() for m in re.finditer(r"\n\n+", thinking)))
+    return ScoringText(prompt + assistant, (start + context, start + len(answer)), breaks)
 
 
 def scored_positions(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> list[int]:
@@ -42,3 +48,15 @@ def scored_positions(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) 
     counts: it carries answer text). Position 0 is never scored: nothing predicts it."""
     s, e = span
     return [i for i, (a, b) in enumerate(offsets) if i > 0 and a < e and b > s and b > a]
+
+
+def token_starts(offsets: Sequence[tuple[int, int]], chars: Sequence[int]) -> tuple[int, ...]:
+    """For each character position, the first token that starts at or after it (a token
+    straddling the position is left to the part before it). Positions past the end are dropped."""
+    starts = [a for a, _ in offsets]
+    out = []
+    for c in chars:
+        i = bisect.bisect_left(starts, c)
+        if i < len(starts):
+            out.append(i)
+    return tuple(sorted(set(out)))

@@ -1,10 +1,15 @@
-"""The scorer's numbers: equal to a direct computation, and identical batched or alone."""
+"""The scorer's numbers: equal to a direct computation, and identical batched or alone.
+
+``REER_TEST_DEVICE=cuda`` runs them on a GPU (bench/gpu.sh does), in float32 as here.
+"""
 
 import math
+import os
 
 import pytest
 import torch
 
+from scorer.engine import Engine
 from scorer.model import Encoded, ScoringModel
 from scorer.span import scoring_text
 
@@ -14,16 +19,23 @@ ANSWER = ("The sea at dawn is a held breath,\nsilver on silver, waiting.\n\n"
 ONE_SEGMENT_ANSWER = "A single short line of answer."
 
 
+DEVICE = os.environ.get("REER_TEST_DEVICE", "cpu")
+
+
+def load(path, **kw) -> ScoringModel:
+    return ScoringModel(str(path), threads=2, device=DEVICE, dtype="float32", **kw)
+
+
 @pytest.fixture(scope="module", params=["llama", "gemma3"])
 def scorer(request, tiny_model_dirs):
-    return ScoringModel(str(tiny_model_dirs[request.param]), threads=2)
+    return load(tiny_model_dirs[request.param])
 
 
 def direct_score(sm: ScoringModel, question: str, thinking: str, answer: str, lang: str = "en") -> float:
     """Reference path: full logits over the whole text, no padding, no logits_to_keep."""
     st = scoring_text(sm.prompt(question, lang), thinking, answer)
     enc = sm.tokenizer(st.text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = torch.tensor([enc["input_ids"]])
+    ids = torch.tensor([enc["input_ids"]], device=DEVICE)
     with torch.no_grad():
         logits = sm.model(input_ids=ids).logits[0].float()  # (T, vocab)
     logprobs = torch.log_softmax(logits, -1)
@@ -82,15 +94,13 @@ def test_only_tail_logits_are_computed(scorer, monkeypatch):
     def spy(*args, **kwargs):
         out = forward(*args, **kwargs)
         seen["shape"] = tuple(out.logits.shape)
-        seen["T"] = kwargs["input_ids"].shape[1]
         return out
 
     monkeypatch.setattr(scorer.model, "forward", spy)
     enc = scorer.encode("q", THINKING, ANSWER, "en")
-    scorer.model(input_ids=torch.tensor([enc.ids]))  # noqa: warm path unaffected
     scorer.score([enc])
-    assert seen["shape"][1] < seen["T"] / 2  # the thinking and prompt positions get no logits
-    assert seen["shape"][1] >= len(enc.positions)
+    # from the first predicting position on: the thinking and prompt positions get no logits
+    assert seen["shape"][1] == len(enc) - enc.limit < len(enc) / 2
 
 
 def test_shared_prefix_reuse_equals_full_recomputation(scorer):
@@ -106,16 +116,56 @@ def test_shared_prefix_reuse_equals_full_recomputation(scorer):
     [(plen, members)] = prefix_groups([e.ids for e in encs], [e.positions[0] - 1 for e in encs], 64)
     assert sorted(members) == [0, 1, 2] and plen >= common_prefix_len(encs[0].ids, encs[1].ids) - 1 > 64
     shared = scorer.score(encs)
-    alone = [scorer._score_padded([e])[0] for e in encs]
+    alone = [scorer.engine._score_padded([e]).item() for e in encs]
     assert shared == pytest.approx(alone, abs=1e-5)
     mixed = scorer.score([encs[0], scorer.encode("q", "other thinking " * 5, ANSWER, "en"), encs[2]])
     assert [mixed[0], mixed[2]] == pytest.approx([alone[0], alone[2]], abs=1e-5)
 
 
 def test_prefix_reuse_can_be_turned_off(tiny_model_dirs):
-    sm = ScoringModel(str(tiny_model_dirs["llama"]), threads=1, reuse_prefix=False)
+    sm = load(tiny_model_dirs["llama"], reuse_prefix=False)
     encs = [sm.encode("q", THINKING + c, ANSWER, "en") for c in ("\n\nOne.", "\n\nTwo.")]
     called = []
-    sm._score_shared = lambda *a: called.append(a)
+    sm.engine._score_shared = lambda *a: called.append(a)
     sm.score(encs)
     assert not called
+
+
+SEGMENTS = ["Alright, the user wants a short poem about the sea, so I should first decide who reads it.",
+            "Hmm, maybe I should open with the dawn light on the water and the held breath of the morning.",
+            "Wait, let me think about the gulls and the boats, and how the long day opens like a door.",
+            "Alternatively, the ending could return to the first image, quietly, with a new meaning.",
+            "Then I will check the rhythm of each line before I write the final version of the poem."]
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_a_records_steps_reuse_the_prefix_of_the_step_before(tiny_model_dirs, kind):
+    """The search visits segments in order: each step's shared prefix extends the last one's,
+    which the scorer keeps. Scores must equal full recomputation at every step (the gemma3
+    model's window of 16 is crossed by every extension), repeated use must not corrupt the
+    stored cache, and exactly the reused tokens are saved."""
+    sm = load(tiny_model_dirs[kind])
+    plain = Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0)  # prefix sharing within a step only
+    full = Engine(sm.model, pad_id=sm.engine.pad_id, reuse_prefix=False)  # every request computed whole
+    kept: list[str] = []
+    for step in range(len(SEGMENTS) - 1):
+        cands = [f"Step {step}: maybe the boats first, then the light.", f"Step {step}: hmm, the quiet shore."]
+        encs = [sm.encode("Write a poem about the sea.", "\n\n".join([*kept, c, *SEGMENTS[step + 1:]]), ANSWER, "en")
+                for c in cands]
+        got = sm.score(encs)
+        assert got == pytest.approx([full.score([e])[0] for e in encs], abs=1e-5)
+        assert plain.score(encs) == pytest.approx(got, abs=1e-5)
+        assert sm.score(encs) == pytest.approx(got, abs=1e-6)  # the stored cache is intact
+        plain.score(encs)
+        kept.append(cands[step % 2] if step % 3 else SEGMENTS[step])  # accepted, or the original kept
+    stats = sm.engine.cache.stats
+    assert stats.hits == 2 * (len(SEGMENTS) - 1) - 1 and stats.misses == 1  # only the very first call misses
+    assert sm.engine.stats.forwarded + stats.tokens_reused == plain.stats.forwarded
+    assert stats.tokens_reused > 0.1 * plain.stats.forwarded
+
+
+def test_a_prefix_cache_too_small_for_any_entry_changes_nothing(tiny_model_dirs):
+    sm = load(tiny_model_dirs["gemma3"], prefix_cache_bytes=1)
+    encs = [sm.encode("q", "\n\n".join([*SEGMENTS[:3], c]), ANSWER, "en") for c in ("One more.", "Another one.")]
+    assert sm.score(encs) == pytest.approx([sm.engine._score_padded([e]).item() for e in encs], abs=1e-5)
+    assert len(sm.engine.cache) == 0

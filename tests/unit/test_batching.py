@@ -1,6 +1,6 @@
 import pytest
 
-from scorer.batching import plan_batches, run_batched, run_halving
+from scorer.batching import plan_batches, run_batched, run_halving, take_round
 
 
 def test_batches_are_longest_first_within_budget_and_cover_everything():
@@ -81,3 +81,11 @@ def test_a_group_does_not_grow_at_the_cost_of_its_prefix():
     seqs = step0 + step1
     groups = prefix_groups(seqs, limits=[100] * 4, min_prefix=5)
     assert sorted((p, sorted(m)) for p, m in groups) == [(10, [0, 1]), (18, [2, 3])]
+
+
+def test_a_round_takes_the_oldest_requests_that_fit():
+    assert take_round([30, 30, 30, 30], budget=100) == 3
+    assert take_round([500, 10, 10], budget=100) == 1  # a huge request at the head goes alone...
+    assert take_round([10, 500, 10], budget=100) == 1  # ...and one behind it waits for its turn,
+    assert take_round([10, 10], budget=100) == 2  # while nothing younger jumps ahead of either
+    assert take_round([], budget=100) == 0

@@ -1,4 +1,4 @@
-from scorer.span import assistant_turn, scored_positions, scoring_text
+from scorer.span import assistant_turn, scored_positions, scoring_text, token_starts
 
 LONG = "y" * 120
 
@@ -26,3 +26,13 @@ def test_tokens_overlapping_the_span_are_scored():
     offsets = [(0, 0), (0, 3), (3, 5), (5, 9), (9, 12), (12, 12)]
     assert scored_positions(offsets, (4, 10)) == [2, 3, 4]  # (3,5) straddles the start
     assert scored_positions(offsets, (0, 3)) == [1]  # position 0 is never scored
+
+
+def test_breaks_mark_the_thinking_and_each_paragraph():
+    st = scoring_text("P", "one\n\ntwo\n\n\nthree", "answer")
+    assert [st.text[b:b + 3] for b in st.breaks] == ["one", "two", "thr"]
+
+
+def test_token_starts_take_the_first_token_at_or_after_each_break():
+    offsets = [(0, 2), (2, 4), (4, 7), (7, 9)]
+    assert token_starts(offsets, [0, 4, 5, 9]) == (0, 2, 3)  # 5 falls inside token 2; 9 is past the end

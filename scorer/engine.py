@@ -1,0 +1,275 @@
+"""Tokens to scores on a causal LM: clipped mean NLL of the scored span, batched. Torch lives here.
+
+For one scoring text of T tokens with scored positions P (|P| = K):
+
+    logits at positions p-1 for p in P   (B, K', vocab)    # only the tail, never (T, vocab)
+    lp[p]  = log_softmax(logits[p-1])[ids[p]]
+    score  = mean_p  -clip(lp[p], -2, 0)  = mean_p min(-lp[p], 2)
+
+Batches are left-padded so that every row's answer sits at the end; the model is then asked for
+the logits of the last K' positions only (``logits_to_keep``, its own head path, so soft-capping
+and scaling stay right for every architecture). Explicit ``position_ids`` make a padded row
+compute exactly what it computes alone.
+
+Requests that share a long token prefix (the candidates of one search step share the prompt and
+every kept segment) are scored against that prefix's KV cache, computed once: the prefix runs
+alone, its cache is repeated for each sharer, and only the suffixes (candidate, later segments,
+answer) run as a right-padded batch. Causal attention makes this exact. The cache of the
+prefix up to its last paragraph break is kept in an LRU (``PrefixCache``): the next step of the
+same record starts from it and computes only the segment that step adds.
+
+On CUDA the inputs of a forward are built on the host, pinned and copied without blocking, and
+the scores of a whole call are read back once at the end: nothing waits on the GPU in between.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from scorer.batching import group_ids, prefix_groups
+from scorer.prefix_cache import PrefixCache
+
+NLL_CLIP = 2.0  # reference: logprobs are clipped to [-2, 0]
+MIN_SHARED_PREFIX = 64  # tokens: a shorter shared prefix is not worth a separate cached pass
+MAX_LOGIT_BYTES = 1 << 30  # rows per forward are cut so that their kept logits stay under 1 GiB
+LSE_CHUNK_BYTES = 256 << 20  # fp32 logits upcast at a time for the log-sum-exp
+DEFAULT_PREFIX_CACHE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One scoring request, tokenized: the ids, the positions whose tokens are scored, and the
+    positions where a thinking paragraph starts (where a prefix cache is worth keeping)."""
+
+    ids: list[int]
+    positions: list[int]
+    breaks: tuple[int, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def limit(self) -> int:
+        """How much of the text may lie in a shared prefix: up to the first predicting position."""
+        return self.positions[0] - 1
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    tokens: int = 0  # tokens of the requests
+    forwarded: int = 0  # tokens that went through the model (less, thanks to prefix reuse)
+    forwards: int = 0
+    logit_rows: int = 0  # positions whose logits were computed
+
+
+class Engine:
+    """Scores ``Encoded`` requests with ``model`` (a transformers causal LM, already placed)."""
+
+    def __init__(self, model, *, pad_id: int = 0, reuse_prefix: bool = True,
+                 prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES):
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.vocab = model.config.get_text_config().vocab_size
+        self.pad_id = pad_id
+        self.reuse_prefix = reuse_prefix
+        self.cache: PrefixCache | None = PrefixCache(prefix_cache_bytes) if reuse_prefix and prefix_cache_bytes > 0 else None
+        self.stats = EngineStats()
+        # transformers >= 5.24 names the KV-cache argument `cache`; older ones `past_key_values`.
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    @property
+    def _min_prefix(self) -> int:
+        return MIN_SHARED_PREFIX if self.reuse_prefix else 1 << 62
+
+    def groups(self, batch: Sequence[Encoded]) -> list[int]:
+        """Which requests share a prefix: batches are cut so that sharers stay together."""
+        return group_ids([e.ids for e in batch], [e.limit for e in batch], self._min_prefix)
+
+    def snapshot(self) -> dict:
+        s = self.stats
+        out = {"requests": s.requests, "tokens": s.tokens, "forwarded": s.forwarded, "forwards": s.forwards,
+               "logit_rows": s.logit_rows}
+        if self.cache is not None:
+            c = self.cache.stats
+            out["prefix_cache"] = {"entries": len(self.cache), "bytes": self.cache.bytes, "hits": c.hits,
+                                   "misses": c.misses, "tokens_reused": c.tokens_reused, "evictions": c.evictions}
+        return out
+
+    # --- scoring --------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def score(self, batch: Sequence[Encoded]) -> list[float]:
+        """Scores of a batch, each what it would be alone; sharers of a prefix reuse its cache."""
+        groups = prefix_groups([e.ids for e in batch], [e.limit for e in batch], self._min_prefix)
+        parts: list[tuple[list[int], torch.Tensor]] = []  # (indices, scores on the device)
+        alone: list[int] = []
+        for plen, members in groups:
+            if not plen:  # a lone request: a stored prefix of it may still be reused
+                e = batch[members[0]]
+                if self.cache is None or self.cache.longest(e.ids[: e.limit]) < MIN_SHARED_PREFIX:
+                    alone.append(members[0])
+                    continue
+                plen = e.limit
+            rows = [batch[i] for i in members]
+            base = self._prefix(rows[0], plen)
+            chunks = self._by_logit_budget(members, batch)
+            for n, chunk in enumerate(chunks):
+                cache = base if n == len(chunks) - 1 else _share(base)
+                parts.append((chunk, self._score_shared([batch[i] for i in chunk], plen, cache)))
+        for chunk in self._by_logit_budget(alone, batch):
+            parts.append((chunk, self._score_padded([batch[i] for i in chunk])))
+        self.stats.requests += len(batch)
+        self.stats.tokens += sum(len(e) for e in batch)
+        scores: list[float] = [0.0] * len(batch)
+        if parts:
+            values = torch.cat([v for _, v in parts]).tolist()  # the one host sync of the call
+            for i, v in zip((i for idx, _ in parts for i in idx), values):
+                scores[i] = v
+        return scores
+
+    def _by_logit_budget(self, members: list[int], batch: Sequence[Encoded]) -> list[list[int]]:
+        """Cut rows so that (rows x kept positions x vocab) fp32 logits fit MAX_LOGIT_BYTES."""
+        chunks: list[list[int]] = []
+        for i in members:
+            keep = len(batch[i]) - batch[i].limit
+            if chunks and (len(chunks[-1]) + 1) * keep * self.vocab * 4 <= MAX_LOGIT_BYTES:
+                chunks[-1].append(i)
+            else:
+                chunks.append([i])
+        return chunks
+
+    def _score_padded(self, batch: Sequence[Encoded]) -> torch.Tensor:
+        B, T = len(batch), max(len(e) for e in batch)
+        ids = torch.full((B, T), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((B, T), dtype=torch.long)
+        for b, e in enumerate(batch):  # left padding: every row ends at T
+            ids[b, T - len(e):] = torch.tensor(e.ids)
+            mask[b, T - len(e):] = 1
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        # Logits are needed from the earliest predicting position (first scored - 1) to the end.
+        keep = max(len(e) - e.limit for e in batch)
+        # Row b's token t sits at column t + (T - len) - (T - keep) of the kept logits.
+        targets, valid = self._targets(batch, [keep - len(e) - 1 for e in batch], keep)
+        self._count(sum(len(e) for e in batch))
+        logits = self._forward(ids, mask, position_ids, keep)  # (B, keep, vocab)
+        return self._nll(logits, targets, valid)
+
+    def _prefix(self, e: Encoded, plen: int):
+        """A batch-1 KV cache of ``e.ids[:plen]``: from the longest stored prefix, extended; the
+        cache up to the last paragraph break on the way is stored for the next step."""
+        start, cache = self.cache.lookup(e.ids[:plen]) if self.cache is not None else (0, None)
+        cache = _share(cache) if cache is not None else None
+        snap = max((b for b in e.breaks if start < b <= plen and b >= MIN_SHARED_PREFIX), default=0)
+        if self.cache is not None and snap:
+            cache = self._extend(cache, e.ids, start, snap)
+            stored = _compact(cache)
+            self.cache.put(e.ids[:snap], stored, _cache_bytes(stored))
+            start = snap
+        if start < plen:
+            cache = self._extend(cache, e.ids, start, plen)
+        return cache
+
+    def _extend(self, cache, ids: list[int], start: int, end: int):
+        """Run ``ids[start:end]`` on top of ``cache`` (None: from scratch); returns the cache."""
+        x = torch.tensor([ids[start:end]])
+        pos = torch.arange(start, end)[None]
+        self._count(end - start)
+        self.stats.logit_rows += 1
+        extra = {self._cache_arg: cache} if cache is not None else {}
+        out = self.model(input_ids=self._to_device(x), position_ids=self._to_device(pos), use_cache=True,
+                         logits_to_keep=1, **extra)
+        return out.past_key_values
+
+    def _score_shared(self, batch: Sequence[Encoded], plen: int, cache) -> torch.Tensor:
+        """Score requests sharing their first ``plen`` tokens, whose cache is given: only the
+        suffixes run."""
+        B = len(batch)
+        if B > 1:
+            cache.batch_repeat_interleave(B)  # (B, heads, plen, head_dim) per layer
+        S = max(len(e) - plen for e in batch)
+        ids = torch.full((B, S), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((B, plen + S), dtype=torch.long)
+        mask[:, :plen] = 1
+        for b, e in enumerate(batch):  # right padding: the suffixes start together after the prefix
+            ids[b, : len(e) - plen] = torch.tensor(e.ids[plen:])
+            mask[b, plen : len(e)] = 1
+        position_ids = (plen + torch.arange(S)).expand(B, S)
+        keep = max(S - (e.limit - plen) for e in batch)
+        # Token t sits at suffix index t - plen, i.e. column t - plen - (S - keep).
+        targets, valid = self._targets(batch, [keep - plen - S - 1] * B, keep)
+        self._count(sum(len(e) - plen for e in batch))
+        logits = self._forward(ids, mask, position_ids, keep, cache)  # (B, keep, vocab)
+        return self._nll(logits, targets, valid)
+
+    def _targets(self, batch: Sequence[Encoded], shift: list[int], keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each row, the token each kept logit column must predict, and which columns count:
+        scored token p is predicted by column p + shift[b]."""
+        targets = torch.zeros((len(batch), keep), dtype=torch.long)
+        valid = torch.zeros((len(batch), keep), dtype=torch.bool)
+        for b, e in enumerate(batch):
+            cols = torch.tensor(e.positions) + shift[b]
+            targets[b, cols] = torch.tensor([e.ids[p] for p in e.positions])
+            valid[b, cols] = True
+        return self._to_device(targets), self._to_device(valid)
+
+    def _forward(self, ids, mask, position_ids, keep: int, cache=None) -> torch.Tensor:
+        extra = {self._cache_arg: cache, "use_cache": True} if cache is not None else {"use_cache": False}
+        out = self.model(input_ids=self._to_device(ids), attention_mask=self._to_device(mask),
+                         position_ids=self._to_device(position_ids), logits_to_keep=keep, **extra)
+        self.stats.forwards += 1
+        self.stats.logit_rows += ids.shape[0] * keep
+        return out.logits
+
+    def _nll(self, logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Clipped mean NLL per row over the ``valid`` columns; stays on the device."""
+        B, K, V = logits.shape
+        flat = logits.reshape(B * K, V)
+        step = max(1, LSE_CHUNK_BYTES // (V * 4))
+        lse = torch.cat([torch.logsumexp(flat[i : i + step].float(), dim=-1) for i in range(0, B * K, step)])
+        picked = flat.gather(-1, targets.reshape(-1, 1))[:, 0].float()
+        nll = (lse - picked).clamp(max=NLL_CLIP).reshape(B, K)
+        return torch.where(valid, nll, 0.0).sum(-1) / valid.sum(-1)  # padding columns may hold NaN
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
+
+    def _count(self, tokens: int) -> None:
+        self.stats.forwarded += tokens
+
+
+def _share(cache):
+    """A new cache object over the same tensors. Dynamic cache layers replace their tensors on
+    update (concatenate, slice, repeat), never write into them, so the original stays intact."""
+    new = copy.copy(cache)
+    new.layers = [copy.copy(layer) for layer in cache.layers]
+    return new
+
+
+def _compact(cache):
+    """A copy holding its own compact tensors (a sliding layer's states may view a larger one)."""
+    new = _share(cache)
+    for layer in new.layers:
+        for name in ("keys", "values"):
+            t = getattr(layer, name, None)
+            if isinstance(t, torch.Tensor):
+                setattr(layer, name, t.clone())
+    return new
+
+
+def _cache_bytes(cache) -> int:
+    return sum(t.numel() * t.element_size() for layer in cache.layers for name in ("keys", "values")
+               if isinstance(t := getattr(layer, name, None), torch.Tensor))
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
