@@ -22,13 +22,13 @@ $PY -c "import torch, transformers; print('torch', torch.__version__, 'transform
 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())" || exit 1
 
 echo "== scorer correctness on CUDA (float32: equal to full recomputation to 1e-5)"
-REER_TEST_DEVICE=$DEVICE timeout 240 $PY -m pytest -q -p no:cacheprovider \
+REER_TEST_DEVICE=$DEVICE timeout 150 $PY -m pytest -q -p no:cacheprovider \
     tests/scorer tests/unit/test_prefix_cache.py tests/unit/test_batching.py tests/unit/test_scoring_service.py
 tests=$?
 
 echo "== scorer benchmark: $MODEL (random weights), $RECORDS records, bf16"
 # shellcheck disable=SC2086
-timeout 420 $PY bench/scorer.py --random "$MODEL" --records "$RECORDS" --device "$DEVICE" --dtype bfloat16 \
+timeout 360 $PY bench/scorer.py --random "$MODEL" --records "$RECORDS" --device "$DEVICE" --dtype bfloat16 \
     --max-batch-tokens $BATCH_TOKENS --json "$DEST/bench-gpu.json"
 bench=$?
 echo "tests exit $tests, bench exit $bench"

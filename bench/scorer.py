@@ -262,14 +262,16 @@ def peak_tflops(a) -> float | None:
 
 def run_here(a) -> list[dict]:
     engine, steps = load(a)
-    results = []
-    if a.variant in (None, "naive"):
-        results.append(measure("naive", engine, steps, a, 0))
+    runs = [lambda: measure("naive", engine, steps, a, 0)] if a.variant in (None, "naive") else []
     if a.variant in (None, "reer"):
-        for bt in a.max_batch_tokens:
-            results.append(measure("reer", engine, steps, a, bt))
+        runs += [lambda bt=bt: measure("reer", engine, steps, a, bt) for bt in a.max_batch_tokens]
     if engine.device.type == "cuda":
-        results.append(ceiling(engine))
+        runs.append(lambda: ceiling(engine))
+    results = []
+    for run in runs:
+        results.append(run())
+        r = results[-1]
+        print(f"# {r['variant']} {r['batch_tokens'] or ''}: {r['seconds']:.2f} s", file=sys.stderr, flush=True)
     return results
 
 
