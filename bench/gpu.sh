@@ -13,7 +13,7 @@ PY=${PY:-python3}
 MODEL=${MODEL:-llama-8b}
 DEVICE=${DEVICE:-cuda}
 RECORDS=${RECORDS:-16}
-BATCH_TOKENS=${BATCH_TOKENS:-"16384 32768 65536"}
+BATCH_TOKENS=${BATCH_TOKENS:-"16384 65536"}
 DEST=${OUT:-.}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
@@ -29,7 +29,7 @@ tests=$?
 echo "== scorer benchmark: $MODEL (random weights), $RECORDS records, bf16"
 # shellcheck disable=SC2086
 timeout 360 $PY bench/scorer.py --random "$MODEL" --records "$RECORDS" --device "$DEVICE" --dtype bfloat16 \
-    --max-batch-tokens $BATCH_TOKENS --json "$DEST/bench-gpu.json"
+    --max-batch-tokens $BATCH_TOKENS --profile --json "$DEST/bench-gpu.json"
 bench=$?
 echo "tests exit $tests, bench exit $bench"
 exit $(( tests || bench ))

@@ -239,6 +239,30 @@ def ceiling(engine, rows: int = 8, length: int = 2048, reps: int = 5) -> dict:
             "prefix_cache": None}
 
 
+def profile(engine, steps, batch_tokens: int) -> None:
+    """Where the GPU time of one reer step goes, and how busy the GPU was over its wall time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
+    step = steps[len(steps) // 2]
+    reer(engine, [step], batch_tokens)  # its prefix caches are in place, as in a real run
+    sync()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if engine.device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        reer(engine, [steps[len(steps) // 2 + 1]], batch_tokens)
+        sync()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    dev = "device" if hasattr(events[0], "self_device_time_total") else "cuda"
+    busy = sum(getattr(e, f"self_{dev}_time_total") for e in events) / 1e6  # microseconds
+    key = f"self_{dev}_time_total"
+    print(f"profile of one step ({len(step)} requests): wall {wall:.3f} s, GPU kernels {busy:.3f} s "
+          f"({busy / wall:.0%} busy)")
+    print(events.table(sort_by=key, row_limit=14, max_name_column_width=60))
+
+
 def flops(model, forwarded: int, logit_rows: int) -> float:
     """2 x matmul parameters per token through the body, plus the LM head for each logit row."""
     import torch
@@ -272,6 +296,11 @@ def run_here(a) -> list[dict]:
         results.append(run())
         r = results[-1]
         print(f"# {r['variant']} {r['batch_tokens'] or ''}: {r['seconds']:.2f} s", file=sys.stderr, flush=True)
+    if a.profile and engine.device.type == "cuda":
+        try:
+            profile(engine, steps, a.max_batch_tokens[-1])
+        except Exception as exc:  # a profile is a diagnostic: never the reason a benchmark fails
+            print(f"profile failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return results
 
 
@@ -287,6 +316,7 @@ def main() -> int:
     p.add_argument("--max-batch-tokens", type=int, nargs="+", default=[16384], help="one reer run per value")
     p.add_argument("--prefix-cache-mb", type=int, default=None)
     p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak (default: by its name)")
+    p.add_argument("--profile", action="store_true", help="CUDA: where one step's GPU time goes")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--variant", choices=["naive", "reer"], help=argparse.SUPPRESS)
     a = p.parse_args()

@@ -38,7 +38,7 @@ NLL_CLIP = 2.0  # reference: logprobs are clipped to [-2, 0]
 MIN_SHARED_PREFIX = 64  # tokens: a shorter shared prefix is not worth a separate cached pass
 MAX_LOGIT_BYTES = 1 << 30  # rows per forward are cut so that their kept logits stay under 1 GiB
 LSE_CHUNK_BYTES = 256 << 20  # fp32 logits upcast at a time for the log-sum-exp
-DEFAULT_PREFIX_CACHE_BYTES = 1 << 30
+DEFAULT_PREFIX_CACHE_BYTES = 1 << 30  # in host memory; on CUDA a tenth of the GPU's memory
 
 
 @dataclass(frozen=True)
@@ -72,18 +72,21 @@ class Engine:
     """Scores ``Encoded`` requests with ``model`` (a transformers causal LM, already placed)."""
 
     def __init__(self, model, *, pad_id: int = 0, reuse_prefix: bool = True,
-                 prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES):
+                 prefix_cache_bytes: int | None = None, merge: bool | None = None):
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.vocab = model.config.get_text_config().vocab_size
         self.pad_id = pad_id
         self.reuse_prefix = reuse_prefix
+        if prefix_cache_bytes is None:
+            prefix_cache_bytes = default_prefix_cache_bytes(self.device)
         self.cache: PrefixCache | None = PrefixCache(prefix_cache_bytes) if reuse_prefix and prefix_cache_bytes > 0 else None
         self.stats = EngineStats()
         # transformers >= 5.24 names the KV-cache argument `cache`; older ones `past_key_values`.
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self.merge = merge if merge is not None else _full_attention_only(model)
 
     @property
     def _min_prefix(self) -> int:
@@ -111,6 +114,7 @@ class Engine:
         groups = prefix_groups([e.ids for e in batch], [e.limit for e in batch], self._min_prefix)
         parts: list[tuple[list[int], torch.Tensor]] = []  # (indices, scores on the device)
         alone: list[int] = []
+        shared: list[tuple[int, list[int]]] = []
         for plen, members in groups:
             if not plen:  # a lone request: a stored prefix of it may still be reused
                 e = batch[members[0]]
@@ -118,8 +122,11 @@ class Engine:
                     alone.append(members[0])
                     continue
                 plen = e.limit
-            rows = [batch[i] for i in members]
-            base = self._prefix(rows[0], plen)
+            shared.append((plen, members))
+        if self.merge and shared:
+            parts += self._score_merged(batch, shared)
+        for plen, members in [] if self.merge else shared:
+            base = self._prefix(batch[members[0]], plen)
             chunks = self._by_logit_budget(members, batch)
             for n, chunk in enumerate(chunks):
                 cache = base if n == len(chunks) - 1 else _share(base)
@@ -209,6 +216,83 @@ class Engine:
         logits = self._forward(ids, mask, position_ids, keep, cache)  # (B, keep, vocab)
         return self._nll(logits, targets, valid)
 
+    # --- full-attention models: every group of a call in one forward ----------------------
+
+    def _score_merged(self, batch: Sequence[Encoded], shared: list[tuple[int, list[int]]]):
+        """All prefix groups of a call together: one forward extends every group's stored prefix
+        to its shared length, one forward (per logit budget) runs every member's suffix on its
+        group's prefix. Rows are laid out as [pad | past | pad | new]: each row's past is
+        right-aligned to the longest past and its new tokens to the end, so that the answers
+        line up at the end and the kept logits are the same columns for every row."""
+        prefixes: list[KV | None] = []
+        starts: list[int] = []
+        for plen, members in shared:
+            start, kv = self.cache.lookup(batch[members[0]].ids[:plen]) if self.cache is not None else (0, None)
+            starts.append(start)
+            prefixes.append(kv)
+        todo = [g for g, (plen, _) in enumerate(shared) if starts[g] < plen]
+        if todo:
+            heads = [batch[shared[g][1][0]] for g in todo]
+            _, kvs = self._run_rows([(prefixes[g], e.ids[starts[g] : shared[g][0]]) for g, e in zip(todo, heads)], keep=1)
+            for g, e, kv in zip(todo, heads, kvs):
+                prefixes[g] = kv
+                snap = max((b for b in e.breaks if starts[g] < b <= shared[g][0] and b >= MIN_SHARED_PREFIX), default=0)
+                if self.cache is not None and snap:
+                    stored = [(k[..., :snap, :].clone(), v[..., :snap, :].clone()) for k, v in kv]
+                    self.cache.put(e.ids[:snap], stored, sum(k.nbytes + v.nbytes for k, v in stored))
+        of = {i: g for g, (_, members) in enumerate(shared) for i in members}
+        parts = []
+        for chunk in self._by_logit_budget([i for _, members in shared for i in members], batch):
+            rows = [batch[i] for i in chunk]
+            keep = max(len(e) - e.limit for e in rows)
+            targets, valid = self._targets(rows, [keep - len(e) - 1 for e in rows], keep)
+            logits, _ = self._run_rows([(prefixes[of[i]], batch[i].ids[shared[of[i]][0]:]) for i in chunk], keep)
+            parts.append((chunk, self._nll(logits, targets, valid)))
+        return parts
+
+    def _run_rows(self, rows: list[tuple["KV | None", list[int]]], keep: int) -> tuple[torch.Tensor, list["KV"]]:
+        """Run each row's new tokens on top of its own past (None: none), all in one forward.
+        Returns the kept logits (B, keep, vocab) and each row's KV (past + new), batch 1."""
+        from transformers import DynamicCache
+
+        B = len(rows)
+        plens = [_kv_len(kv) for kv, _ in rows]
+        slens = [len(new) for _, new in rows]
+        P, S = max(plens), max(slens)
+        ids = torch.full((B, S), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((B, P + S), dtype=torch.long)
+        position_ids = torch.zeros((B, S), dtype=torch.long)
+        for b, ((_, new), p, n) in enumerate(zip(rows, plens, slens)):
+            ids[b, S - n :] = torch.tensor(new)
+            mask[b, P - p : P] = 1
+            mask[b, P + S - n :] = 1
+            position_ids[b, S - n :] = torch.arange(p, p + n)
+        cache = None
+        if P:
+            cache = DynamicCache(config=self.model.config)
+            template = next(kv for kv, _ in rows if kv is not None)
+            for layer, (k0, v0) in enumerate(template):
+                k = k0.new_zeros((B, k0.shape[1], P, k0.shape[3]))
+                v = v0.new_zeros((B, v0.shape[1], P, v0.shape[3]))
+                for b, ((kv, _), p) in enumerate(zip(rows, plens)):
+                    if p:
+                        k[b, :, P - p :] = kv[layer][0][0]
+                        v[b, :, P - p :] = kv[layer][1][0]
+                cache.update(k, v, layer)
+        self._count(sum(slens))
+        extra = {self._cache_arg: cache} if cache is not None else {}
+        out = self.model(input_ids=self._to_device(ids), attention_mask=self._to_device(mask),
+                         position_ids=self._to_device(position_ids), use_cache=True, logits_to_keep=keep, **extra)
+        self.stats.forwards += 1
+        self.stats.logit_rows += B * keep
+        merged = getattr(out, self._cache_arg)
+        kvs = []
+        for b, (p, n) in enumerate(zip(plens, slens)):
+            kvs.append([(torch.cat([layer.keys[b : b + 1, :, P - p : P], layer.keys[b : b + 1, :, P + S - n :]], dim=2),
+                         torch.cat([layer.values[b : b + 1, :, P - p : P], layer.values[b : b + 1, :, P + S - n :]], dim=2))
+                        for layer in merged.layers])
+        return out.logits, kvs
+
     def _targets(self, batch: Sequence[Encoded], shift: list[int], keep: int) -> tuple[torch.Tensor, torch.Tensor]:
         """For each row, the token each kept logit column must predict, and which columns count:
         scored token p is predicted by column p + shift[b]."""
@@ -240,11 +324,31 @@ class Engine:
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cuda":
-            return t.pin_memory().to(self.device, non_blocking=True)
+            return t.contiguous().pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
 
     def _count(self, tokens: int) -> None:
         self.stats.forwarded += tokens
+
+
+KV = list  # a batch-1 KV cache as [(keys, values)] per layer, each (1, kv_heads, length, head_dim)
+
+
+def _kv_len(kv) -> int:
+    return 0 if kv is None else kv[0][0].shape[2]
+
+
+def _full_attention_only(model) -> bool:
+    """Whether every layer's cache is a plain growing one (no sliding window, no linear
+    attention): then caches of any lengths can be padded and merged into one batch."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    try:
+        cache = DynamicCache(config=model.config)
+    except Exception:
+        return False
+    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 def _share(cache):
@@ -269,6 +373,14 @@ def _compact(cache):
 def _cache_bytes(cache) -> int:
     return sum(t.numel() * t.element_size() for layer in cache.layers for name in ("keys", "values")
                if isinstance(t := getattr(layer, name, None), torch.Tensor))
+
+
+def default_prefix_cache_bytes(device: torch.device) -> int:
+    """A tenth of the GPU's memory on CUDA (the KV of a 2K-token prefix of an 8B model is
+    256 MB), 1 GiB in host memory otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory // 10
+    return DEFAULT_PREFIX_CACHE_BYTES
 
 
 def is_oom(exc: BaseException) -> bool:

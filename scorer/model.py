@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from prompts import PromptSet, render_chat
-from scorer.engine import DEFAULT_PREFIX_CACHE_BYTES, Encoded, Engine, is_oom  # noqa: F401  (re-exported)
+from scorer.engine import Encoded, Engine, is_oom  # noqa: F401  (re-exported)
 from scorer.errors import ModelLoadError, ScoringInputError
 from scorer.loading import resolve_model
 from scorer.span import SYSTEM_PROMPT, scored_positions, scoring_text, token_starts
@@ -55,8 +55,6 @@ class ScoringModel:
         cfg = self.model.config
         self.max_context = max_context or getattr(cfg, "max_position_embeddings", None)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        if prefix_cache_bytes is None:
-            prefix_cache_bytes = default_prefix_cache_bytes(self.device)
         self.engine = Engine(self.model, pad_id=pad_id, reuse_prefix=reuse_prefix,
                              prefix_cache_bytes=prefix_cache_bytes)
 
@@ -95,14 +93,6 @@ class ScoringModel:
 
     def score(self, batch: Sequence[Encoded]) -> list[float]:
         return self.engine.score(batch)
-
-
-def default_prefix_cache_bytes(device: torch.device) -> int:
-    """A tenth of the GPU's memory on CUDA (the KV of a 2K-token prefix of an 8B model is
-    256 MB), 1 GiB in host memory otherwise."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory // 10
-    return DEFAULT_PREFIX_CACHE_BYTES
 
 
 def default_threads() -> int:

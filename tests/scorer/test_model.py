@@ -169,3 +169,28 @@ def test_a_prefix_cache_too_small_for_any_entry_changes_nothing(tiny_model_dirs)
     encs = [sm.encode("q", "\n\n".join([*SEGMENTS[:3], c]), ANSWER, "en") for c in ("One more.", "Another one.")]
     assert sm.score(encs) == pytest.approx([sm.engine._score_padded([e]).item() for e in encs], abs=1e-5)
     assert len(sm.engine.cache) == 0
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_steps_of_several_records_scored_together(tiny_model_dirs, kind):
+    """Concurrent searches send their steps together: groups with prefixes of different
+    lengths, some stored and some not, and a lone candidate, in one call (llama: merged into
+    one forward; gemma3, whose sliding layers cannot be merged: a forward per group)."""
+    sm = load(tiny_model_dirs[kind])
+    assert sm.engine.merge == (kind == "llama")
+    full = Engine(sm.model, pad_id=sm.engine.pad_id, reuse_prefix=False)
+
+    def step(question: str, step: int, n: int = 2) -> list[Encoded]:
+        cands = [f"Rewrite {k} of step {step}: the boats, then the light." for k in range(n)]
+        return [sm.encode(question, "\n\n".join([*SEGMENTS[:step], c, *SEGMENTS[step + 1:]]), ANSWER, "en")
+                for c in cands]
+
+    questions = ["Write a poem about the sea.", "Write a poem about the rain, please.", "A poem: the harbour.",
+                 "Something new: a poem about a lighthouse."]
+    for call, steps in enumerate([(0, 2, 1), (1, 3, 2, 1)]):  # the fourth record joins with nothing stored
+        encs = [e for q, k in zip(questions, steps) for e in step(q, k)]
+        if call:
+            encs += step(questions[0], 2, n=1)  # a lone candidate whose prefix is stored
+        got = sm.score(encs)
+        assert got == pytest.approx([full.score([e])[0] for e in encs], abs=1e-5)
+    assert sm.engine.cache.stats.hits >= 3
