@@ -33,6 +33,9 @@ class SupervisedScorer:
     async def score(self, question: str, thinking: str, answer: str, lang: str) -> float:
         return await self._call("score", question, thinking, answer, lang)
 
+    async def score_many(self, question: str, thinkings: list[str], answer: str, lang: str):
+        return await self._call("score_many", question, thinkings, answer, lang)
+
     async def check(self, question: str, answer: str, lang: str) -> int:
         return await self._call("check", question, answer, lang)
 

@@ -8,7 +8,6 @@ regenerated), and only the missing candidates of the open step are generated.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,7 +31,8 @@ class GeneratorLike(Protocol):
 
 
 class ScorerLike(Protocol):
-    async def score(self, question: str, thinking: str, answer: str, lang: str) -> float: ...
+    async def score_many(self, question: str, thinkings: list[str], answer: str,
+                         lang: str) -> list[float | ScoringInputError]: ...
 
     async def check(self, question: str, answer: str, lang: str) -> int: ...
 
@@ -86,7 +86,7 @@ class RecordSearch:
             if draft is None:
                 return self._skip(rec, f"draft rejected: {attempts[-1].rejected}"
                                   + (f" ({len(attempts)} attempts)" if len(attempts) > 1 else ""))
-            if draft.score is not None or await self._score_node(rec, draft.text, draft):
+            if draft.score is not None or await self._score_nodes(rec, [(draft.text, draft)]):
                 break
             draft = None  # too long for the scorer: rejected like any unusable draft
         self.store.set_initial_score(rec.id, draft.score)
@@ -100,8 +100,8 @@ class RecordSearch:
                 break
             view = search.step_view(segments, kept, i)
             nodes = await self._candidates(rec, view, progress.candidates.get(i, []))
-            await asyncio.gather(*(self._score_node(rec, view.thinking_with(n.text), n)
-                                   for n in nodes if n.score is None and not n.rejected))
+            await self._score_nodes(rec, [(view.thinking_with(n.text), n) for n in nodes
+                                          if n.score is None and not n.rejected])
             pick = search.choose([n.score for n in nodes], best)
             chosen = nodes[pick] if pick is not None else None
             if chosen is not None:
@@ -123,21 +123,23 @@ class RecordSearch:
         self.stats.skipped += 1
         return RecordStatus.skipped
 
-    async def _score(self, rec: Record, thinking: str) -> float:
-        s = await self.scorer.score(rec.question, thinking, rec.answer, rec.lang)
-        self.stats.scored += 1
-        return s
-
-    async def _score_node(self, rec: Record, thinking: str, node: Node) -> bool:
-        """Score a stored node; one the scorer cannot take (too long) is marked rejected instead."""
-        try:
-            node.score = await self._score(rec, thinking)
-        except ScoringInputError as exc:
-            node.rejected = f"cannot be scored: {exc}"
-            self.store.reject_node(node.id, node.rejected)
-            return False
-        self.store.set_score(node.id, node.score)
-        return True
+    async def _score_nodes(self, rec: Record, items: list[tuple[str, Node]]) -> bool:
+        """Score stored nodes (thinking, node) in one request and store the scores in one
+        transaction; a node the scorer cannot take (too long) is marked rejected instead.
+        True if every one was scored."""
+        if not items:
+            return True
+        results = await self.scorer.score_many(rec.question, [t for t, _ in items], rec.answer, rec.lang)
+        self.stats.scored += len(items)
+        scores: dict[int, float] = {}
+        for (_, node), result in zip(items, results):
+            if isinstance(result, ScoringInputError):
+                node.rejected = f"cannot be scored: {result}"
+                self.store.reject_node(node.id, node.rejected)
+            else:
+                node.score = scores[node.id] = result
+        self.store.set_scores(scores)
+        return len(scores) == len(items)
 
     # --- generation -----------------------------------------------------------------------
 
@@ -168,11 +170,9 @@ class RecordSearch:
         # a blank line ends its rewrite.
         stop = [REFINE_CLOSE, "\n\n"] if prefill and self.edit_prefill == "refine" else [REFINE_CLOSE]
         gens = await self.generator.generate(self._messages(user), prefill, missing, stop)
-        nodes = list(stored)
-        for k, gen in enumerate(gens):
-            parsed = parse_refine(prefill + gen.text)
-            nodes.append(self.store.add_node(_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen, parsed)))
-        return nodes
+        return list(stored) + self.store.add_nodes(
+            [_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen, parse_refine(prefill + gen.text))
+             for k, gen in enumerate(gens)])
 
 
 def _node(rec: Record, kind: NodeKind, step: int, idx: int, prefill: str, gen: Generation, parsed: Parsed) -> Node:

@@ -20,17 +20,28 @@ class ScorerClient:
                                        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
 
     async def score(self, question: str, thinking: str, answer: str, lang: str) -> float:
-        body = await self._post("/score", {"question": question, "thinking": thinking, "answer": answer, "lang": lang})
-        return float(body["scores"][0])
+        [result] = await self.score_many(question, [thinking], answer, lang)
+        if isinstance(result, ScoringInputError):
+            raise result
+        return result
+
+    async def score_many(self, question: str, thinkings: list[str], answer: str,
+                         lang: str) -> list[float | ScoringInputError]:
+        """Scores of several thinkings for one record (a step's candidates), in one request; an
+        item the scorer cannot take (too long) comes back as its ``ScoringInputError``."""
+        body = await self._post("/score", [{"question": question, "thinking": t, "answer": answer, "lang": lang}
+                                           for t in thinkings])
+        errors = body.get("errors") or [None] * len(thinkings)
+        return [ScoringInputError(e) if e else float(s) for s, e in zip(body["scores"], errors)]
 
     async def check(self, question: str, answer: str, lang: str) -> int:
         """Tokens of the question and answer alone; ``ScoringInputError`` if they cannot fit."""
-        body = await self._post("/check", {"question": question, "answer": answer, "lang": lang})
+        body = await self._post("/check", [{"question": question, "answer": answer, "lang": lang}])
         return int(body["tokens"][0])
 
-    async def _post(self, path: str, item: dict) -> dict:
+    async def _post(self, path: str, items: list[dict]) -> dict:
         try:
-            r = await self._http.post(f"{self.url}{path}", json={"items": [item]})
+            r = await self._http.post(f"{self.url}{path}", json={"items": items})
         except httpx.HTTPError as exc:
             raise ScorerUnavailable(f"the scorer at {self.url} did not answer: {exc!r}") from exc
         if r.status_code == 422:

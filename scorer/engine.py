@@ -193,7 +193,7 @@ class Engine:
         extra = {self._cache_arg: cache} if cache is not None else {}
         out = self.model(input_ids=self._to_device(x), position_ids=self._to_device(pos), use_cache=True,
                          logits_to_keep=1, **extra)
-        return out.past_key_values
+        return getattr(out, self._cache_arg)
 
     def _score_shared(self, batch: Sequence[Encoded], plen: int, cache) -> torch.Tensor:
         """Score requests sharing their first ``plen`` tokens, whose cache is given: only the

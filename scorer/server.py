@@ -1,7 +1,8 @@
 """The scorer process: an HTTP endpoint on 127.0.0.1 with one model thread that batches.
 
     POST /score   {"items": [{"question", "thinking", "answer", "lang"}]}
-                  -> {"scores": [float], "tokens": [int]}       (422 for an unscorable item)
+                  -> {"scores": [float|null], "errors": [str|null], "tokens": [int]}
+                  an item that cannot be scored (too long) gets an error, the others their scores
     POST /check   {"items": [{"question", "answer", "lang"}]}  tokenize only: 422 when the
                   question and answer alone do not fit the context -> {"tokens": [int], "max_context"}
     GET  /health  -> 200 {"status": "ok", ...} when ready, 503 while the model loads
@@ -78,15 +79,27 @@ class ScoringService:
         return len(self.model.encode(item["question"], "", item["answer"], item.get("lang", "en")))
 
     def submit(self, items: list[dict]) -> list[Future]:
-        """Queue a request's items (422-worthy ones raise before anything is queued)."""
+        """Queue a request's items together; an item that cannot be encoded (too long) gets a
+        future that already holds its ``ScoringInputError``."""
         if self.model is None:
             raise ScorerError("the scorer is not ready")
-        encs = [self.model.encode(it["question"], it["thinking"], it["answer"], it.get("lang", "en")) for it in items]
-        job = Job(encs, [Future() for _ in encs])
-        for fut, enc in zip(job.futures, encs):
-            fut.tokens = len(enc.positions)  # type: ignore[attr-defined]
-        self._queue.put(job)
-        return job.futures
+        futures: list[Future] = []
+        job = Job([], [])
+        for it in items:
+            fut: Future = Future()
+            try:
+                enc = self.model.encode(it["question"], it["thinking"], it["answer"], it.get("lang", "en"))
+            except ScoringInputError as exc:
+                fut.set_exception(exc)
+                fut.tokens = 0  # type: ignore[attr-defined]
+            else:
+                fut.tokens = len(enc.positions)  # type: ignore[attr-defined]
+                job.encs.append(enc)
+                job.futures.append(fut)
+            futures.append(fut)
+        if job.encs:
+            self._queue.put(job)
+        return futures
 
     def loop(self) -> None:
         while True:
@@ -187,14 +200,21 @@ def make_handler(service: ScoringService, info: dict, token: str | None = None):
                     tokens = [service.check(it) for it in items]
                     return self._send(200, {"tokens": tokens, "max_context": service.model.max_context})
                 futures = service.submit(items)
-                scores = [f.result() for f in futures]
+                errors = [f.exception() for f in futures]  # waits for each
+                if all(isinstance(e, ScoringInputError) for e in errors):
+                    return self._send(422, {"error": str(errors[0])})
+                for e in errors:
+                    if e is not None and not isinstance(e, ScoringInputError):
+                        raise e
+                scores = [None if e else f.result() for f, e in zip(futures, errors)]
             except ScoringInputError as exc:
                 return self._send(422, {"error": str(exc)})
             except (KeyError, TypeError, ValueError) as exc:
                 return self._send(400, {"error": f"bad request: {exc}"})
             except Exception as exc:
                 return self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
-            self._send(200, {"scores": scores, "tokens": [f.tokens for f in futures]})
+            self._send(200, {"scores": scores, "errors": [str(e) if e else None for e in errors],
+                             "tokens": [f.tokens for f in futures]})
 
     return Handler
 

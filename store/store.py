@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import event, func
+from sqlalchemy import bindparam, event, func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
@@ -237,12 +237,8 @@ class Store:
         self._update(Record, record_id, updated_at=utcnow(), **values)
 
     def _update(self, table: type, row_id: int, **values: Any) -> None:
-        with self._session() as s:
-            row = s.get(table, row_id)
-            for k, v in values.items():
-                setattr(row, k, v)
-            s.add(row)
-            s.commit()
+        with self.engine.begin() as conn:  # one UPDATE, no ORM round trip: these are the hot writes
+            conn.execute(update(table).where(table.id == row_id).values(**values))
 
     # --- the search tree ------------------------------------------------------------------
 
@@ -260,13 +256,25 @@ class Store:
 
     def add_node(self, node: Node) -> Node:
         """Store one generation as soon as it arrives: a paid-for output is never lost."""
+        return self.add_nodes([node])[0]
+
+    def add_nodes(self, nodes: Sequence[Node]) -> list[Node]:
+        """Store the outputs of one request (they arrive together) in one transaction."""
         with self._session() as s:
-            s.add(node)
+            s.add_all(nodes)
             s.commit()
-            return node
+            return list(nodes)
 
     def set_score(self, node_id: int, score: float) -> None:
-        self._update(Node, node_id, score=score)
+        self.set_scores({node_id: score})
+
+    def set_scores(self, scores: dict[int, float]) -> None:
+        """Store the scores of a step's candidates in one transaction."""
+        if not scores:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(Node).where(col(Node.id) == bindparam("node_id")).values(score=bindparam("value")),
+                         [{"node_id": k, "value": v} for k, v in scores.items()])
 
     def reject_node(self, node_id: int, reason: str) -> None:
         self._update(Node, node_id, rejected=reason)

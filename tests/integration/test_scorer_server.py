@@ -31,6 +31,12 @@ async def test_concurrent_requests_equal_sequential_ones(tiny_model_dirs, tmp_pa
         assert len(set(round(x, 6) for x in alone)) > 1
         with pytest.raises(ScoringInputError):
             await client.score("q", THINK * 400, ANSWER, "en")  # over the tiny model's 4096-token context
+        # a step's candidates in one request: the one too long gets its error, the others their scores
+        many = await client.score_many("q0", [THINK, THINK * 400, THINK * 2], ANSWER, "en")
+        assert many[0] == pytest.approx(alone[0], abs=1e-5) and isinstance(many[1], ScoringInputError)
+        assert many[2] == pytest.approx(await client.score("q0", THINK * 2, ANSWER, "en"), abs=1e-5)
+        health = httpx.get(url.removesuffix("/v1") + "/health").json()
+        assert health["engine"]["requests"] >= 9 and "prefix_cache" in health["engine"]
     finally:
         await client.aclose()
         await svc.stop()

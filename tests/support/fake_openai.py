@@ -216,6 +216,7 @@ class FakeOpenAI:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 1024  # every concurrent search holds a connection
     def handle_error(self, request, client_address) -> None:
         import sys
 

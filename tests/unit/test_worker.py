@@ -33,11 +33,9 @@ class LengthScorer:
     def __init__(self):
         self.calls = 0
 
-    async def score(self, question, thinking, answer, lang):
-        self.calls += 1
-        if len(thinking) > 5000:
-            raise ScoringInputError("over the context")
-        return len(thinking) / 1000
+    async def score_many(self, question, thinkings, answer, lang):
+        self.calls += len(thinkings)
+        return [ScoringInputError("over the context") if len(t) > 5000 else len(t) / 1000 for t in thinkings]
 
     async def check(self, question, answer, lang):
         if len(answer) > 5000:
