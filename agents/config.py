@@ -90,7 +90,7 @@ class ScorerConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     device: str | None = None  # None: CUDA when present, else CPU
     chat_format: str | None = None  # when the scoring tokenizer has no chat template
-    max_batch_tokens: int = 16384
+    max_batch_tokens: int | None = None  # None: the scorer's default (16384 on CPU, 65536 on CUDA)
     prefix_cache_mb: int | None = None  # None: the scorer's default (1 GiB; a tenth of the GPU)
     url: str | None = None  # an already running scorer, instead of starting one
     token: str | None = field(default=None, repr=False)  # its bearer token, if it requires one

@@ -22,6 +22,7 @@ from asyncio_throttle import Throttler
 from agents.breaker import CircuitBreaker
 from agents.config import GeneratorConfig
 from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
+from agents.pool import ClientPool, tls_context
 from agents.stats import Stats
 from prompts import render_chat
 
@@ -52,18 +53,21 @@ class Generator:
         self._n_supported = True  # until the server shows otherwise
         self._render: Callable[[Sequence[Message]], str] | None = None
         self._throttler = Throttler(rate_limit=cfg.rps, period=1.0) if cfg.rps else None
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        )
-        self._client = openai.AsyncOpenAI(
-            base_url=cfg.endpoint, api_key=cfg.api_key or "EMPTY", max_retries=0, http_client=http,
-        )
+        def make(connections: int) -> openai.AsyncOpenAI:
+            http = httpx.AsyncClient(
+                timeout=httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)),
+                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+                verify=tls_context(),
+            )
+            return openai.AsyncOpenAI(base_url=cfg.endpoint, api_key=cfg.api_key or "EMPTY", max_retries=0,
+                                      http_client=http)
+
+        self._pool = ClientPool(make, max_connections)
 
     async def start(self) -> None:
         """Resolve the model name and, in completions mode, how to render the chat."""
         if not self.model:
-            models = await self._with_retries(lambda: self._client.models.list())
+            models = await self._with_retries(lambda: self._pool.first.models.list())
             names = [m.id for m in models.data]
             if not names:
                 raise ConfigError(f"the endpoint {self.cfg.endpoint} lists no models; pass --model")
@@ -72,7 +76,8 @@ class Generator:
             self._render = _chat_renderer(self.cfg)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        for client in self._pool.clients:
+            await client.close()
 
     async def generate(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str]) -> list[Generation]:
         """``n`` samples for one prompt: one request with ``n`` when the server honours it,
@@ -95,31 +100,43 @@ class Generator:
 
     async def _request(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str]) -> list[Generation]:
         s = self.cfg.sampling
-        common: dict[str, Any] = dict(model=self.model, temperature=s.temperature, top_p=s.top_p,
-                                      max_tokens=s.max_tokens, n=n, stop=stop or None)
-        extra = {"top_k": s.top_k} if s.top_k > 0 else {}  # vLLM/llama.cpp extension; 0 leaves it out
-        extra.update(self.cfg.extra_body)
-        if extra:
-            common["extra_body"] = extra
+        body: dict[str, Any] = dict(model=self.model, temperature=s.temperature, top_p=s.top_p,
+                                    max_tokens=s.max_tokens, n=n)
+        if stop:
+            body["stop"] = stop
+        if s.top_k > 0:  # vLLM/llama.cpp extension; 0 leaves it out (OpenAI rejects it)
+            body["top_k"] = s.top_k
+        body.update(self.cfg.extra_body)
+        if self._render is not None:
+            path, body["prompt"] = "/completions", self._render(messages) + prefill
+        else:
+            path, body["messages"] = "/chat/completions", list(messages)
 
         async def call() -> list[Generation]:
             t0 = time.monotonic()
+            # The SDK's plain ``post`` (its documented way to send a custom body): the same
+            # errors and auth as ``create``, without re-validating the request's parameters
+            # and building typed objects, which cost more CPU than the rest of a search step.
+            async with self._pool.client() as client:
+                resp = await client.post(path, cast_to=httpx.Response, body=body)
+            data = resp.json()  # not JSON: ValueError, retried
+            if not isinstance(data, dict):
+                raise RetryableError("the endpoint returned a body that is not a JSON object")
+            choices = data.get("choices") or []
             if self._render is not None:
-                resp = await self._client.completions.create(prompt=self._render(messages) + prefill, **common)
-                texts = [(c.text, c.finish_reason) for c in resp.choices]
+                texts = [(c.get("text") or "", c.get("finish_reason")) for c in choices]
             else:
-                resp = await self._client.chat.completions.create(messages=list(messages), **common)
-                texts = [(c.message.content or "", c.finish_reason) for c in resp.choices]
+                texts = [((c.get("message") or {}).get("content") or "", c.get("finish_reason")) for c in choices]
             if not texts:
                 raise RetryableError("the endpoint returned an empty 'choices' list")
             latency = time.monotonic() - t0
-            usage = resp.usage
-            per_choice = (usage.completion_tokens // len(texts)) if usage and usage.completion_tokens else None
-            if usage:
-                self.stats.prompt_tokens += usage.prompt_tokens or 0
-                self.stats.completion_tokens += usage.completion_tokens or 0
-            return [Generation(t, fr, resp.model or self.model, usage.prompt_tokens if usage else None,
-                               per_choice, latency) for t, fr in texts]
+            usage = data.get("usage") or {}
+            completion = usage.get("completion_tokens")
+            per_choice = completion // len(texts) if completion else None
+            self.stats.prompt_tokens += usage.get("prompt_tokens") or 0
+            self.stats.completion_tokens += completion or 0
+            return [Generation(t, fr, data.get("model") or self.model, usage.get("prompt_tokens"), per_choice, latency)
+                    for t, fr in texts]
 
         return await self._with_retries(call)
 

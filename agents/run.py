@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto: bfloat16 on CUDA, float32 on CPU")
     sc.add_argument("--scorer-device", default=None, help="default: cuda when present, else cpu")
     sc.add_argument("--scorer-chat-format", default=None, help="when the scorer's tokenizer has no chat template")
-    sc.add_argument("--scorer-max-batch-tokens", type=int, default=16384, help="padded tokens per forward pass")
+    sc.add_argument("--scorer-max-batch-tokens", type=int, default=None,
+                    help="padded tokens per forward pass (default: 16384 on CPU, 65536 on CUDA)")
     sc.add_argument("--scorer-prefix-cache-mb", type=int, default=None,
                     help="memory for KV caches of prefixes kept across a record's steps, 0 for none "
                          "(default: 1024 on CPU, a tenth of the GPU's memory on CUDA)")
@@ -186,10 +187,10 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
 
 def scorer_args(cfg: C.RunConfig) -> list[str]:
     sc = cfg.scorer
-    args = ["--model", sc.model, "--dtype", sc.dtype, "--max-batch-tokens", str(sc.max_batch_tokens)]
+    args = ["--model", sc.model, "--dtype", sc.dtype]
     for flag, value in (("--threads", sc.threads), ("--device", sc.device), ("--chat-format", sc.chat_format),
                         ("--prompts-dir", cfg.prompts_dir), ("--max-context", sc.max_context),
-                        ("--prefix-cache-mb", sc.prefix_cache_mb)):
+                        ("--prefix-cache-mb", sc.prefix_cache_mb), ("--max-batch-tokens", sc.max_batch_tokens)):
         if value is not None:
             args += [flag, str(value)]
     return args

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import httpx
 
+from agents.pool import ClientPool, tls_context
+
 from scorer.errors import ScorerError, ScorerUnavailable, ScoringInputError
 
 DEFAULT_SCORE_TIMEOUT_S = 3600.0  # a request waits in the queue behind every other record's
 
 
+MAX_IN_FLIGHT = 256  # requests at once: every record in flight may be waiting in the scorer's queue
+
+
 class ScorerClient:
-    def __init__(self, url: str, timeout_s: float = DEFAULT_SCORE_TIMEOUT_S, token: str | None = None):
+    def __init__(self, url: str, timeout_s: float = DEFAULT_SCORE_TIMEOUT_S, token: str | None = None,
+                 max_in_flight: int = MAX_IN_FLIGHT):
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10.0), headers=headers,
-                                       limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
+        self._pool = ClientPool(lambda n: httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=10.0), headers=headers,
+            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n), verify=tls_context()), max_in_flight)
 
     async def score(self, question: str, thinking: str, answer: str, lang: str) -> float:
         [result] = await self.score_many(question, [thinking], answer, lang)
@@ -41,7 +48,8 @@ class ScorerClient:
 
     async def _post(self, path: str, items: list[dict]) -> dict:
         try:
-            r = await self._http.post(f"{self.url}{path}", json={"items": items})
+            async with self._pool.client() as http:
+                r = await http.post(f"{self.url}{path}", json={"items": items})
         except httpx.HTTPError as exc:
             raise ScorerUnavailable(f"the scorer at {self.url} did not answer: {exc!r}") from exc
         if r.status_code == 422:
@@ -53,4 +61,5 @@ class ScorerClient:
         return r.json()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for http in self._pool.clients:
+            await http.aclose()

@@ -36,7 +36,8 @@ from pathlib import Path
 from scorer.batching import plan_batches, run_halving, take_round
 from scorer.errors import ScorerError, ScoringInputError
 
-DEFAULT_MAX_BATCH_TOKENS = 16384  # padded tokens per forward pass
+DEFAULT_MAX_BATCH_TOKENS = 16384  # padded tokens per forward pass on CPU
+CUDA_MAX_BATCH_TOKENS = 65536  # a GPU needs more rows per forward to be busy (bench/gpu.sh)
 GATHER_WINDOW_S = 0.005  # after the first request, wait this long for others to batch with it
 ROUND_BATCHES = 4  # a round serves at most this many batches' worth of the oldest requests
 
@@ -157,6 +158,7 @@ class Server(ThreadingHTTPServer):
 def make_handler(service: ScoringService, info: dict, token: str | None = None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
         def _authorized(self) -> bool:
             if token is None or hmac.compare_digest(self.headers.get("Authorization", ""), f"Bearer {token}"):
@@ -229,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--chat-format", default=None)
     p.add_argument("--prompts-dir", type=Path, default=None)
-    p.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_BATCH_TOKENS)
+    p.add_argument("--max-batch-tokens", type=int, default=None,
+                   help=f"padded tokens per forward pass (default: {DEFAULT_MAX_BATCH_TOKENS} on CPU, "
+                        f"{CUDA_MAX_BATCH_TOKENS} on CUDA)")
     p.add_argument("--prefix-cache-mb", type=int, default=None,
                    help="memory for KV caches of prefixes kept across a record's steps, 0 to keep none "
                         "(default: 1024 on CPU, a tenth of the GPU's memory on CUDA)")
@@ -246,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
         exit_with_parent()
 
-    service = ScoringService(args.max_batch_tokens)
+    service = ScoringService(args.max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
     info: dict = {"model": args.model}
     httpd = Server((args.host, args.port), make_handler(service, info, args.token))
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
@@ -263,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scorer: {service.error}", file=sys.stderr, flush=True)
         time.sleep(1.0)  # let a waiting client read the error from /health
         return 2
-    info.update(device=str(model.device), dtype=str(model.dtype).removeprefix("torch."))
+    if args.max_batch_tokens is None and model.device.type == "cuda":
+        service.max_batch_tokens = CUDA_MAX_BATCH_TOKENS
+    info.update(device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
+                max_batch_tokens=service.max_batch_tokens)
     service.model = model
     print(f"scorer: ready ({args.model} on {model.device}, {info['dtype']})", file=sys.stderr, flush=True)
     try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import bindparam, event, func, update
+from sqlalchemy import bindparam, event, func, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
@@ -260,10 +260,12 @@ class Store:
 
     def add_nodes(self, nodes: Sequence[Node]) -> list[Node]:
         """Store the outputs of one request (they arrive together) in one transaction."""
-        with self._session() as s:
-            s.add_all(nodes)
-            s.commit()
-            return list(nodes)
+        rows = [n.model_dump(exclude={"id"}) for n in nodes]
+        with self.engine.begin() as conn:
+            ids = conn.execute(insert(Node).returning(Node.id, sort_by_parameter_order=True), rows).scalars().all()
+        for n, i in zip(nodes, ids):
+            n.id = i
+        return list(nodes)
 
     def set_score(self, node_id: int, score: float) -> None:
         self.set_scores({node_id: score})
@@ -280,17 +282,17 @@ class Store:
         self._update(Node, node_id, rejected=reason)
 
     def complete_step(self, record_id: int, step: Step) -> None:
-        """Record a step's choice and the record's progress in one transaction."""
-        with self._session() as s:
-            rec = s.get(Record, record_id)
-            if rec.steps_done != step.step:
-                raise StoreStateError(f"record {rec.key}: step {step.step} completed out of order (done {rec.steps_done})")
-            step.record_id = record_id
-            s.add(step)
-            rec.steps_done = step.step + 1
-            rec.updated_at = utcnow()
-            s.add(rec)
-            s.commit()
+        """Record a step's choice and the record's progress in one transaction. The progress
+        moves only from the step before (a compare-and-set), so a step is never recorded twice."""
+        values = step.model_dump(exclude={"id"})
+        values["record_id"] = record_id
+        with self.engine.begin() as conn:
+            moved = conn.execute(update(Record).where(col(Record.id) == record_id, col(Record.steps_done) == step.step)
+                                 .values(steps_done=step.step + 1, updated_at=utcnow()))
+            if moved.rowcount != 1:
+                done = conn.execute(select(Record.steps_done).where(col(Record.id) == record_id)).scalar()
+                raise StoreStateError(f"record {record_id}: step {step.step} completed out of order (done {done})")
+            conn.execute(insert(Step).values(**values))
 
     # --- reading results ------------------------------------------------------------------
 
