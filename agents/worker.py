@@ -89,7 +89,7 @@ class RecordSearch:
             if draft.score is not None or await self._score_nodes(rec, [(draft.text, draft)]):
                 break
             draft = None  # too long for the scorer: rejected like any unusable draft
-        self.store.set_initial_score(rec.id, draft.score)
+        self.store.set_initial_score(rec.id, draft.id, draft.score)
         segments = segment_text(draft.text)
         self.stats.initial_scores[rec.id] = draft.score
 
@@ -100,8 +100,8 @@ class RecordSearch:
                 break
             view = search.step_view(segments, kept, i)
             nodes = await self._candidates(rec, view, progress.candidates.get(i, []))
-            await self._score_nodes(rec, [(view.thinking_with(n.text), n) for n in nodes
-                                          if n.score is None and not n.rejected])
+            scores = await self._score_nodes(rec, [(view.thinking_with(n.text), n) for n in nodes
+                                                   if n.score is None and not n.rejected])
             pick = search.choose([n.score for n in nodes], best)
             chosen = nodes[pick] if pick is not None else None
             if chosen is not None:
@@ -110,7 +110,7 @@ class RecordSearch:
             kept.append(chosen.text if chosen else view.segment)
             self.store.complete_step(rec.id, Step(step=i, segment=view.segment, kept=kept[-1],
                                                   chosen_node_id=chosen.id if chosen else None, best_after=best,
-                                                  record_id=rec.id))
+                                                  record_id=rec.id), scores)
             self.stats.steps += 1
         thinking = search.final_thinking(segments, kept)
         self.store.finish_record(rec.id, thinking, best)
@@ -123,12 +123,12 @@ class RecordSearch:
         self.stats.skipped += 1
         return RecordStatus.skipped
 
-    async def _score_nodes(self, rec: Record, items: list[tuple[str, Node]]) -> bool:
-        """Score stored nodes (thinking, node) in one request and store the scores in one
-        transaction; a node the scorer cannot take (too long) is marked rejected instead.
-        True if every one was scored."""
+    async def _score_nodes(self, rec: Record, items: list[tuple[str, Node]]) -> dict[int, float]:
+        """Score stored nodes (thinking, node) in one request; a node the scorer cannot take
+        (too long) is marked rejected at once. Returns the scores by node id, for the caller to
+        store with what it decides from them, in the same transaction."""
         if not items:
-            return True
+            return {}
         results = await self.scorer.score_many(rec.question, [t for t, _ in items], rec.answer, rec.lang)
         self.stats.scored += len(items)
         scores: dict[int, float] = {}
@@ -138,8 +138,7 @@ class RecordSearch:
                 self.store.reject_node(node.id, node.rejected)
             else:
                 node.score = scores[node.id] = result
-        self.store.set_scores(scores)
-        return len(scores) == len(items)
+        return scores
 
     # --- generation -----------------------------------------------------------------------
 

@@ -69,14 +69,12 @@ def store_only(tmp: Path, records: int = 200, steps: int = 4, expansions: int = 
         st.mark_running(rec.id)
         st.load_progress(rec.id)
         [draft] = st.add_nodes([Node(record_id=rec.id, kind=NodeKind.draft, step=-1, idx=0, text=text, raw=text)])
-        st.set_scores({draft.id: 1.0})
-        st.set_initial_score(rec.id, 1.0)
+        st.set_initial_score(rec.id, draft.id, 1.0)
         for k in range(steps):
             nodes = st.add_nodes([Node(record_id=rec.id, kind=NodeKind.candidate, step=k, idx=i, text=text, raw=text)
                                   for i in range(expansions)])
-            st.set_scores({n.id: 0.5 for n in nodes})
             st.complete_step(rec.id, Step(step=k, segment=text, kept=text, chosen_node_id=nodes[0].id,
-                                          best_after=0.5, record_id=rec.id))
+                                          best_after=0.5, record_id=rec.id), {n.id: 0.5 for n in nodes})
         st.finish_record(rec.id, text, 0.5)
     elapsed = time.perf_counter() - t0
     st.close()

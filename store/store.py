@@ -219,8 +219,11 @@ class Store:
     def mark_running(self, record_id: int) -> None:
         self._update_record(record_id, status=RecordStatus.running)
 
-    def set_initial_score(self, record_id: int, score: float) -> None:
-        self._update_record(record_id, initial_score=score)
+    def set_initial_score(self, record_id: int, draft_id: int, score: float) -> None:
+        """The draft's score, on the draft and on its record, in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(_SET_SCORE, [{"node_id": draft_id, "value": score}])
+            conn.execute(_SET_INITIAL, {"record_id": record_id, "value": score, "now": utcnow()})
 
     def finish_record(self, record_id: int, final_thinking: str, final_score: float) -> None:
         self._update_record(
@@ -262,7 +265,7 @@ class Store:
         """Store the outputs of one request (they arrive together) in one transaction."""
         rows = [n.model_dump(exclude={"id"}) for n in nodes]
         with self.engine.begin() as conn:
-            ids = conn.execute(insert(Node).returning(Node.id, sort_by_parameter_order=True), rows).scalars().all()
+            ids = conn.execute(_INSERT_NODES, rows).scalars().all()
         for n, i in zip(nodes, ids):
             n.id = i
         return list(nodes)
@@ -275,24 +278,26 @@ class Store:
         if not scores:
             return
         with self.engine.begin() as conn:
-            conn.execute(update(Node).where(col(Node.id) == bindparam("node_id")).values(score=bindparam("value")),
-                         [{"node_id": k, "value": v} for k, v in scores.items()])
+            _write_scores(conn, scores)
 
     def reject_node(self, node_id: int, reason: str) -> None:
         self._update(Node, node_id, rejected=reason)
 
-    def complete_step(self, record_id: int, step: Step) -> None:
-        """Record a step's choice and the record's progress in one transaction. The progress
-        moves only from the step before (a compare-and-set), so a step is never recorded twice."""
+    def complete_step(self, record_id: int, step: Step, scores: dict[int, float] | None = None) -> None:
+        """Record a step's candidate scores, its choice and the record's progress in one
+        transaction. The progress moves only from the step before (a compare-and-set), so a
+        step is never recorded twice."""
         values = step.model_dump(exclude={"id"})
         values["record_id"] = record_id
         with self.engine.begin() as conn:
-            moved = conn.execute(update(Record).where(col(Record.id) == record_id, col(Record.steps_done) == step.step)
-                                 .values(steps_done=step.step + 1, updated_at=utcnow()))
+            moved = conn.execute(_ADVANCE_STEP, {"record_id": record_id, "done": step.step, "next": step.step + 1,
+                                                 "now": utcnow()})
             if moved.rowcount != 1:
                 done = conn.execute(select(Record.steps_done).where(col(Record.id) == record_id)).scalar()
                 raise StoreStateError(f"record {record_id}: step {step.step} completed out of order (done {done})")
-            conn.execute(insert(Step).values(**values))
+            conn.execute(_INSERT_STEP, values)
+            if scores:
+                _write_scores(conn, scores)
 
     # --- reading results ------------------------------------------------------------------
 
@@ -348,6 +353,20 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _short(v: Any, limit: int = 40) -> str:
     s = json.dumps(v, ensure_ascii=False)
     return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+# The hot writes of a search, built once: constructing a statement costs more than running it.
+_SET_SCORE = update(Node).where(col(Node.id) == bindparam("node_id")).values(score=bindparam("value"))
+_SET_INITIAL = (update(Record).where(col(Record.id) == bindparam("record_id"))
+                .values(initial_score=bindparam("value"), updated_at=bindparam("now")))
+_ADVANCE_STEP = (update(Record).where(col(Record.id) == bindparam("record_id"), col(Record.steps_done) == bindparam("done"))
+                 .values(steps_done=bindparam("next"), updated_at=bindparam("now")))
+_INSERT_STEP = insert(Step)
+_INSERT_NODES = insert(Node).returning(col(Node.id), sort_by_parameter_order=True)
+
+
+def _write_scores(conn, scores: dict[int, float]) -> None:
+    conn.execute(_SET_SCORE, [{"node_id": k, "value": v} for k, v in scores.items()])
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
