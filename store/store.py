@@ -6,6 +6,7 @@ so a crash between two calls loses at most the call in flight.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -241,7 +242,7 @@ class Store:
 
     def _update(self, table: type, row_id: int, **values: Any) -> None:
         with self.engine.begin() as conn:  # one UPDATE, no ORM round trip: these are the hot writes
-            conn.execute(update(table).where(table.id == row_id).values(**values))
+            conn.execute(_update_statement(table, tuple(sorted(values))), {"row_id": row_id, **values})
 
     # --- the search tree ------------------------------------------------------------------
 
@@ -363,6 +364,11 @@ _ADVANCE_STEP = (update(Record).where(col(Record.id) == bindparam("record_id"), 
                  .values(steps_done=bindparam("next"), updated_at=bindparam("now")))
 _INSERT_STEP = insert(Step)
 _INSERT_NODES = insert(Node).returning(col(Node.id), sort_by_parameter_order=True)
+
+
+@functools.cache
+def _update_statement(table: type, columns: tuple[str, ...]):
+    return update(table).where(table.id == bindparam("row_id")).values({c: bindparam(c) for c in columns})
 
 
 def _write_scores(conn, scores: dict[int, float]) -> None:

@@ -27,7 +27,8 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.loopback import JSONHandler, LoopbackServer, serve_until_killed
 
 FAULT_KINDS = ["429", "429-retry-after", "500", "502", "503", "hang", "reset", "garbage", "truncated", "empty",
                "length", "notags"]
@@ -52,7 +53,7 @@ class Logged:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     model: str = "fake-model"
     supports_n: bool = True
     delay_s: float = 0.0
@@ -70,17 +71,7 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._rng = random.Random(self.seed)
         self._fault_rng = random.Random(self.seed + 1)
-        self._httpd = _QuietServer(("127.0.0.1", self.port), self._handler())
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> "FakeOpenAI":
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self.url = self._listen(self.port, self._handler()) + "/v1"
 
     def count(self, kind: str) -> int:
         with self._lock:
@@ -165,30 +156,14 @@ class FakeOpenAI:
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-
-            def log_message(self, *a):
-                pass
-
-            def _send(self, status, body, headers=None):
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JSONHandler):
             def do_GET(self):
                 if self.path.rstrip("/") == "/v1/models":
                     return self._send(200, {"object": "list", "data": [{"id": fake.model, "object": "model"}]})
                 self._send(404, {"error": {"message": "not found"}})
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                body = self._body()
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                     return self._send(401, {"error": {"message": "invalid api key"}})
                 endpoint = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}.get(self.path)
@@ -216,15 +191,6 @@ class FakeOpenAI:
         return Handler
 
 
-class _QuietServer(ThreadingHTTPServer):
-    request_queue_size = 1024  # every concurrent search holds a connection
-    def handle_error(self, request, client_address) -> None:
-        import sys
-
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)  # a client that hung up is expected here
-
-
 def _between(text: str, start: str, end: str) -> str | None:
     m = re.search(re.escape(start) + r"(.*?)" + re.escape(end), text, re.DOTALL)
     return m.group(1) if m else None
@@ -239,9 +205,8 @@ def main() -> None:
     p.add_argument("--delay-s", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    with FakeOpenAI(port=a.port, fault_rate=a.fault_rate, delay_s=a.delay_s, seed=a.seed) as fake:
-        print(f"REER_URL={fake.url}", flush=True)
-        threading.Event().wait()
+    fake = FakeOpenAI(port=a.port, fault_rate=a.fault_rate, delay_s=a.delay_s, seed=a.seed)
+    serve_until_killed(fake, fake.url)
 
 
 if __name__ == "__main__":
