@@ -283,11 +283,13 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
                                                    log_path(cfg.db, "scorer")), display.log)
             await scorer.start()
 
-        stats.phase = "searching"
         searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
                                 edit_prefill=cfg.generator.edit_prefill,
                                 prefill_supported=cfg.generator.mode == "completions",
                                 failure_budget=cfg.record_failures)
+        stats.phase = "checking"
+        to_run = await searcher.precheck(to_run)
+        stats.phase = "searching"
         gate = asyncio.Semaphore(cfg.concurrency)
 
         async def one(rec) -> None:

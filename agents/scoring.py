@@ -36,8 +36,8 @@ class SupervisedScorer:
     async def score_many(self, question: str, thinkings: list[str], answer: str, lang: str):
         return await self._call("score_many", question, thinkings, answer, lang)
 
-    async def check(self, question: str, answer: str, lang: str) -> int:
-        return await self._call("check", question, answer, lang)
+    async def check_many(self, items: list[tuple[str, str, str]]):
+        return await self._call("check_many", items)
 
     async def _call(self, method: str, *args):
         transient = 0

@@ -26,6 +26,9 @@ from store import Node, NodeKind, Record, RecordStatus, Step, Store
 from scorer.span import SYSTEM_PROMPT
 
 
+CHECK_CHUNK = 256  # records per /check request
+
+
 class GeneratorLike(Protocol):
     async def generate(self, messages: list[dict[str, str]], prefill: str, n: int, stop: list[str]) -> list[Generation]: ...
 
@@ -34,7 +37,7 @@ class ScorerLike(Protocol):
     async def score_many(self, question: str, thinkings: list[str], answer: str,
                          lang: str) -> list[float | ScoringInputError]: ...
 
-    async def check(self, question: str, answer: str, lang: str) -> int: ...
+    async def check_many(self, items: list[tuple[str, str, str]]) -> list[int | ScoringInputError]: ...
 
 
 @dataclass
@@ -71,14 +74,24 @@ class RecordSearch:
             self.stats.failed += 1
             return RecordStatus.failed
 
+    async def precheck(self, records: list[Record], chunk: int = CHECK_CHUNK) -> list[Record]:
+        """Before paying for any draft: can the scorer hold each record's question and answer at
+        all? Asked in a few requests for the whole run; the records that cannot fit are skipped
+        with the reason, the others returned."""
+        ok: list[Record] = []
+        for i in range(0, len(records), chunk):
+            part = records[i : i + chunk]
+            results = await self.scorer.check_many([(r.question, r.answer, r.lang) for r in part])
+            for rec, result in zip(part, results):
+                if isinstance(result, ScoringInputError):
+                    self._skip(rec, f"answer cannot be scored: {result}")
+                else:
+                    ok.append(rec)
+        return ok
+
     async def _search(self, rec: Record) -> RecordStatus:
         progress = self.store.load_progress(rec.id)
         draft, attempts = progress.draft, list(progress.drafts)
-        if not attempts:
-            try:  # before paying for a draft: can the scorer hold this question and answer at all?
-                await self.scorer.check(rec.question, rec.answer, rec.lang)
-            except ScoringInputError as exc:
-                return self._skip(rec, f"answer cannot be scored: {exc}")
         while True:
             while draft is None and len(attempts) < self.cfg.draft_attempts:
                 attempts.append(await self._new_draft(rec, len(attempts)))

@@ -43,8 +43,20 @@ class ScorerClient:
 
     async def check(self, question: str, answer: str, lang: str) -> int:
         """Tokens of the question and answer alone; ``ScoringInputError`` if they cannot fit."""
-        body = await self._post("/check", [{"question": question, "answer": answer, "lang": lang}])
-        return int(body["tokens"][0])
+        [result] = await self.check_many([(question, answer, lang)])
+        if isinstance(result, ScoringInputError):
+            raise result
+        return result
+
+    async def check_many(self, items: list[tuple[str, str, str]]) -> list[int | ScoringInputError]:
+        """``check`` for many (question, answer, lang) in one request; an item that cannot fit
+        comes back as its ``ScoringInputError``."""
+        try:
+            body = await self._post("/check", [{"question": q, "answer": a, "lang": lang} for q, a, lang in items])
+        except ScoringInputError as exc:  # none of them fits
+            return [exc] * len(items)
+        errors = body.get("errors") or [None] * len(items)
+        return [ScoringInputError(e) if e else int(t) for t, e in zip(body["tokens"], errors)]
 
     async def _post(self, path: str, items: list[dict]) -> dict:
         try:

@@ -3,8 +3,10 @@
     POST /score   {"items": [{"question", "thinking", "answer", "lang"}]}
                   -> {"scores": [float|null], "errors": [str|null], "tokens": [int]}
                   an item that cannot be scored (too long) gets an error, the others their scores
-    POST /check   {"items": [{"question", "answer", "lang"}]}  tokenize only: 422 when the
-                  question and answer alone do not fit the context -> {"tokens": [int], "max_context"}
+    POST /check   {"items": [{"question", "answer", "lang"}]}  tokenize only
+                  -> {"tokens": [int|null], "errors": [str|null], "max_context"}: an error where the
+                  question and answer alone do not fit the context
+    (either answers 422 when no item at all can be taken)
     GET  /health  -> 200 {"status": "ok", ...} when ready, 503 while the model loads
 
 It binds 127.0.0.1. Binding any other address (``--host``) requires ``--token`` (or env
@@ -199,8 +201,12 @@ def make_handler(service: ScoringService, info: dict, token: str | None = None):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 items = body["items"]
                 if self.path == "/check":
-                    tokens = [service.check(it) for it in items]
-                    return self._send(200, {"tokens": tokens, "max_context": service.model.max_context})
+                    checked = [_or_error(service.check, it) for it in items]
+                    if all(isinstance(c, ScoringInputError) for c in checked):
+                        return self._send(422, {"error": str(checked[0])})
+                    return self._send(200, {"tokens": [None if isinstance(c, Exception) else c for c in checked],
+                                            "errors": [str(c) if isinstance(c, Exception) else None for c in checked],
+                                            "max_context": service.model.max_context})
                 futures = service.submit(items)
                 errors = [f.exception() for f in futures]  # waits for each
                 if all(isinstance(e, ScoringInputError) for e in errors):
@@ -219,6 +225,13 @@ def make_handler(service: ScoringService, info: dict, token: str | None = None):
                              "tokens": [f.tokens for f in futures]})
 
     return Handler
+
+
+def _or_error(fn, item):
+    try:
+        return fn(item)
+    except ScoringInputError as exc:
+        return exc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,10 +37,8 @@ class LengthScorer:
         self.calls += len(thinkings)
         return [ScoringInputError("over the context") if len(t) > 5000 else len(t) / 1000 for t in thinkings]
 
-    async def check(self, question, answer, lang):
-        if len(answer) > 5000:
-            raise ScoringInputError("over the context")
-        return len(answer)
+    async def check_many(self, items):
+        return [ScoringInputError("over the context") if len(a) > 5000 else len(a) for _, a, _ in items]
 
 
 def make(tmp_path, gen, cfg=SearchConfig(max_steps=10, stop_score=0.0), answer="answer"):
@@ -111,8 +109,9 @@ async def test_resume_scores_stored_candidates_and_generates_only_missing_ones(t
 async def test_an_answer_too_long_for_the_scorer_is_skipped_before_any_generation(tmp_path):
     gen = ScriptedGenerator([], [])
     s, store, rec = make(tmp_path, gen, answer="a" * 6000)
-    assert await s.run(rec) == RecordStatus.skipped
+    assert await s.precheck([rec]) == []
     assert gen.calls == [] and "cannot be scored" in store.unfinished_problems(1)[0].error
+    assert store.records_to_run(1) == []
 
 
 async def test_a_candidate_too_long_to_score_is_rejected_not_fatal(tmp_path):
