@@ -278,7 +278,8 @@ class Engine:
                     if p:
                         k[b, :, P - p :] = kv[layer][0][0]
                         v[b, :, P - p :] = kv[layer][1][0]
-                cache.update(k, v, layer)
+                cache.update(k[:, :, :0], v[:, :, :0], layer)  # initialises the layer, copies nothing
+                cache.layers[layer].keys, cache.layers[layer].values = k, v
         self._count(sum(slens))
         extra = {self._cache_arg: cache} if cache is not None else {}
         out = self.model(input_ids=self._to_device(ids), attention_mask=self._to_device(mask),

@@ -1,15 +1,13 @@
 """Endpoint faults, signals, a dying scorer, secrets: every case ends in a defined state."""
 
-import json
 import os
 import random
 import signal
 import time
 
-import pytest
 
 from tests.support import runner as R
-from tests.support.fake_openai import FAULT_KINDS, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
 FAST_RETRIES = ["--timeout", "1.5", "--max-retries", "4"]
 

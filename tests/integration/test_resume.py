@@ -1,6 +1,5 @@
 """A run killed with SIGKILL mid-way resumes and finishes with no completed step regenerated."""
 
-import pytest
 
 from tests.support import runner as R
 from tests.support.fake_openai import FakeOpenAI
