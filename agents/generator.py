@@ -142,11 +142,14 @@ class Generator:
 
     async def _with_retries(self, call: Callable[[], Any]) -> Any:
         """``call`` with retries. While the circuit breaker is open (the endpoint looks down for
-        everyone) failures do not count against this request's retries: it waits instead."""
+        everyone) failures do not count against this request's retries: it waits instead. That
+        holds for a request sent while the endpoint was down whose failure arrives after another
+        request's success has closed the breaker again."""
         policy, breaker = self.cfg.retry, self.breaker
         attempt = 0
         while True:
             await self._wait_for_endpoint()
+            down_when_sent = breaker.is_open()
             try:
                 if self._throttler is not None:
                     async with self._throttler:
@@ -159,10 +162,10 @@ class Generator:
                 except (httpx.HTTPError, ValueError) as exc:  # e.g. a body that is not JSON
                     raise RetryableError(f"bad response from the endpoint: {_short(str(exc))}") from exc
             except RetryableError as exc:
-                was_open = breaker.is_open()
+                counts = not (down_when_sent or breaker.is_open())
                 breaker.record_failure(time.monotonic())
                 self.stats.error(str(exc))
-                if not was_open:
+                if counts:
                     attempt += 1
                 if attempt > policy.max_retries:
                     raise EndpointError(f"gave up after {policy.max_retries} retries: {exc}", exc.status) from exc

@@ -6,7 +6,8 @@ import time
 import pytest
 
 from agents.config import GeneratorConfig, RetryPolicy
-from agents.errors import EndpointError
+from agents.breaker import CircuitBreaker
+from agents.errors import EndpointError, RetryableError
 from agents.generator import Generator
 from agents.stats import Stats
 from tests.support.fake_openai import FakeOpenAI
@@ -39,6 +40,25 @@ async def test_gives_up_after_max_retries_and_does_not_retry_client_errors():
             await g.generate(MSGS, "", 1, [])
         assert err.value.status == 401
         await g.aclose()
+
+
+async def test_a_request_sent_while_the_endpoint_was_down_keeps_its_retries():
+    """Its failure may arrive after another request's success closed the breaker: it was still
+    the outage, not this request's own failure (a race the endpoint-down fault test hit)."""
+    g = gen("http://127.0.0.1:9/v1", model="m", retries=0)
+    g.breaker = CircuitBreaker(threshold=1, cooldown_s=0.0)
+    g.breaker.record_failure(time.monotonic())  # down, and its cooldown is already over
+    calls = []
+
+    async def call():
+        calls.append(g.breaker.is_open())
+        if len(calls) == 1:
+            g.breaker.record_success()  # meanwhile another request succeeded
+            raise RetryableError("HTTP 503 from the endpoint", 503)
+        return "ok"
+
+    assert await g._with_retries(call) == "ok" and len(calls) == 2
+    await g.aclose()
 
 
 async def test_falls_back_to_parallel_requests_when_n_is_ignored():
