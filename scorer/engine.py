@@ -165,17 +165,15 @@ class Engine:
         keep = max(len(e) - e.limit for e in batch)
         # Row b's token t sits at column t + (T - len) - (T - keep) of the kept logits.
         targets, valid = self._targets(batch, [keep - len(e) - 1 for e in batch], keep)
-        self._count(sum(len(e) for e in batch))
-        logits = self._forward(ids, mask, position_ids, keep)  # (B, keep, vocab)
+        logits = self._forward(ids, mask, position_ids, keep).logits  # (B, keep, vocab)
         return self._nll(logits, targets, valid)
 
     def _prefix(self, e: Encoded, plen: int):
         """A batch-1 KV cache of ``e.ids[:plen]``: from the longest stored prefix, extended; the
         cache up to the last paragraph break on the way is stored for the next step."""
-        start, cache = self.cache.lookup(e.ids[:plen]) if self.cache is not None else (0, None)
+        start, cache = self._stored(e.ids[:plen])
         cache = _share(cache) if cache is not None else None
-        snap = max((b for b in e.breaks if start < b <= plen and b >= MIN_SHARED_PREFIX), default=0)
-        if self.cache is not None and snap:
+        if snap := self._snapshot_at(e, start, plen):
             cache = self._extend(cache, e.ids, start, snap)
             stored = _compact(cache)
             self.cache.put(e.ids[:snap], stored, _cache_bytes(stored))
@@ -184,15 +182,21 @@ class Engine:
             cache = self._extend(cache, e.ids, start, plen)
         return cache
 
+    def _stored(self, ids: list[int]) -> tuple[int, object]:
+        """The longest stored prefix of ``ids``: (its length, its cache), or (0, None)."""
+        return self.cache.lookup(ids) if self.cache is not None else (0, None)
+
+    def _snapshot_at(self, e: Encoded, start: int, plen: int) -> int:
+        """Where to keep a cache on the way from ``start`` to ``plen``: the last paragraph break
+        in between (0: none, or no cache to keep it in)."""
+        if self.cache is None:
+            return 0
+        return max((b for b in e.breaks if start < b <= plen and b >= MIN_SHARED_PREFIX), default=0)
+
     def _extend(self, cache, ids: list[int], start: int, end: int):
         """Run ``ids[start:end]`` on top of ``cache`` (None: from scratch); returns the cache."""
-        x = torch.tensor([ids[start:end]])
-        pos = torch.arange(start, end)[None]
-        self._count(end - start)
-        self.stats.logit_rows += 1
-        extra = {self._cache_arg: cache} if cache is not None else {}
-        out = self.model(input_ids=self._to_device(x), position_ids=self._to_device(pos), use_cache=True,
-                         logits_to_keep=1, **extra)
+        out = self._forward(torch.tensor([ids[start:end]]), None, torch.arange(start, end)[None], 1, cache,
+                            keep_cache=True)
         return getattr(out, self._cache_arg)
 
     def _score_shared(self, batch: Sequence[Encoded], plen: int, cache) -> torch.Tensor:
@@ -212,8 +216,7 @@ class Engine:
         keep = max(S - (e.limit - plen) for e in batch)
         # Token t sits at suffix index t - plen, i.e. column t - plen - (S - keep).
         targets, valid = self._targets(batch, [keep - plen - S - 1] * B, keep)
-        self._count(sum(len(e) - plen for e in batch))
-        logits = self._forward(ids, mask, position_ids, keep, cache)  # (B, keep, vocab)
+        logits = self._forward(ids, mask, position_ids, keep, cache).logits  # (B, keep, vocab)
         return self._nll(logits, targets, valid)
 
     # --- full-attention models: every group of a call in one forward ----------------------
@@ -224,20 +227,16 @@ class Engine:
         group's prefix. Rows are laid out as [pad | past | pad | new]: each row's past is
         right-aligned to the longest past and its new tokens to the end, so that the answers
         line up at the end and the kept logits are the same columns for every row."""
-        prefixes: list[KV | None] = []
-        starts: list[int] = []
-        for plen, members in shared:
-            start, kv = self.cache.lookup(batch[members[0]].ids[:plen]) if self.cache is not None else (0, None)
-            starts.append(start)
-            prefixes.append(kv)
+        found = [self._stored(batch[members[0]].ids[:plen]) for plen, members in shared]
+        starts: list[int] = [start for start, _ in found]
+        prefixes: list[KV | None] = [kv for _, kv in found]
         todo = [g for g, (plen, _) in enumerate(shared) if starts[g] < plen]
         if todo:
             heads = [batch[shared[g][1][0]] for g in todo]
             _, kvs = self._run_rows([(prefixes[g], e.ids[starts[g] : shared[g][0]]) for g, e in zip(todo, heads)], keep=1)
             for g, e, kv in zip(todo, heads, kvs):
                 prefixes[g] = kv
-                snap = max((b for b in e.breaks if starts[g] < b <= shared[g][0] and b >= MIN_SHARED_PREFIX), default=0)
-                if self.cache is not None and snap:
+                if snap := self._snapshot_at(e, starts[g], shared[g][0]):
                     stored = [(k[..., :snap, :].clone(), v[..., :snap, :].clone()) for k, v in kv]
                     self.cache.put(e.ids[:snap], stored, sum(k.nbytes + v.nbytes for k, v in stored))
         of = {i: g for g, (_, members) in enumerate(shared) for i in members}
@@ -280,12 +279,7 @@ class Engine:
                         v[b, :, P - p :] = kv[layer][1][0]
                 cache.update(k[:, :, :0], v[:, :, :0], layer)  # initialises the layer, copies nothing
                 cache.layers[layer].keys, cache.layers[layer].values = k, v
-        self._count(sum(slens))
-        extra = {self._cache_arg: cache} if cache is not None else {}
-        out = self.model(input_ids=self._to_device(ids), attention_mask=self._to_device(mask),
-                         position_ids=self._to_device(position_ids), use_cache=True, logits_to_keep=keep, **extra)
-        self.stats.forwards += 1
-        self.stats.logit_rows += B * keep
+        out = self._forward(ids, mask, position_ids, keep, cache, keep_cache=True)
         merged = getattr(out, self._cache_arg)
         kvs = []
         for b, (p, n) in enumerate(zip(plens, slens)):
@@ -305,13 +299,18 @@ class Engine:
             valid[b, cols] = True
         return self._to_device(targets), self._to_device(valid)
 
-    def _forward(self, ids, mask, position_ids, keep: int, cache=None) -> torch.Tensor:
-        extra = {self._cache_arg: cache, "use_cache": True} if cache is not None else {"use_cache": False}
-        out = self.model(input_ids=self._to_device(ids), attention_mask=self._to_device(mask),
-                         position_ids=self._to_device(position_ids), logits_to_keep=keep, **extra)
+    def _forward(self, ids, mask, position_ids, keep: int, cache=None, keep_cache: bool = False):
+        """One forward of ``ids`` (B, S) on top of ``cache``, logits for the last ``keep``
+        positions; ``mask`` (B, past + S) or None for no padding. Counts what went through."""
+        extra = {self._cache_arg: cache} if cache is not None else {}
+        if mask is not None:
+            extra["attention_mask"] = self._to_device(mask)
+        out = self.model(input_ids=self._to_device(ids), position_ids=self._to_device(position_ids),
+                         use_cache=cache is not None or keep_cache, logits_to_keep=keep, **extra)
         self.stats.forwards += 1
+        self.stats.forwarded += ids.numel() if mask is None else int(mask[:, -ids.shape[1]:].sum())
         self.stats.logit_rows += ids.shape[0] * keep
-        return out.logits
+        return out
 
     def _nll(self, logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Clipped mean NLL per row over the ``valid`` columns; stays on the device."""
@@ -327,9 +326,6 @@ class Engine:
         if self.device.type == "cuda":
             return t.contiguous().pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
-
-    def _count(self, tokens: int) -> None:
-        self.stats.forwarded += tokens
 
 
 KV = list  # a batch-1 KV cache as [(keys, values)] per layer, each (1, kv_heads, length, head_dim)

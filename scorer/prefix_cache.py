@@ -38,11 +38,7 @@ class PrefixCache(Generic[V]):
         return len(self._entries)
 
     def _longest_key(self, ids: tuple[int, ...]) -> tuple[int, ...] | None:
-        best: tuple[int, ...] | None = None
-        for key in self._entries:
-            if len(key) <= len(ids) and (best is None or len(key) > len(best)) and ids[: len(key)] == key:
-                best = key
-        return best
+        return max((key for key in self._entries if _is_prefix(key, ids)), key=len, default=None)
 
     def longest(self, ids: Sequence[int]) -> int:
         """How many leading tokens of ``ids`` a stored entry covers (no use is recorded)."""
@@ -65,7 +61,7 @@ class PrefixCache(Generic[V]):
         key = tuple(key)
         if nbytes > self.max_bytes or not key:
             return False
-        for old in [k for k in self._entries if len(k) <= len(key) and key[: len(k)] == k]:
+        for old in [k for k in self._entries if _is_prefix(k, key)]:
             self._drop(old)  # superseded: same record, an earlier step (or the same key again)
         self._entries[key] = (value, nbytes)
         self.bytes += nbytes
@@ -82,3 +78,7 @@ class PrefixCache(Generic[V]):
         self._entries.clear()
         self.bytes = 0
         self.stats = CacheStats()
+
+
+def _is_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    return len(a) <= len(b) and b[: len(a)] == a
