@@ -27,36 +27,34 @@ class ScorerClient:
             limits=httpx.Limits(max_connections=n, max_keepalive_connections=n), verify=tls_context()), max_in_flight)
 
     async def score(self, question: str, thinking: str, answer: str, lang: str) -> float:
-        [result] = await self.score_many(question, [thinking], answer, lang)
-        if isinstance(result, ScoringInputError):
-            raise result
-        return result
+        return _one(await self.score_many(question, [thinking], answer, lang))
 
     async def score_many(self, question: str, thinkings: list[str], answer: str,
                          lang: str) -> list[float | ScoringInputError]:
         """Scores of several thinkings for one record (a step's candidates), in one request; an
         item the scorer cannot take (too long) comes back as its ``ScoringInputError``."""
-        body = await self._post("/score", [{"question": question, "thinking": t, "answer": answer, "lang": lang}
-                                           for t in thinkings])
-        errors = body.get("errors") or [None] * len(thinkings)
-        return [ScoringInputError(e) if e else float(s) for s, e in zip(body["scores"], errors)]
+        items = [{"question": question, "thinking": t, "answer": answer, "lang": lang} for t in thinkings]
+        return await self._per_item("/score", items, "scores", float)
 
     async def check(self, question: str, answer: str, lang: str) -> int:
         """Tokens of the question and answer alone; ``ScoringInputError`` if they cannot fit."""
-        [result] = await self.check_many([(question, answer, lang)])
-        if isinstance(result, ScoringInputError):
-            raise result
-        return result
+        return _one(await self.check_many([(question, answer, lang)]))
 
     async def check_many(self, items: list[tuple[str, str, str]]) -> list[int | ScoringInputError]:
         """``check`` for many (question, answer, lang) in one request; an item that cannot fit
         comes back as its ``ScoringInputError``."""
+        return await self._per_item("/check", [{"question": q, "answer": a, "lang": lang} for q, a, lang in items],
+                                    "tokens", int)
+
+    async def _per_item(self, path: str, items: list[dict], key: str, convert) -> list:
+        """The server answers each item (a value, or an error where it cannot take the item), or
+        422 when it can take none of them."""
         try:
-            body = await self._post("/check", [{"question": q, "answer": a, "lang": lang} for q, a, lang in items])
-        except ScoringInputError as exc:  # none of them fits
+            body = await self._post(path, items)
+        except ScoringInputError as exc:
             return [exc] * len(items)
         errors = body.get("errors") or [None] * len(items)
-        return [ScoringInputError(e) if e else int(t) for t, e in zip(body["tokens"], errors)]
+        return [ScoringInputError(e) if e is not None else convert(v) for v, e in zip(body[key], errors)]
 
     async def _post(self, path: str, items: list[dict]) -> dict:
         try:
@@ -75,3 +73,10 @@ class ScorerClient:
     async def aclose(self) -> None:
         for http in self._pool.clients:
             await http.aclose()
+
+
+def _one(results: list):
+    [result] = results
+    if isinstance(result, ScoringInputError):
+        raise result
+    return result

@@ -201,28 +201,16 @@ def make_handler(service: ScoringService, info: dict, token: str | None = None):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 items = body["items"]
                 if self.path == "/check":
-                    checked = [_or_error(service.check, it) for it in items]
-                    if all(isinstance(c, ScoringInputError) for c in checked):
-                        return self._send(422, {"error": str(checked[0])})
-                    return self._send(200, {"tokens": [None if isinstance(c, Exception) else c for c in checked],
-                                            "errors": [str(c) if isinstance(c, Exception) else None for c in checked],
-                                            "max_context": service.model.max_context})
+                    return self._send(*_per_item([_or_error(service.check, it) for it in items], "tokens",
+                                                 max_context=service.model.max_context))
                 futures = service.submit(items)
-                errors = [f.exception() for f in futures]  # waits for each
-                if all(isinstance(e, ScoringInputError) for e in errors):
-                    return self._send(422, {"error": str(errors[0])})
-                for e in errors:
-                    if e is not None and not isinstance(e, ScoringInputError):
-                        raise e
-                scores = [None if e else f.result() for f, e in zip(futures, errors)]
-            except ScoringInputError as exc:
-                return self._send(422, {"error": str(exc)})
+                results = [_result_or_error(f) for f in futures]  # waits for each
+                status, body = _per_item(results, "scores", tokens=[f.tokens for f in futures])
             except (KeyError, TypeError, ValueError) as exc:
                 return self._send(400, {"error": f"bad request: {exc}"})
             except Exception as exc:
                 return self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
-            self._send(200, {"scores": scores, "errors": [str(e) if e else None for e in errors],
-                             "tokens": [f.tokens for f in futures]})
+            self._send(status, body)
 
     return Handler
 
@@ -232,6 +220,22 @@ def _or_error(fn, item):
         return fn(item)
     except ScoringInputError as exc:
         return exc
+
+
+def _result_or_error(fut: Future):
+    """An item's score, or its ``ScoringInputError``; any other failure propagates."""
+    exc = fut.exception()
+    if exc is not None and not isinstance(exc, ScoringInputError):
+        raise exc
+    return exc if exc is not None else fut.result()
+
+
+def _per_item(results: list, key: str, **extra) -> tuple[int, dict]:
+    """A response with a value or an error per item; 422 when no item at all could be taken."""
+    errors = [str(r) if isinstance(r, ScoringInputError) else None for r in results]
+    if errors and all(e is not None for e in errors):
+        return 422, {"error": errors[0]}
+    return 200, {key: [None if e is not None else r for r, e in zip(results, errors)], "errors": errors, **extra}
 
 
 def main(argv: list[str] | None = None) -> int:

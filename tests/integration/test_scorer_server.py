@@ -35,6 +35,9 @@ async def test_concurrent_requests_equal_sequential_ones(tiny_model_dirs, tmp_pa
         many = await client.score_many("q0", [THINK, THINK * 400, THINK * 2], ANSWER, "en")
         assert many[0] == pytest.approx(alone[0], abs=1e-5) and isinstance(many[1], ScoringInputError)
         assert many[2] == pytest.approx(await client.score("q0", THINK * 2, ANSWER, "en"), abs=1e-5)
+        # every candidate too long (the server answers 422): each still gets its own error
+        [only] = await client.score_many("q0", [THINK * 400], ANSWER, "en")
+        assert isinstance(only, ScoringInputError)
         checked = await client.check_many([("q", ANSWER, "en"), ("q", ANSWER * 300, "en")])
         assert isinstance(checked[0], int) and checked[0] > 10 and isinstance(checked[1], ScoringInputError)
         health = httpx.get(url.removesuffix("/v1") + "/health").json()
