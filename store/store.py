@@ -223,7 +223,7 @@ class Store:
     def set_initial_score(self, record_id: int, draft_id: int, score: float) -> None:
         """The draft's score, on the draft and on its record, in one transaction."""
         with self.engine.begin() as conn:
-            conn.execute(_SET_SCORE, [{"node_id": draft_id, "value": score}])
+            _write_scores(conn, {draft_id: score})
             conn.execute(_SET_INITIAL, {"record_id": record_id, "value": score, "now": utcnow()})
 
     def finish_record(self, record_id: int, final_thinking: str, final_score: float) -> None:
@@ -270,16 +270,6 @@ class Store:
         for n, i in zip(nodes, ids):
             n.id = i
         return list(nodes)
-
-    def set_score(self, node_id: int, score: float) -> None:
-        self.set_scores({node_id: score})
-
-    def set_scores(self, scores: dict[int, float]) -> None:
-        """Store the scores of a step's candidates in one transaction."""
-        if not scores:
-            return
-        with self.engine.begin() as conn:
-            _write_scores(conn, scores)
 
     def reject_node(self, node_id: int, reason: str) -> None:
         self._update(Node, node_id, rejected=reason)

@@ -50,7 +50,7 @@ def test_new_run_then_resume_reports_kept_progress(db):
     r0 = st.records_to_run(start.run_id)[0]
     st.mark_running(r0.id)
     d = st.add_node(node(r0.id, -1, 0, NodeKind.draft))
-    st.set_score(d.id, 1.5)
+    st.set_initial_score(r0.id, d.id, 1.5)
     c = st.add_node(node(r0.id, 0, 0))
     st.complete_step(r0.id, Step(record_id=r0.id, step=0, segment="s", kept="k", chosen_node_id=c.id, best_after=1.2))
     st.close()
