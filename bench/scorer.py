@@ -131,6 +131,7 @@ def load(a) -> tuple[object, list[list]]:
 
     from scorer.model import ScoringModel, pick_device, pick_dtype
 
+    cache_bytes = None if a.prefix_cache_mb is None else a.prefix_cache_mb << 20
     if a.random:
         from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -142,11 +143,8 @@ def load(a) -> tuple[object, list[list]]:
         torch.manual_seed(0)
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(cfg, dtype=pick_dtype(a.dtype, device)).eval()
-        kw = {} if a.prefix_cache_mb is None else {"prefix_cache_bytes": a.prefix_cache_mb << 20}
-        engine = Engine(model, **kw)
-        return engine, token_steps(a.records, cfg.vocab_size)
-    kw = {} if a.prefix_cache_mb is None else {"prefix_cache_bytes": a.prefix_cache_mb << 20}
-    sm = ScoringModel(a.model, dtype=a.dtype, threads=a.threads, device=a.device, **kw)
+        return Engine(model, prefix_cache_bytes=cache_bytes), token_steps(a.records, cfg.vocab_size)
+    sm = ScoringModel(a.model, dtype=a.dtype, threads=a.threads, device=a.device, prefix_cache_bytes=cache_bytes)
     return sm.engine, [[sm.encode(q, t, ans, "en") for q, t, ans in step] for step in text_steps(a.records)]
 
 
