@@ -22,7 +22,7 @@ from asyncio_throttle import Throttler
 from agents.breaker import CircuitBreaker
 from agents.config import GeneratorConfig
 from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
-from agents.pool import ClientPool, tls_context
+from agents.pool import ClientPool, http_client
 from agents.stats import Stats
 from prompts import render_chat
 
@@ -54,11 +54,7 @@ class Generator:
         self._render: Callable[[Sequence[Message]], str] | None = None
         self._throttler = Throttler(rate_limit=cfg.rps, period=1.0) if cfg.rps else None
         def make(connections: int) -> openai.AsyncOpenAI:
-            http = httpx.AsyncClient(
-                timeout=httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)),
-                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-                verify=tls_context(),
-            )
+            http = http_client(connections, httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)))
             return openai.AsyncOpenAI(base_url=cfg.endpoint, api_key=cfg.api_key or "EMPTY", max_retries=0,
                                       http_client=http)
 

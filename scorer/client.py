@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 
-from agents.pool import ClientPool, tls_context
+from agents.pool import ClientPool, http_client
 
 from scorer.errors import ScorerError, ScorerUnavailable, ScoringInputError
 
@@ -22,9 +22,7 @@ class ScorerClient:
                  max_in_flight: int = MAX_IN_FLIGHT):
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._pool = ClientPool(lambda n: httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=10.0), headers=headers,
-            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n), verify=tls_context()), max_in_flight)
+        self._pool = ClientPool(lambda n: http_client(n, httpx.Timeout(timeout_s, connect=10.0), headers), max_in_flight)
 
     async def score(self, question: str, thinking: str, answer: str, lang: str) -> float:
         return _one(await self.score_many(question, [thinking], answer, lang))
