@@ -245,13 +245,16 @@ class Engine:
             rows = [batch[i] for i in chunk]
             keep = max(len(e) - e.limit for e in rows)
             targets, valid = self._targets(rows, [keep - len(e) - 1 for e in rows], keep)
-            logits, _ = self._run_rows([(prefixes[of[i]], batch[i].ids[shared[of[i]][0]:]) for i in chunk], keep)
+            logits, _ = self._run_rows([(prefixes[of[i]], batch[i].ids[shared[of[i]][0]:]) for i in chunk], keep,
+                                       want_kv=False)
             parts.append((chunk, self._nll(logits, targets, valid)))
         return parts
 
-    def _run_rows(self, rows: list[tuple["KV | None", list[int]]], keep: int) -> tuple[torch.Tensor, list["KV"]]:
+    def _run_rows(self, rows: list[tuple["KV | None", list[int]]], keep: int,
+                  want_kv: bool = True) -> tuple[torch.Tensor, list["KV"]]:
         """Run each row's new tokens on top of its own past (None: none), all in one forward.
-        Returns the kept logits (B, keep, vocab) and each row's KV (past + new), batch 1."""
+        Returns the kept logits (B, keep, vocab) and, if ``want_kv``, each row's KV (past +
+        new), batch 1: copying them out costs as much again as the merged cache itself."""
         from transformers import DynamicCache
 
         B = len(rows)
@@ -279,7 +282,9 @@ class Engine:
                         v[b, :, P - p :] = kv[layer][1][0]
                 cache.update(k[:, :, :0], v[:, :, :0], layer)  # initialises the layer, copies nothing
                 cache.layers[layer].keys, cache.layers[layer].values = k, v
-        out = self._forward(ids, mask, position_ids, keep, cache, keep_cache=True)
+        out = self._forward(ids, mask, position_ids, keep, cache, keep_cache=want_kv)
+        if not want_kv:
+            return out.logits, []
         merged = getattr(out, self._cache_arg)
         kvs = []
         for b, (p, n) in enumerate(zip(plens, slens)):
