@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from scorer.batching import group_ids, prefix_groups
 from scorer.prefix_cache import PrefixCache
@@ -255,8 +257,6 @@ class Engine:
         """Run each row's new tokens on top of its own past (None: none), all in one forward.
         Returns the kept logits (B, keep, vocab) and, if ``want_kv``, each row's KV (past +
         new), batch 1: copying them out costs as much again as the merged cache itself."""
-        from transformers import DynamicCache
-
         B = len(rows)
         plens = [_kv_len(kv) for kv, _ in rows]
         slens = [len(new) for _, new in rows]
@@ -274,14 +274,13 @@ class Engine:
             cache = DynamicCache(config=self.model.config)
             template = next(kv for kv, _ in rows if kv is not None)
             for layer, (k0, v0) in enumerate(template):
-                k = k0.new_zeros((B, k0.shape[1], P, k0.shape[3]))
-                v = v0.new_zeros((B, v0.shape[1], P, v0.shape[3]))
+                k = k0.new_zeros((B, k0.shape[1], P + S, k0.shape[3]))  # with room for the new tokens
+                v = v0.new_zeros((B, v0.shape[1], P + S, v0.shape[3]))
                 for b, ((kv, _), p) in enumerate(zip(rows, plens)):
                     if p:
-                        k[b, :, P - p :] = kv[layer][0][0]
-                        v[b, :, P - p :] = kv[layer][1][0]
-                cache.update(k[:, :, :0], v[:, :, :0], layer)  # initialises the layer, copies nothing
-                cache.layers[layer].keys, cache.layers[layer].values = k, v
+                        k[b, :, P - p : P] = kv[layer][0][0]
+                        v[b, :, P - p : P] = kv[layer][1][0]
+                cache.layers[layer] = _RoomLayer(k, v, P)
         out = self._forward(ids, mask, position_ids, keep, cache, keep_cache=want_kv)
         if not want_kv:
             return out.logits, []
@@ -333,6 +332,29 @@ class Engine:
         return t.to(self.device)
 
 
+class _RoomLayer(DynamicLayer):
+    """A full-attention cache layer allocated with room for a forward's new tokens: ``update``
+    writes them in place, where ``DynamicLayer`` would concatenate (copying the whole past
+    again, in every layer, on every forward)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, filled: int):
+        super().__init__()
+        self.keys, self.values, self.filled = keys, values, filled
+        self.device, self.is_initialized = keys.device, True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        end = self.filled + key_states.shape[-2]
+        if end > self.keys.shape[-2]:
+            raise ValueError(f"{end} tokens do not fit a cache layer allocated for {self.keys.shape[-2]}")
+        self.keys[..., self.filled : end, :] = key_states
+        self.values[..., self.filled : end, :] = value_states
+        self.filled = end
+        return self.keys[..., :end, :], self.values[..., :end, :]
+
+    def get_seq_length(self) -> int:
+        return self.filled
+
+
 KV = list  # a batch-1 KV cache as [(keys, values)] per layer, each (1, kv_heads, length, head_dim)
 
 
@@ -343,9 +365,6 @@ def _kv_len(kv) -> int:
 def _full_attention_only(model) -> bool:
     """Whether every layer's cache is a plain growing one (no sliding window, no linear
     attention): then caches of any lengths can be padded and merged into one batch."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
     try:
         cache = DynamicCache(config=model.config)
     except Exception:
