@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared run for a GPU machine (no hub needed): the scorer's correctness tests on CUDA,
 # then bench/scorer.py on a randomly initialised 8B-class model in bf16, naive vs reer at a few
-# batch budgets, with tokens/s and model FLOP utilisation.
+# batch budgets, with the rows of a forward packed (flash attention over variable-length rows)
+# and padded, with tokens/s and model FLOP utilisation.
 #
 #   bash bench/gpu.sh                      # writes bench-gpu.json (or $OUT/bench-gpu.json)
 #   RECORDS=8 MODEL=llama-8b bash bench/gpu.sh
@@ -13,7 +14,8 @@ PY=${PY:-python3}
 MODEL=${MODEL:-llama-8b}
 DEVICE=${DEVICE:-cuda}
 RECORDS=${RECORDS:-16}
-BATCH_TOKENS=${BATCH_TOKENS:-"16384 65536"}
+BATCH_TOKENS=${BATCH_TOKENS:-"65536 131072"}
+ROWS=${ROWS:-"packed padded"}
 DEST=${OUT:-.}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
@@ -21,7 +23,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, \
 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())" || exit 1
 
-echo "== scorer correctness on CUDA (float32: equal to full recomputation to 1e-5)"
+echo "== scorer correctness on CUDA (float32: equal to full recomputation to 1e-5; bf16 flash over packed rows)"
 REER_TEST_DEVICE=$DEVICE timeout 150 $PY -m pytest -q -p no:cacheprovider \
     tests/scorer tests/unit/test_prefix_cache.py tests/unit/test_batching.py tests/unit/test_scoring_service.py
 tests=$?
@@ -29,7 +31,7 @@ tests=$?
 echo "== scorer benchmark: $MODEL (random weights), $RECORDS records, bf16"
 # shellcheck disable=SC2086
 timeout 360 $PY bench/scorer.py --random "$MODEL" --records "$RECORDS" --device "$DEVICE" --dtype bfloat16 \
-    --max-batch-tokens $BATCH_TOKENS --profile --json "$DEST/bench-gpu.json"
+    --max-batch-tokens $BATCH_TOKENS --rows $ROWS --profile --json "$DEST/bench-gpu.json"
 bench=$?
 echo "tests exit $tests, bench exit $bench"
 exit $(( tests || bench ))

@@ -78,24 +78,25 @@ def text_steps(n_records: int, seed: int = 0) -> list[list[tuple[str, str, str]]
 
 
 def token_steps(n_records: int, vocab: int, seed: int = 0) -> list[list]:
-    """The same shape as ``text_steps`` in token ids (no tokenizer): a 90-token prompt, 7
-    segments of 150, a 600-token answer whose first fifth is context."""
+    """The same shape as ``text_steps`` in token ids (no tokenizer), with lengths that vary as
+    real ones do: a prompt of 60-120 tokens, 7 segments of 100-200, an answer of 450-750 whose
+    first fifth is context (means: 90, 150, 600); each candidate 100-200 tokens."""
     from scorer.engine import Encoded
 
     rng = random.Random(seed)
-    para = lambda n: [rng.randrange(10, vocab) for _ in range(n)]  # noqa: E731
+    para = lambda lo, hi: [rng.randrange(10, vocab) for _ in range(rng.randint(lo, hi))]  # noqa: E731
     sep = [5]
-    records = [(para(90), para(600), [para(150) for _ in range(SEGMENTS)]) for _ in range(n_records)]
+    records = [(para(60, 120), para(450, 750), [para(100, 200) for _ in range(SEGMENTS)]) for _ in range(n_records)]
     steps = []
     for step in range(SEGMENTS):
         out = []
         for prompt, answer, segments in records:
             for _ in range(EXPANSIONS):
                 ids, breaks = list(prompt), []
-                for seg in [*segments[:step], para(150), *segments[step + 1:]]:
+                for seg in [*segments[:step], para(100, 200), *segments[step + 1:]]:
                     breaks.append(len(ids))
                     ids += seg + sep
-                start = len(ids) + 120
+                start = len(ids) + len(answer) // 5
                 ids += answer
                 out.append(Encoded(ids, list(range(start, len(ids))), tuple(breaks)))
         steps.append(out)
@@ -179,16 +180,17 @@ def reer(engine, steps, max_batch_tokens: int) -> list[float]:
     return scores
 
 
-def measure(variant: str, engine, steps, a, batch_tokens: int) -> dict:
+def measure(variant: str, engine, steps, a, batch_tokens: int, rows: str = "packed") -> dict:
     import torch
 
     cuda = engine.device.type == "cuda"
+    engine.packed = engine.merge and rows == "packed"
     run = (lambda: naive(engine, steps)) if variant == "naive" else (lambda: reer(engine, steps, batch_tokens))
     warm = [steps[0][:1]]
     naive(engine, warm) if variant == "naive" else reer(engine, warm, batch_tokens)  # warm-up, not measured
     if engine.cache is not None:
         engine.cache.clear()
-    engine.stats.forwarded = engine.stats.logit_rows = 0
+    engine.stats.forwarded = engine.stats.logit_rows = engine.stats.padded = 0
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -207,8 +209,9 @@ def measure(variant: str, engine, steps, a, batch_tokens: int) -> dict:
         peak = mem.peak - rss0
     tokens = sum(len(e) for step in steps for e in step)
     return {"variant": variant, "batch_tokens": batch_tokens if variant == "reer" else None,
+            "rows": ("packed" if engine.packed else "padded") if variant == "reer" and engine.merge else None,
             "requests": sum(len(s) for s in steps), "tokens": tokens, "seconds": elapsed,
-            "tokens_per_s": tokens / elapsed, "forwarded": engine.stats.forwarded,
+            "tokens_per_s": tokens / elapsed, "forwarded": engine.stats.forwarded, "padded": engine.stats.padded,
             "logit_rows": engine.stats.logit_rows, "peak_extra_bytes": peak, "scores": scores,
             "device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch."),
             "flops": flops(engine.model, engine.stats.forwarded, engine.stats.logit_rows),
@@ -286,14 +289,16 @@ def run_here(a) -> list[dict]:
     engine, steps = load(a)
     runs = [lambda: measure("naive", engine, steps, a, 0)] if a.variant in (None, "naive") else []
     if a.variant in (None, "reer"):
-        runs += [lambda bt=bt: measure("reer", engine, steps, a, bt) for bt in a.max_batch_tokens]
+        layouts = a.rows if engine.merge else ["per group"]  # sliding-window models: one forward per group
+        runs += [lambda bt=bt, rows=rows: measure("reer", engine, steps, a, bt, rows)
+                 for rows in layouts for bt in a.max_batch_tokens]
     if engine.device.type == "cuda":
         runs.append(lambda: ceiling(engine))
     results = []
     for run in runs:
         results.append(run())
         r = results[-1]
-        print(f"# {r['variant']} {r['batch_tokens'] or ''}: {r['seconds']:.2f} s", file=sys.stderr, flush=True)
+        print(f"# {label(r)}: {r['seconds']:.2f} s", file=sys.stderr, flush=True)
     if a.profile and engine.device.type == "cuda":
         try:
             profile(engine, steps, a.max_batch_tokens[-1])
@@ -312,6 +317,8 @@ def main() -> int:
     p.add_argument("--device", default=None, help="default: cuda when present, else cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--max-batch-tokens", type=int, nargs="+", default=[16384], help="one reer run per value")
+    p.add_argument("--rows", nargs="+", choices=["packed", "padded"], default=["packed"],
+                   help="full-attention models: one reer run per layout of a forward's rows")
     p.add_argument("--prefix-cache-mb", type=int, default=None)
     p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak (default: by its name)")
     p.add_argument("--profile", action="store_true", help="CUDA: where one step's GPU time goes")
@@ -326,10 +333,12 @@ def main() -> int:
     on_cuda = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     if on_cuda:
         results = run_here(a)
-    else:  # each variant in its own process: peak resident memory is its own
+    else:  # each run in its own process: peak resident memory is its own
         results = []
-        for variant in ("naive", "reer"):
-            cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
+        runs = [["--variant", "naive"]] + [["--variant", "reer", "--max-batch-tokens", str(bt), "--rows", rows]
+                                           for rows in a.rows for bt in a.max_batch_tokens]
+        for run in runs:
+            cmd = [sys.executable, __file__, *sys.argv[1:], *run]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
                 sys.stderr.write(out.stderr)
@@ -341,17 +350,21 @@ def main() -> int:
     return 0
 
 
+def label(r: dict) -> str:
+    return r["variant"] + (f" {r['batch_tokens']}" if r["batch_tokens"] else "") + (" padded" if r.get("rows") == "padded" else "")
+
+
 def report(results: list[dict], a, peak: float | None) -> None:
     n = results[0]
     print(f"model {a.random or a.model}{' (random weights)' if a.random else ''} on {n['device']} ({n['dtype']}), "
           f"{a.records} records, {n['requests']} requests, {n['tokens']} tokens")
-    head = f"{'':14} {'seconds':>8} {'tokens/s':>9} {'through model':>14} {'peak extra MB':>14}"
+    head = f"{'':20} {'seconds':>8} {'tokens/s':>9} {'through model':>14} {'peak extra MB':>14}"
     print(head + (f" {'TFLOP/s':>8} {'MFU':>6}" if peak else ""))
     for r in results:
-        name = r["variant"] + (f" {r['batch_tokens']}" if r["batch_tokens"] else "")
+        name = label(r)
         if r["variant"] == "ceiling":
             name = "model forward"  # 8 x 2048 tokens, unpadded, no scoring: the hardware's ceiling
-        line = (f"{name:14} {r['seconds']:8.2f} {r['tokens_per_s']:9.0f} {r['forwarded']:14d} "
+        line = (f"{name:20} {r['seconds']:8.2f} {r['tokens_per_s']:9.0f} {r['forwarded']:14d} "
                 f"{r['peak_extra_bytes'] / 2**20:14.0f}")
         if peak:
             tf = r["flops"] / r["seconds"] / 1e12
@@ -361,9 +374,10 @@ def report(results: list[dict], a, peak: float | None) -> None:
         if r["variant"] != "reer":
             continue
         diff = max(abs(x - y) for x, y in zip(n["scores"], r["scores"]))
-        print(f"reer {r['batch_tokens']}: throughput x{r['tokens_per_s'] / n['tokens_per_s']:.2f}, "
+        print(f"{label(r)}: throughput x{r['tokens_per_s'] / n['tokens_per_s']:.2f}, "
               f"peak extra memory x{r['peak_extra_bytes'] / max(n['peak_extra_bytes'], 1):.2f}, "
-              f"max score difference {diff:.2e}, prefix cache {r['prefix_cache']}")
+              f"max score difference {diff:.2e}, padding {r['padded'] / (r['forwarded'] + r['padded']):.1%} "
+              f"of the tokens through the model, prefix cache {r['prefix_cache']}")
     if peak:
         print(f"MFU against a dense bf16 peak of {peak:.0f} TFLOP/s")
     if a.random:

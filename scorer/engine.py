@@ -24,6 +24,7 @@ the scores of a whole call are read back once at the end: nothing waits on the G
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from scorer import packed
 from scorer.batching import group_ids, prefix_groups
 from scorer.prefix_cache import PrefixCache
 
@@ -66,6 +68,7 @@ class EngineStats:
     requests: int = 0
     tokens: int = 0  # tokens of the requests
     forwarded: int = 0  # tokens that went through the model (less, thanks to prefix reuse)
+    padded: int = 0  # padding that went through with them (rows of a batch are padded to one length)
     forwards: int = 0
     logit_rows: int = 0  # positions whose logits were computed
 
@@ -74,7 +77,7 @@ class Engine:
     """Scores ``Encoded`` requests with ``model`` (a transformers causal LM, already placed)."""
 
     def __init__(self, model, *, pad_id: int = 0, reuse_prefix: bool = True,
-                 prefix_cache_bytes: int | None = None, merge: bool | None = None):
+                 prefix_cache_bytes: int | None = None, merge: bool | None = None, packed_rows: bool | None = None):
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -89,6 +92,11 @@ class Engine:
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self.merge = merge if merge is not None else _full_attention_only(model)
+        # Packed rows (no padding) need the merged path and plain attention.
+        self.packed = self.merge and (packed_rows if packed_rows is not None else True)
+        text = model.config.get_text_config()
+        self._kv_shape = (text.num_key_value_heads,
+                          getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
 
     @property
     def _min_prefix(self) -> int:
@@ -100,8 +108,8 @@ class Engine:
 
     def snapshot(self) -> dict:
         s = self.stats
-        out = {"requests": s.requests, "tokens": s.tokens, "forwarded": s.forwarded, "forwards": s.forwards,
-               "logit_rows": s.logit_rows}
+        out = {"requests": s.requests, "tokens": s.tokens, "forwarded": s.forwarded, "padded": s.padded,
+               "forwards": s.forwards, "logit_rows": s.logit_rows}
         if self.cache is not None:
             c = self.cache.stats
             out["prefix_cache"] = {"entries": len(self.cache), "bytes": self.cache.bytes, "hits": c.hits,
@@ -257,6 +265,8 @@ class Engine:
         """Run each row's new tokens on top of its own past (None: none), all in one forward.
         Returns the kept logits (B, keep, vocab) and, if ``want_kv``, each row's KV (past +
         new), batch 1: copying them out costs as much again as the merged cache itself."""
+        if self.packed:
+            return self._run_packed(rows, keep, want_kv)
         B = len(rows)
         plens = [_kv_len(kv) for kv, _ in rows]
         slens = [len(new) for _, new in rows]
@@ -292,6 +302,34 @@ class Engine:
                         for layer in merged.layers])
         return out.logits, kvs
 
+    def _run_packed(self, rows: list[tuple["KV | None", list[int]]], keep: int,
+                    want_kv: bool) -> tuple[torch.Tensor, list["KV"]]:
+        """``_run_rows`` without padding: the rows end to end in one sequence (``scorer.packed``).
+        The kept logits are gathered at each row's last ``keep`` positions (a short row's extra
+        columns read its neighbour's and are never valid targets)."""
+        plens = [_kv_len(kv) for kv, _ in rows]
+        q, k, slots, positions = packed.plan([(p, len(new)) for p, (_, new) in zip(plens, rows)])
+        ids = torch.tensor([[t for _, new in rows for t in new]])
+        heads, dim = self._kv_shape
+        slots_dev = self._to_device(torch.tensor(slots))
+        cache = DynamicCache(config=self.model.config)
+        for layer in range(len(cache.layers)):
+            bk = torch.empty((k[-1][1], heads, dim), dtype=self.dtype, device=self.device)  # every slot is written
+            bv = torch.empty_like(bk)
+            for (kv, _), (ks, _), p in zip(rows, k, plens):
+                if p:
+                    bk[ks : ks + p] = kv[layer][0][0].transpose(0, 1)
+                    bv[ks : ks + p] = kv[layer][1][0].transpose(0, 1)
+            cache.layers[layer] = packed.PackedLayer(bk, bv, slots_dev)
+        cu = lambda spans: self._to_device(torch.tensor([0] + [e for _, e in spans], dtype=torch.int32))  # noqa: E731
+        packing = packed.Packing(q, k, cu(q), cu(k), max(e - s for s, e in q), max(e - s for s, e in k))
+        cols = torch.tensor([max(0, qe - keep + j) for _, qe in q for j in range(keep)])
+        out = self._forward(ids, None, torch.tensor([positions]), self._to_device(cols), cache, packing=packing)
+        logits = out.logits.view(len(rows), keep, -1)
+        if not want_kv:
+            return logits, []
+        return logits, [[layer.span(ks, ke) for layer in cache.layers] for ks, ke in k]
+
     def _targets(self, batch: Sequence[Encoded], shift: list[int], keep: int) -> tuple[torch.Tensor, torch.Tensor]:
         """For each row, the token each kept logit column must predict, and which columns count:
         scored token p is predicted by column p + shift[b]."""
@@ -303,17 +341,24 @@ class Engine:
             valid[b, cols] = True
         return self._to_device(targets), self._to_device(valid)
 
-    def _forward(self, ids, mask, position_ids, keep: int, cache=None, keep_cache: bool = False):
+    def _forward(self, ids, mask, position_ids, keep: int | torch.Tensor, cache=None, keep_cache: bool = False,
+                 packing: packed.Packing | None = None):
         """One forward of ``ids`` (B, S) on top of ``cache``, logits for the last ``keep``
-        positions; ``mask`` (B, past + S) or None for no padding. Counts what went through."""
+        positions (or at the positions ``keep`` lists); ``mask`` (B, past + S) or None for no
+        padding; ``packing``: the rows packed in one sequence. Counts what went through."""
         extra = {self._cache_arg: cache} if cache is not None else {}
         if mask is not None:
             extra["attention_mask"] = self._to_device(mask)
-        out = self.model(input_ids=self._to_device(ids), position_ids=self._to_device(position_ids),
-                         use_cache=cache is not None or keep_cache, logits_to_keep=keep, **extra)
+        with packed.attention(self.model) if packing is not None else contextlib.nullcontext():
+            if packing is not None:
+                extra["reer_packing"] = packing
+            out = self.model(input_ids=self._to_device(ids), position_ids=self._to_device(position_ids),
+                             use_cache=cache is not None or keep_cache, logits_to_keep=keep, **extra)
         self.stats.forwards += 1
-        self.stats.forwarded += ids.numel() if mask is None else int(mask[:, -ids.shape[1]:].sum())
-        self.stats.logit_rows += ids.shape[0] * keep
+        real = ids.numel() if mask is None else int(mask[:, -ids.shape[1]:].sum())
+        self.stats.forwarded += real
+        self.stats.padded += ids.numel() - real
+        self.stats.logit_rows += keep.numel() if isinstance(keep, torch.Tensor) else ids.shape[0] * keep
         return out
 
     def _nll(self, logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

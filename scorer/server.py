@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chat-format", default=None)
     p.add_argument("--prompts-dir", type=Path, default=None)
     p.add_argument("--max-batch-tokens", type=int, default=None,
-                   help=f"padded tokens per forward pass (default: {DEFAULT_MAX_BATCH_TOKENS} on CPU, "
+                   help=f"tokens per forward pass, counted as rows x the longest row (default: {DEFAULT_MAX_BATCH_TOKENS} on CPU, "
                         f"{CUDA_MAX_BATCH_TOKENS} on CUDA)")
     p.add_argument("--prefix-cache-mb", type=int, default=None,
                    help="memory for KV caches of prefixes kept across a record's steps, 0 to keep none "

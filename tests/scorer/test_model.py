@@ -138,13 +138,24 @@ SEGMENTS = ["Alright, the user wants a short poem about the sea, so I should fir
             "Then I will check the rhythm of each line before I write the final version of the poem."]
 
 
-@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def load_kind(dirs, kind: str, **kw) -> ScoringModel:
+    """``llama`` packs its rows (the default for full attention), ``llama-padded`` pads them."""
+    sm = load(dirs[kind.removesuffix("-padded")], **kw)
+    if kind.endswith("-padded"):
+        sm.engine.packed = False
+    return sm
+
+
+MERGED = ["llama", "llama-padded", "gemma3"]
+
+
+@pytest.mark.parametrize("kind", MERGED)
 def test_a_records_steps_reuse_the_prefix_of_the_step_before(tiny_model_dirs, kind):
     """The search visits segments in order: each step's shared prefix extends the last one's,
     which the scorer keeps. Scores must equal full recomputation at every step (the gemma3
     model's window of 16 is crossed by every extension), repeated use must not corrupt the
     stored cache, and exactly the reused tokens are saved."""
-    sm = load(tiny_model_dirs[kind])
+    sm = load_kind(tiny_model_dirs, kind)
     plain = Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0)  # prefix sharing within a step only
     full = Engine(sm.model, pad_id=sm.engine.pad_id, reuse_prefix=False)  # every request computed whole
     kept: list[str] = []
@@ -171,13 +182,14 @@ def test_a_prefix_cache_too_small_for_any_entry_changes_nothing(tiny_model_dirs)
     assert len(sm.engine.cache) == 0
 
 
-@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+@pytest.mark.parametrize("kind", MERGED)
 def test_steps_of_several_records_scored_together(tiny_model_dirs, kind):
     """Concurrent searches send their steps together: groups with prefixes of different
     lengths, some stored and some not, and a lone candidate, in one call (llama: merged into
-    one forward; gemma3, whose sliding layers cannot be merged: a forward per group)."""
-    sm = load(tiny_model_dirs[kind])
-    assert sm.engine.merge == (kind == "llama")
+    one forward, rows packed or padded; gemma3, whose sliding layers cannot be merged: a
+    forward per group)."""
+    sm = load_kind(tiny_model_dirs, kind)
+    assert sm.engine.merge == kind.startswith("llama") and sm.engine.packed == (kind == "llama")
     full = Engine(sm.model, pad_id=sm.engine.pad_id, reuse_prefix=False)
 
     def step(question: str, step: int, n: int = 2) -> list[Encoded]:
@@ -194,3 +206,56 @@ def test_steps_of_several_records_scored_together(tiny_model_dirs, kind):
         got = sm.score(encs)
         assert got == pytest.approx([full.score([e])[0] for e in encs], abs=1e-5)
     assert sm.engine.cache.stats.hits >= 3
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="flash attention over variable-length rows runs on CUDA only")
+def test_flash_attention_over_packed_rows_matches_attention_row_by_row(tiny_model_dirs, monkeypatch):
+    """In half precision on CUDA the packed rows go through one ``varlen_attn`` call per layer:
+    it must give what attention row by row gives (bf16: to rounding)."""
+    from scorer import packed
+
+    if packed.varlen_attn is None:
+        pytest.skip("this torch has no torch.nn.attention.varlen")
+    sm = ScoringModel(str(tiny_model_dirs["llama"]), device="cuda", dtype="bfloat16")
+    encs = [sm.encode(q, "\n\n".join([*SEGMENTS[:k], f"Rewrite {i}: the boats.", *SEGMENTS[k + 1:]]), ANSWER, "en")
+            for q, k in [("A poem about the sea.", 1), ("A poem about the rain, please.", 3)] for i in range(2)]
+    calls = []
+    real = packed.varlen_attn
+    monkeypatch.setattr(packed, "varlen_attn", lambda *a, **k: calls.append(1) or real(*a, **k))
+    flash = sm.score(encs)
+    assert calls  # the flash path really ran
+    monkeypatch.setattr(packed, "varlen_options", lambda *a: None)  # row by row, same packing
+    row_by_row = Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0).score(encs)
+    assert flash == pytest.approx(row_by_row, abs=3e-2)
+    assert 0.0 < min(flash) and max(flash) < 1.95
+
+
+def test_packed_rows_fall_back_to_attention_row_by_row_when_flash_fails(tiny_model_dirs, monkeypatch):
+    """An unverified torch/GPU pairing must not stop scoring: a failing ``varlen_attn`` is
+    reported once and not tried again; an out-of-memory still reaches the batch halving."""
+    from scorer import packed
+
+    sm = load(tiny_model_dirs["llama"])
+    encs = [sm.encode("q", "\n\n".join([*SEGMENTS[:2], c]), ANSWER, "en") for c in ("One more.", "Another one.")]
+    expected = Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0).score(encs)
+    monkeypatch.setattr(packed, "varlen_options", lambda *a: {})  # as if on CUDA in bf16
+    calls = []
+
+    def oom(*a, **k):
+        calls.append("oom")
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(packed, "varlen_attn", oom)
+    with pytest.raises(torch.OutOfMemoryError):
+        Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0).score(encs)
+
+    def broken(*a, **k):
+        calls.append("broken")
+        raise RuntimeError("FlashAttention only supports Ampere GPUs or newer.")
+
+    monkeypatch.setattr(packed, "varlen_attn", broken)
+    monkeypatch.setattr(packed, "varlen_failed", None)
+    engine = Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0)
+    assert engine.score(encs) == pytest.approx(expected, abs=1e-6)
+    assert engine.score(encs) == pytest.approx(expected, abs=1e-6)
+    assert calls == ["oom", "broken"] and "Ampere" in packed.varlen_failed
