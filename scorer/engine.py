@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -38,6 +39,7 @@ from scorer import packed
 from scorer.batching import group_ids, prefix_groups
 from scorer.prefix_cache import PrefixCache
 
+log = logging.getLogger(__name__)
 NLL_CLIP = 2.0  # reference: logprobs are clipped to [-2, 0]
 MIN_SHARED_PREFIX = 64  # tokens: a shorter shared prefix is not worth a separate cached pass
 MAX_LOGIT_BYTES = 1 << 30  # rows per forward are cut so that their kept logits stay under 1 GiB
@@ -92,11 +94,12 @@ class Engine:
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self.merge = merge if merge is not None else _full_attention_only(model)
-        # Packed rows (no padding) need the merged path and plain attention.
-        self.packed = self.merge and (packed_rows if packed_rows is not None else True)
         text = model.config.get_text_config()
         self._kv_shape = (text.num_key_value_heads,
                           getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
+        # Packed rows (no padding) need the merged path and a model that attends through
+        # transformers' attention interface.
+        self.packed = self.merge and (packed_rows if packed_rows is not None else self._packing_works())
 
     @property
     def _min_prefix(self) -> int:
@@ -302,14 +305,45 @@ class Engine:
                         for layer in merged.layers])
         return out.logits, kvs
 
+    @torch.inference_mode()
+    def _packing_works(self) -> bool:
+        """A probe of two short rows: packed, every attention layer must go through the packed
+        attention (a model with an attention of its own would silently let the rows see each
+        other) and each row must get what it gets alone."""
+        rows = [[11, 12, 13, 14, 15], [16, 17, 18]]
+        try:
+            cache, packing, positions = self._pack([(None, r) for r in rows])
+            logits = self._forward_packed(rows, positions, cache, packing, keep=1)
+        except Exception as exc:  # whatever this architecture does not support: pad instead
+            log.warning("packed rows do not run on this model (%s: %s); its rows are padded", type(exc).__name__, exc)
+            return False
+        finally:
+            self.stats = EngineStats()
+        if len(packing.calls) != len(cache.layers):
+            log.warning("this model's attention does not go through transformers' attention interface in every "
+                        "layer (%d of %d); its rows are padded", len(packing.calls), len(cache.layers))
+            return False
+        for row, got in zip(rows, logits[:, 0].float()):
+            alone = self.model(input_ids=torch.tensor([row], device=self.device), logits_to_keep=1).logits[0, -1].float()
+            if not torch.allclose(got, alone, rtol=1e-2, atol=1e-2 * float(alone.abs().max())):
+                log.warning("packed rows do not reproduce this model's own forward; its rows are padded")
+                return False
+        return True
+
     def _run_packed(self, rows: list[tuple["KV | None", list[int]]], keep: int,
                     want_kv: bool) -> tuple[torch.Tensor, list["KV"]]:
-        """``_run_rows`` without padding: the rows end to end in one sequence (``scorer.packed``).
-        The kept logits are gathered at each row's last ``keep`` positions (a short row's extra
-        columns read its neighbour's and are never valid targets)."""
+        """``_run_rows`` without padding: the rows end to end in one sequence (``scorer.packed``)."""
+        cache, packing, positions = self._pack(rows)
+        logits = self._forward_packed([new for _, new in rows], positions, cache, packing, keep)
+        if not want_kv:
+            return logits, []
+        return logits, [[layer.span(ks, ke) for layer in cache.layers] for ks, ke in packing.k]
+
+    def _pack(self, rows: list[tuple["KV | None", list[int]]]):
+        """The packed cache (each row's past in place, room for its new tokens), the packing,
+        and the new tokens' positions."""
         plens = [_kv_len(kv) for kv, _ in rows]
         q, k, slots, positions = packed.plan([(p, len(new)) for p, (_, new) in zip(plens, rows)])
-        ids = torch.tensor([[t for _, new in rows for t in new]])
         heads, dim = self._kv_shape
         slots_dev = self._to_device(torch.tensor(slots))
         cache = DynamicCache(config=self.model.config)
@@ -323,12 +357,17 @@ class Engine:
             cache.layers[layer] = packed.PackedLayer(bk, bv, slots_dev)
         cu = lambda spans: self._to_device(torch.tensor([0] + [e for _, e in spans], dtype=torch.int32))  # noqa: E731
         packing = packed.Packing(q, k, cu(q), cu(k), max(e - s for s, e in q), max(e - s for s, e in k))
-        cols = torch.tensor([max(0, qe - keep + j) for _, qe in q for j in range(keep)])
+        return cache, packing, positions
+
+    def _forward_packed(self, news: list[list[int]], positions: list[int], cache, packing: "packed.Packing",
+                        keep: int) -> torch.Tensor:
+        """The packed forward; the kept logits (rows, keep, vocab) are gathered at each row's
+        last ``keep`` positions (a short row's extra columns read its neighbour's and are never
+        valid targets)."""
+        ids = torch.tensor([[t for new in news for t in new]])
+        cols = torch.tensor([max(0, qe - keep + j) for _, qe in packing.q for j in range(keep)])
         out = self._forward(ids, None, torch.tensor([positions]), self._to_device(cols), cache, packing=packing)
-        logits = out.logits.view(len(rows), keep, -1)
-        if not want_kv:
-            return logits, []
-        return logits, [[layer.span(ks, ke) for layer in cache.layers] for ks, ke in k]
+        return out.logits.view(len(news), keep, -1)
 
     def _targets(self, batch: Sequence[Encoded], shift: list[int], keep: int) -> tuple[torch.Tensor, torch.Tensor]:
         """For each row, the token each kept logit column must predict, and which columns count:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -55,6 +55,7 @@ class Packing:
     cu_k: torch.Tensor
     max_q: int
     max_k: int
+    calls: list[int] = field(default_factory=list)  # one entry per attention layer that used it
 
 
 def plan(rows: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int], list[int]]:
@@ -106,6 +107,7 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
         raise NotImplementedError("packed attention supports plain scaled dot-product attention only")
     global varlen_failed
     p = reer_packing
+    p.calls.append(1)
     if varlen_failed is None and (options := varlen_options(query, key, scaling)) is not None:
         q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # (tokens, heads, dim)
         try:

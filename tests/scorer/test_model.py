@@ -237,7 +237,7 @@ def test_packed_rows_fall_back_to_attention_row_by_row_when_flash_fails(tiny_mod
 
     sm = load(tiny_model_dirs["llama"])
     encs = [sm.encode("q", "\n\n".join([*SEGMENTS[:2], c]), ANSWER, "en") for c in ("One more.", "Another one.")]
-    expected = Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0).score(encs)
+    expected = Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0, packed_rows=True).score(encs)
     monkeypatch.setattr(packed, "varlen_options", lambda *a: {})  # as if on CUDA in bf16
     calls = []
 
@@ -247,7 +247,7 @@ def test_packed_rows_fall_back_to_attention_row_by_row_when_flash_fails(tiny_mod
 
     monkeypatch.setattr(packed, "varlen_attn", oom)
     with pytest.raises(torch.OutOfMemoryError):
-        Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0).score(encs)
+        Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0, packed_rows=True).score(encs)
 
     def broken(*a, **k):
         calls.append("broken")
@@ -255,7 +255,21 @@ def test_packed_rows_fall_back_to_attention_row_by_row_when_flash_fails(tiny_mod
 
     monkeypatch.setattr(packed, "varlen_attn", broken)
     monkeypatch.setattr(packed, "varlen_failed", None)
-    engine = Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0)
+    engine = Engine(sm.model, pad_id=sm.engine.pad_id, prefix_cache_bytes=0, packed_rows=True)
     assert engine.score(encs) == pytest.approx(expected, abs=1e-6)
     assert engine.score(encs) == pytest.approx(expected, abs=1e-6)
     assert calls == ["oom", "broken"] and "Ampere" in packed.varlen_failed
+
+
+def test_packed_rows_only_where_the_model_attends_through_the_interface(tiny_model_dirs, monkeypatch):
+    """A model whose attention ignores transformers' attention interface would let packed rows
+    see each other without an error: the engine's probe must catch it and pad instead."""
+    import contextlib
+
+    from scorer import packed
+
+    sm = load(tiny_model_dirs["llama"])
+    assert sm.engine.packed and not load(tiny_model_dirs["gemma3"]).engine.packed
+    monkeypatch.setattr(packed, "attention", lambda model: contextlib.nullcontext())  # the model keeps SDPA
+    engine = Engine(sm.model, pad_id=sm.engine.pad_id)
+    assert engine.merge and not engine.packed and engine.stats.forwards == 0
