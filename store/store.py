@@ -247,16 +247,18 @@ class Store:
     # --- the search tree ------------------------------------------------------------------
 
     def load_progress(self, record_id: int) -> Progress:
-        with self._session() as s:
-            nodes = s.exec(select(Node).where(Node.record_id == record_id).order_by(col(Node.step), col(Node.idx)))
-            drafts, candidates = [], {}
-            for n in nodes:
-                if n.kind == NodeKind.draft:
-                    drafts.append(n)
-                else:
-                    candidates.setdefault(n.step, []).append(n)
-            steps = list(s.exec(select(Step).where(Step.record_id == record_id).order_by(col(Step.step))))
-            return Progress(drafts, steps, candidates)
+        # Core, not an ORM session: a record starting fresh (the common case) costs two empty
+        # SELECTs and nothing else.
+        with self.engine.connect() as conn:
+            nodes = [Node.model_validate(r._mapping) for r in conn.execute(_NODES_OF, {"record_id": record_id})]
+            steps = [Step.model_validate(r._mapping) for r in conn.execute(_STEPS_OF, {"record_id": record_id})]
+        drafts, candidates = [], {}
+        for n in nodes:
+            if n.kind == NodeKind.draft:
+                drafts.append(n)
+            else:
+                candidates.setdefault(n.step, []).append(n)
+        return Progress(drafts, steps, candidates)
 
     def add_node(self, node: Node) -> Node:
         """Store one generation as soon as it arrives: a paid-for output is never lost."""
@@ -353,6 +355,10 @@ _SET_INITIAL = (update(Record).where(col(Record.id) == bindparam("record_id"))
 _ADVANCE_STEP = (update(Record).where(col(Record.id) == bindparam("record_id"), col(Record.steps_done) == bindparam("done"))
                  .values(steps_done=bindparam("next"), updated_at=bindparam("now")))
 _INSERT_STEP = insert(Step)
+_NODES_OF = (select(Node.__table__).where(Node.__table__.c.record_id == bindparam("record_id"))
+             .order_by(Node.__table__.c.step, Node.__table__.c.idx))
+_STEPS_OF = (select(Step.__table__).where(Step.__table__.c.record_id == bindparam("record_id"))
+             .order_by(Step.__table__.c.step))
 _INSERT_NODES = insert(Node).returning(col(Node.id), sort_by_parameter_order=True)
 
 
