@@ -208,7 +208,8 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
     """``httpx.AsyncHTTPTransport`` (HTTP/1.1, no proxy) with httpcore on ``AsyncioBackend``."""
 
     def __init__(self, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
-        # httpx's own __init__ would build its pool on anyio; this builds the same pool, on asyncio.
+        super().__init__(verify=ssl_context, limits=limits)
+        # httpx builds its pool on anyio (it opens no connection yet): the same pool, on asyncio.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context, max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
