@@ -259,7 +259,8 @@ def profile(engine, steps, batch_tokens: int) -> None:
     dev = "device" if hasattr(events[0], "self_device_time_total") else "cuda"
     busy = sum(getattr(e, f"self_{dev}_time_total") for e in events) / 1e6  # microseconds
     key = f"self_{dev}_time_total"
-    print(f"profile of one step ({len(step)} requests): wall {wall:.3f} s, GPU kernels {busy:.3f} s "
+    rows = "packed" if engine.packed else "padded" if engine.merge else "per group"
+    print(f"profile of one step ({len(step)} requests, rows {rows}): wall {wall:.3f} s, GPU kernels {busy:.3f} s "
           f"({busy / wall:.0%} busy)")
     print(events.table(sort_by=key, row_limit=14, max_name_column_width=60))
 
@@ -300,6 +301,7 @@ def run_here(a) -> list[dict]:
         r = results[-1]
         print(f"# {label(r)}: {r['seconds']:.2f} s", file=sys.stderr, flush=True)
     if a.profile and engine.device.type == "cuda":
+        engine.packed = engine.merge and a.rows[0] == "packed"  # the first layout asked for
         try:
             profile(engine, steps, a.max_batch_tokens[-1])
         except Exception as exc:  # a profile is a diagnostic: never the reason a benchmark fails
