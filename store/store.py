@@ -224,7 +224,7 @@ class Store:
         """The draft's score, on the draft and on its record, in one transaction."""
         with self.engine.begin() as conn:
             _write_scores(conn, {draft_id: score})
-            conn.execute(_SET_INITIAL, {"record_id": record_id, "value": score, "now": utcnow()})
+            _set(conn, Record, record_id, initial_score=score, updated_at=utcnow())
 
     def finish_record(self, record_id: int, final_thinking: str, final_score: float) -> None:
         self._update_record(
@@ -242,7 +242,7 @@ class Store:
 
     def _update(self, table: type, row_id: int, **values: Any) -> None:
         with self.engine.begin() as conn:  # one UPDATE, no ORM round trip: these are the hot writes
-            conn.execute(_update_statement(table, tuple(sorted(values))), {"row_id": row_id, **values})
+            _set(conn, table, row_id, **values)
 
     # --- the search tree ------------------------------------------------------------------
 
@@ -349,9 +349,6 @@ def _short(v: Any, limit: int = 40) -> str:
 
 
 # The hot writes of a search, built once: constructing a statement costs more than running it.
-_SET_SCORE = update(Node).where(col(Node.id) == bindparam("node_id")).values(score=bindparam("value"))
-_SET_INITIAL = (update(Record).where(col(Record.id) == bindparam("record_id"))
-                .values(initial_score=bindparam("value"), updated_at=bindparam("now")))
 _ADVANCE_STEP = (update(Record).where(col(Record.id) == bindparam("record_id"), col(Record.steps_done) == bindparam("done"))
                  .values(steps_done=bindparam("next"), updated_at=bindparam("now")))
 _INSERT_STEP = insert(Step)
@@ -367,8 +364,12 @@ def _update_statement(table: type, columns: tuple[str, ...]):
     return update(table).where(table.id == bindparam("row_id")).values({c: bindparam(c) for c in columns})
 
 
+def _set(conn, table: type, row_id: int, **values: Any) -> None:
+    conn.execute(_update_statement(table, tuple(sorted(values))), {"row_id": row_id, **values})
+
+
 def _write_scores(conn, scores: dict[int, float]) -> None:
-    conn.execute(_SET_SCORE, [{"node_id": k, "value": v} for k, v in scores.items()])
+    conn.execute(_update_statement(Node, ("score",)), [{"row_id": k, "score": v} for k, v in scores.items()])
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
