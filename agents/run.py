@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scorer-device", default=None, help="default: cuda when present, else cpu")
     sc.add_argument("--scorer-chat-format", default=None, help="when the scorer's tokenizer has no chat template")
     sc.add_argument("--scorer-max-batch-tokens", type=int, default=None,
-                    help="padded tokens per forward pass (default: 16384 on CPU, 65536 on CUDA)")
+                    help="tokens per forward pass, counted as rows x the longest row (default: 16384 on CPU, "
+                         "65536 on CUDA)")
     sc.add_argument("--scorer-prefix-cache-mb", type=int, default=None,
                     help="memory for KV caches of prefixes kept across a record's steps, 0 for none "
                          "(default: 1024 on CPU, a tenth of the GPU's memory on CUDA)")

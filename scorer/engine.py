@@ -388,9 +388,9 @@ class Engine:
         extra = {self._cache_arg: cache} if cache is not None else {}
         if mask is not None:
             extra["attention_mask"] = self._to_device(mask)
+        if packing is not None:
+            extra["reer_packing"] = packing
         with packed.attention(self.model) if packing is not None else contextlib.nullcontext():
-            if packing is not None:
-                extra["reer_packing"] = packing
             out = self.model(input_ids=self._to_device(ids), position_ids=self._to_device(position_ids),
                              use_cache=cache is not None or keep_cache, logits_to_keep=keep, **extra)
         self.stats.forwards += 1
