@@ -24,13 +24,22 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, groups: Sequence[int] 
         for i, g in enumerate(groups):
             longest[g] = max(longest.get(g, 0), lengths[i])
         order = sorted(range(len(lengths)), key=lambda i: (-longest[groups[i]], groups[i], -lengths[i], i))
-    batches: list[list[int]] = []
+    return fill(order, lengths, max_tokens)
+
+
+def fill(order: Sequence[int], sizes: Sequence[int], budget: int) -> list[list[int]]:
+    """``order`` cut into consecutive chunks whose rows x largest size stays within ``budget``
+    (what a padded batch costs); an item over budget alone gets a chunk of its own."""
+    chunks: list[list[int]] = []
+    largest = 0
     for i in order:
-        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
-            batches[-1].append(i)
+        if chunks and (len(chunks[-1]) + 1) * max(largest, sizes[i]) <= budget:
+            chunks[-1].append(i)
+            largest = max(largest, sizes[i])
         else:
-            batches.append([i])
-    return batches
+            chunks.append([i])
+            largest = sizes[i]
+    return chunks
 
 
 def take_round(sizes: Sequence[int], budget: int) -> int:

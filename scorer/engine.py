@@ -36,7 +36,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from scorer import packed
-from scorer.batching import group_ids, prefix_groups
+from scorer.batching import fill, group_ids, prefix_groups
 from scorer.prefix_cache import PrefixCache
 
 log = logging.getLogger(__name__)
@@ -157,14 +157,8 @@ class Engine:
 
     def _by_logit_budget(self, members: list[int], batch: Sequence[Encoded]) -> list[list[int]]:
         """Cut rows so that (rows x kept positions x vocab) fp32 logits fit MAX_LOGIT_BYTES."""
-        chunks: list[list[int]] = []
-        for i in members:
-            keep = len(batch[i]) - batch[i].limit
-            if chunks and (len(chunks[-1]) + 1) * keep * self.vocab * 4 <= MAX_LOGIT_BYTES:
-                chunks[-1].append(i)
-            else:
-                chunks.append([i])
-        return chunks
+        keep = {i: (len(batch[i]) - batch[i].limit) * self.vocab * 4 for i in members}
+        return fill(members, keep, MAX_LOGIT_BYTES)
 
     def _score_padded(self, batch: Sequence[Encoded]) -> torch.Tensor:
         B, T = len(batch), max(len(e) for e in batch)

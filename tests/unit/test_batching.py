@@ -89,3 +89,13 @@ def test_a_round_takes_the_oldest_requests_that_fit():
     assert take_round([10, 500, 10], budget=100) == 1  # ...and one behind it waits for its turn,
     assert take_round([10, 10], budget=100) == 2  # while nothing younger jumps ahead of either
     assert take_round([], budget=100) == 0
+
+
+def test_a_batch_spanning_prefix_groups_is_costed_by_its_longest_row():
+    """Groups keep sharers together, so a batch's first row need not be its longest: the budget
+    must hold for rows x the longest row all the same."""
+    lengths, groups = [100, 50, 90], [0, 0, 1]
+    batches = plan_batches(lengths, max_tokens=150, groups=groups)
+    assert sorted(i for b in batches for i in b) == [0, 1, 2]
+    for b in batches:
+        assert len(b) * max(lengths[i] for i in b) <= 150 or len(b) == 1
