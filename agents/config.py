@@ -95,6 +95,7 @@ class ScorerConfig:
     url: str | None = None  # an already running scorer, instead of starting one
     token: str | None = field(default=None, repr=False)  # its bearer token, if it requires one
     max_context: int | None = None  # None: the scoring model's own
+    compile: bool = False  # fuse each layer's norms and MLP with torch.compile (GPU)
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scorer-prefix-cache-mb", type=int, default=None,
                     help="memory for KV caches of prefixes kept across a record's steps, 0 for none "
                          "(default: 1024 on CPU, a tenth of the GPU's memory on CUDA)")
+    sc.add_argument("--scorer-compile", action="store_true",
+                    help="fuse each layer's norms and MLP with torch.compile, at load (for GPUs; little gain on CPU)")
     sc.add_argument("--scorer-url", default=None, help="use a running scorer (python -m scorer.server) instead")
     sc.add_argument("--scorer-token", default=os.environ.get("REER_SCORER_TOKEN"),
                     help="bearer token of a --scorer-url that requires one (env REER_SCORER_TOKEN)")
@@ -178,8 +180,8 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         scorer=C.ScorerConfig(model=a.scorer_model, threads=a.scorer_threads, dtype=a.scorer_dtype,
                               device=a.scorer_device, chat_format=a.scorer_chat_format,
                               max_batch_tokens=a.scorer_max_batch_tokens, prefix_cache_mb=a.scorer_prefix_cache_mb,
-                              url=a.scorer_url,
-                              token=a.scorer_token, max_context=a.max_context),
+                              url=a.scorer_url, token=a.scorer_token, max_context=a.max_context,
+                              compile=a.scorer_compile),
         prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard,
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
         record_failures=a.record_failures,
@@ -194,7 +196,7 @@ def scorer_args(cfg: C.RunConfig) -> list[str]:
                         ("--prefix-cache-mb", sc.prefix_cache_mb), ("--max-batch-tokens", sc.max_batch_tokens)):
         if value is not None:
             args += [flag, str(value)]
-    return args
+    return args + (["--compile"] if sc.compile else [])
 
 
 def log_path(db: str, service: str) -> Path:

@@ -1,7 +1,7 @@
 """Scorer benchmark: reer's scorer against the reference's cost model, on the same inputs.
 
     .venv/bin/python bench/scorer.py [--model gemma3-270m] [--records 1] [--dtype float32]
-    python3 bench/scorer.py --random llama-8b --records 16 --device cuda --dtype bfloat16
+    python3 bench/scorer.py --random llama-8b --records 16 --device cuda --dtype bfloat16 [--compile]
 
 Inputs are realistic REER steps: a prompt, a ~1K-token thinking in 7 segments, 2 candidates per
 step, a ~600-token answer, for several records searched side by side. reer gets them as the
@@ -9,7 +9,8 @@ pipeline sends them: step by step, every record's candidates of a step together.
 baseline scores one request at a time with the full ``[T, vocab]`` logits and no prefix reuse
 (what vLLM ``prompt_logprobs`` computes).
 
-``--model`` takes a real model (text through its tokenizer). ``--random NAME`` builds a randomly
+``--compile`` also measures reer with the model's norms and MLPs compiled (the scorer's
+``--compile``). ``--model`` takes a real model (text through its tokenizer). ``--random NAME`` builds a randomly
 initialised model of a real size from a built-in config and feeds it token ids of the same
 shape: no weights and no tokenizer are needed, which is what a GPU box without a hub needs.
 
@@ -288,25 +289,46 @@ def peak_tflops(a) -> float | None:
 
 def run_here(a) -> list[dict]:
     engine, steps = load(a)
+    if a.compiled:  # a CPU run of its own, compiled from the start
+        compile_model(engine)
     runs = [lambda: measure("naive", engine, steps, a, 0)] if a.variant in (None, "naive") else []
     if a.variant in (None, "reer"):
         layouts = a.rows if engine.merge else ["per group"]  # sliding-window models: one forward per group
         runs += [lambda bt=bt, rows=rows: measure("reer", engine, steps, a, bt, rows)
                  for rows in layouts for bt in a.max_batch_tokens]
-    if engine.device.type == "cuda":
+    cuda = engine.device.type == "cuda"
+    if a.variant is None:  # every run in this one process (CUDA): the ceiling, then compiled
         runs.append(lambda: ceiling(engine))
-    results = []
+        if a.compile:  # then the same model with its blocks compiled: reer in the first layout, and the ceiling
+            runs.append("compile")
+            runs += [lambda bt=bt: measure("reer", engine, steps, a, bt, a.rows[0]) for bt in a.max_batch_tokens]
+            runs.append(lambda: ceiling(engine))
+    results, compiled, peak = [], a.compiled, peak_tflops(a) if a.variant is None else None
     for run in runs:
-        results.append(run())
-        r = results[-1]
-        print(f"# {label(r)}: {r['seconds']:.2f} s", file=sys.stderr, flush=True)
-    if a.profile and engine.device.type == "cuda":
+        if run == "compile":
+            compile_model(engine)
+            compiled = True
+            continue
+        results.append(r := run() | {"compiled": compiled})
+        # as it goes, so that a run cut short by a time limit still says what it measured
+        mfu = f", MFU {r['flops'] / r['seconds'] / 1e12 / peak:.1%}" if peak else ""
+        print(f"# {label(r)}: {r['seconds']:.2f} s, {r['tokens_per_s']:.0f} tokens/s{mfu}", file=sys.stderr, flush=True)
+    if a.profile and cuda:
         engine.packed = engine.merge and a.rows[0] == "packed"  # the first layout asked for
         try:
             profile(engine, steps, a.max_batch_tokens[-1])
         except Exception as exc:  # a profile is a diagnostic: never the reason a benchmark fails
             print(f"profile failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return results
+
+
+def compile_model(engine) -> None:
+    """Compile the model's blocks in place (``scorer.compiled``); says how long it took."""
+    from scorer.compiled import compile_blocks
+
+    t0 = time.perf_counter()
+    blocks = compile_blocks(engine.model)
+    print(f"# compiled {len(blocks)} blocks in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
 def main() -> int:
@@ -325,7 +347,10 @@ def main() -> int:
     p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak (default: by its name)")
     p.add_argument("--profile", action="store_true", help="CUDA: where one step's GPU time goes")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--compile", action="store_true",
+                   help="also measure reer (first layout) with the model's blocks compiled (scorer --compile)")
     p.add_argument("--variant", choices=["naive", "reer"], help=argparse.SUPPRESS)
+    p.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.variant:
         print(json.dumps(run_here(a)))
@@ -339,6 +364,9 @@ def main() -> int:
         results = []
         runs = [["--variant", "naive"]] + [["--variant", "reer", "--max-batch-tokens", str(bt), "--rows", rows]
                                            for rows in a.rows for bt in a.max_batch_tokens]
+        if a.compile:
+            runs += [["--variant", "reer", "--max-batch-tokens", str(bt), "--rows", a.rows[0], "--compiled"]
+                     for bt in a.max_batch_tokens]
         for run in runs:
             cmd = [sys.executable, __file__, *sys.argv[1:], *run]
             out = subprocess.run(cmd, capture_output=True, text=True)
@@ -353,20 +381,21 @@ def main() -> int:
 
 
 def label(r: dict) -> str:
-    return r["variant"] + (f" {r['batch_tokens']}" if r["batch_tokens"] else "") + (" padded" if r.get("rows") == "padded" else "")
+    return (r["variant"] + (f" {r['batch_tokens']}" if r["batch_tokens"] and r["variant"] == "reer" else "")
+            + (" padded" if r.get("rows") == "padded" else "") + (" compiled" if r.get("compiled") else ""))
 
 
 def report(results: list[dict], a, peak: float | None) -> None:
     n = results[0]
     print(f"model {a.random or a.model}{' (random weights)' if a.random else ''} on {n['device']} ({n['dtype']}), "
           f"{a.records} records, {n['requests']} requests, {n['tokens']} tokens")
-    head = f"{'':20} {'seconds':>8} {'tokens/s':>9} {'through model':>14} {'peak extra MB':>14}"
+    head = f"{'':24} {'seconds':>8} {'tokens/s':>9} {'through model':>14} {'peak extra MB':>14}"
     print(head + (f" {'TFLOP/s':>8} {'MFU':>6}" if peak else ""))
     for r in results:
         name = label(r)
-        if r["variant"] == "ceiling":
-            name = "model forward"  # 8 x 2048 tokens, unpadded, no scoring: the hardware's ceiling
-        line = (f"{name:20} {r['seconds']:8.2f} {r['tokens_per_s']:9.0f} {r['forwarded']:14d} "
+        if r["variant"] == "ceiling":  # 8 x 2048 tokens, unpadded, no scoring: the hardware's ceiling
+            name = "model forward" + (" compiled" if r.get("compiled") else "")
+        line = (f"{name:24} {r['seconds']:8.2f} {r['tokens_per_s']:9.0f} {r['forwarded']:14d} "
                 f"{r['peak_extra_bytes'] / 2**20:14.0f}")
         if peak:
             tf = r["flops"] / r["seconds"] / 1e12

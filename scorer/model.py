@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from prompts import PromptSet, render_chat
+from scorer.compiled import compile_blocks
 from scorer.engine import Encoded, Engine, is_oom  # noqa: F401  (re-exported)
 from scorer.errors import ModelLoadError, ScoringInputError
 from scorer.loading import resolve_model
@@ -34,7 +35,7 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 class ScoringModel:
     def __init__(self, spec: str, *, device: str | None = None, dtype: str = "auto", threads: int | None = None,
                  chat_format: str | None = None, prompts_dir: Path | None = None, max_context: int | None = None,
-                 reuse_prefix: bool = True, prefix_cache_bytes: int | None = None):
+                 reuse_prefix: bool = True, prefix_cache_bytes: int | None = None, compile: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
@@ -49,6 +50,11 @@ class ScoringModel:
             raise ModelLoadError(f"cannot load the scoring model {spec!r}: {exc}") from exc
         if not self.tokenizer.is_fast:
             raise ModelLoadError(f"{spec!r} has no fast tokenizer: reer needs offset mappings to find the answer span")
+        if compile:
+            try:
+                compile_blocks(self.model)
+            except Exception as exc:  # no C++ compiler for the CPU backend, no triton, an unsupported block
+                raise ModelLoadError(f"cannot compile {spec!r} (--compile): {type(exc).__name__}: {exc}") from exc
         self.name = spec
         self.prompts = PromptSet(prompts_dir)
         self.chat_format = chat_format or self._fallback_format()

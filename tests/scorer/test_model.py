@@ -273,3 +273,44 @@ def test_packed_rows_only_where_the_model_attends_through_the_interface(tiny_mod
     monkeypatch.setattr(packed, "attention", lambda model: contextlib.nullcontext())  # the model keeps SDPA
     engine = Engine(sm.model, pad_id=sm.engine.pad_id)
     assert engine.merge and not engine.packed and engine.stats.forwards == 0
+
+
+@pytest.mark.parametrize("kind", MERGED)
+def test_compiled_blocks_score_as_the_eager_model(tiny_model_dirs, kind):
+    """``--compile`` fuses each layer's norms and MLP: every path (packed, padded, a forward per
+    group, stored prefixes extended) must still give the eager model's scores, and new batch
+    shapes must not compile again (the blocks were compiled at load, with dynamic shapes)."""
+    from torch._dynamo.utils import counters
+
+    from scorer.compiled import decoder_layers, is_attention
+
+    eager = load_kind(tiny_model_dirs, kind)
+    torch._dynamo.reset()  # nothing compiled before: what this load compiles counts
+    graphs = counters["stats"]["unique_graphs"]
+    sm = load_kind(tiny_model_dirs, kind, compile=True)
+    blocks = [b for layer in decoder_layers(sm.model) for b in layer.children() if not is_attention(b)]
+    assert blocks and all(b._compiled_call_impl is not None for b in blocks)
+    assert not any(b._compiled_call_impl is not None for layer in decoder_layers(sm.model)
+                   for b in layer.children() if is_attention(b))
+    assert counters["stats"]["unique_graphs"] > graphs  # really compiled, at load
+    graphs = counters["stats"]["unique_graphs"]
+    questions = ["Write a poem about the sea.", "A poem about the rain, please.", "The harbour."]
+    for step in range(3):
+        encs = [sm.encode(q, "\n\n".join([*SEGMENTS[:step], f"Rewrite {i}: the boats.", *SEGMENTS[step + 1:]]),
+                          ANSWER, "en") for q in questions[: step + 1] for i in range(2)]
+        assert sm.score(encs) == pytest.approx(eager.score(encs), abs=1e-5)
+    assert sm.score(encs[:1]) == pytest.approx(eager.score(encs[:1]), abs=1e-5)
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert sm.engine.cache.stats.hits > 0
+
+
+def test_a_model_that_cannot_be_compiled_fails_to_load_with_the_reason(tiny_model_dirs, monkeypatch):
+    import scorer.model
+    from scorer.errors import ModelLoadError
+
+    def broken(model):
+        raise RuntimeError("InductorError: no working C++ compiler found")
+
+    monkeypatch.setattr(scorer.model, "compile_blocks", broken)
+    with pytest.raises(ModelLoadError, match="--compile.*C\\+\\+ compiler"):
+        load(tiny_model_dirs["llama"], compile=True)
