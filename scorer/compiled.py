@@ -44,9 +44,11 @@ WARM_UP = ((1, 8), (1, 9), (2, 9))  # (rows, tokens): one row (a size of 1 is it
 
 @torch.inference_mode()
 def compile_blocks(model) -> list[torch.nn.Module]:
-    """Compile every block of every decoder layer but its attention, in place, and compile now.
-    Returns the compiled blocks."""
-    blocks = [child for layer in decoder_layers(model) for child in layer.children() if not is_attention(child)]
+    """Compile every block of every decoder layer but its attention (and those without weights,
+    dropout in eval mode: nothing to fuse), in place, and compile now. Returns the compiled
+    blocks."""
+    blocks = [child for layer in decoder_layers(model) for child in layer.children()
+              if not is_attention(child) and any(True for _ in child.parameters())]  # no dropout, no identity
     for block in blocks:
         block.compile()
     device = next(model.parameters()).device
