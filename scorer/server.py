@@ -297,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     info.update(device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
                 max_batch_tokens=service.max_batch_tokens, compiled=args.compile)
     service.model = model
-    print(f"scorer: ready ({args.model} on {model.device}, {info['dtype']})", file=sys.stderr, flush=True)
+    print(f"scorer: ready ({args.model} on {model.device}, {info['dtype']}{', compiled' if args.compile else ''})",
+          file=sys.stderr, flush=True)
     try:
         service.loop()
     except KeyboardInterrupt:
