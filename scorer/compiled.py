@@ -2,8 +2,8 @@
 and MLP run as fused kernels, its attention as it is.
 
 In eager mode every elementwise step of a layer is a kernel of its own that reads and writes
-the whole activation: an RMSNorm is an upcast, a square, a mean, a reciprocal root, two
-products and a downcast; the MLP's activation and gate product are two more passes over its
+the whole activation: an RMSNorm is six (upcast, square, mean, scale by the reciprocal root,
+downcast, weight); the MLP's activation and gate product are two more passes over its
 widest tensor. On a GPU these memory-bound passes cost a large share of a forward whose
 matmuls alone would run near the hardware's peak. ``torch.compile`` fuses each block into a
 kernel or two and leaves the matmuls to the same BLAS calls.
