@@ -191,7 +191,7 @@ def measure(variant: str, engine, steps, a, batch_tokens: int, rows: str = "pack
     naive(engine, warm) if variant == "naive" else reer(engine, warm, batch_tokens)  # warm-up, not measured
     if engine.cache is not None:
         engine.cache.clear()
-    engine.stats.forwarded = engine.stats.logit_rows = engine.stats.padded = 0
+    engine.stats.forwarded = engine.stats.logit_rows = engine.stats.padded = engine.stats.forwards = 0
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -213,6 +213,7 @@ def measure(variant: str, engine, steps, a, batch_tokens: int, rows: str = "pack
             "rows": ("packed" if engine.packed else "padded") if variant == "reer" and engine.merge else None,
             "requests": sum(len(s) for s in steps), "tokens": tokens, "seconds": elapsed,
             "tokens_per_s": tokens / elapsed, "forwarded": engine.stats.forwarded, "padded": engine.stats.padded,
+            "forwards": engine.stats.forwards,
             "logit_rows": engine.stats.logit_rows, "peak_extra_bytes": peak, "scores": scores,
             "device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch."),
             "flops": flops(engine.model, engine.stats.forwarded, engine.stats.logit_rows),
@@ -407,8 +408,9 @@ def report(results: list[dict], a, peak: float | None) -> None:
         diff = max(abs(x - y) for x, y in zip(n["scores"], r["scores"]))
         print(f"{label(r)}: throughput x{r['tokens_per_s'] / n['tokens_per_s']:.2f}, "
               f"peak extra memory x{r['peak_extra_bytes'] / max(n['peak_extra_bytes'], 1):.2f}, "
-              f"max score difference {diff:.2e}, padding {r['padded'] / (r['forwarded'] + r['padded']):.1%} "
-              f"of the tokens through the model, prefix cache {r['prefix_cache']}")
+              f"max score difference {diff:.2e}, {r['forwards']} forwards, "
+              f"padding {r['padded'] / (r['forwarded'] + r['padded']):.1%} of the tokens through the model, "
+              f"prefix cache {r['prefix_cache']}")
     if peak:
         print(f"MFU against a dense bf16 peak of {peak:.0f} TFLOP/s")
     if a.random:

@@ -42,9 +42,9 @@ from scorer.prefix_cache import PrefixCache
 log = logging.getLogger(__name__)
 NLL_CLIP = 2.0  # reference: logprobs are clipped to [-2, 0]
 MIN_SHARED_PREFIX = 64  # tokens: a shorter shared prefix is not worth a separate cached pass
-MAX_LOGIT_BYTES = 1 << 30  # rows per forward are cut so that their kept logits stay under 1 GiB
+HOST_MAX_LOGIT_BYTES = 1 << 30  # rows per forward are cut so that their kept logits (as fp32) fit this
 LSE_CHUNK_BYTES = 256 << 20  # fp32 logits upcast at a time for the log-sum-exp
-DEFAULT_PREFIX_CACHE_BYTES = 1 << 30  # in host memory; on CUDA a tenth of the GPU's memory
+HOST_PREFIX_CACHE_BYTES = 1 << 30  # stored prefix caches, in host memory
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ class Engine:
     """Scores ``Encoded`` requests with ``model`` (a transformers causal LM, already placed)."""
 
     def __init__(self, model, *, pad_id: int = 0, reuse_prefix: bool = True,
-                 prefix_cache_bytes: int | None = None, merge: bool | None = None, packed_rows: bool | None = None):
+                 prefix_cache_bytes: int | None = None, merge: bool | None = None, packed_rows: bool | None = None,
+                 max_logit_bytes: int | None = None):
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -89,6 +90,7 @@ class Engine:
         if prefix_cache_bytes is None:
             prefix_cache_bytes = default_prefix_cache_bytes(self.device)
         self.cache: PrefixCache | None = PrefixCache(prefix_cache_bytes) if reuse_prefix and prefix_cache_bytes > 0 else None
+        self.max_logit_bytes = max_logit_bytes or default_max_logit_bytes(self.device)
         self.stats = EngineStats()
         # transformers >= 5.24 names the KV-cache argument `cache`; older ones `past_key_values`.
         params = inspect.signature(model.forward).parameters
@@ -156,9 +158,9 @@ class Engine:
         return scores
 
     def _by_logit_budget(self, members: list[int], batch: Sequence[Encoded]) -> list[list[int]]:
-        """Cut rows so that (rows x kept positions x vocab) fp32 logits fit MAX_LOGIT_BYTES."""
+        """Cut rows so that (rows x kept positions x vocab) fp32 logits fit ``max_logit_bytes``."""
         keep = {i: (len(batch[i]) - batch[i].limit) * self.vocab * 4 for i in members}
-        return fill(members, keep, MAX_LOGIT_BYTES)
+        return fill(members, keep, self.max_logit_bytes)
 
     def _score_padded(self, batch: Sequence[Encoded]) -> torch.Tensor:
         B, T = len(batch), max(len(e) for e in batch)
@@ -477,9 +479,20 @@ def _cache_bytes(cache) -> int:
 def default_prefix_cache_bytes(device: torch.device) -> int:
     """A tenth of the GPU's memory on CUDA (the KV of a 2K-token prefix of an 8B model is
     256 MB), 1 GiB in host memory otherwise."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory // 10
-    return DEFAULT_PREFIX_CACHE_BYTES
+    return _share_of_gpu(device, 10) or HOST_PREFIX_CACHE_BYTES
+
+
+def default_max_logit_bytes(device: torch.device) -> int:
+    """How many kept logits (as fp32) one forward may make: a sixteenth of the GPU's memory on
+    CUDA, 1 GiB in host memory. A row of a 128K-token vocabulary with a 500-token answer keeps
+    256 MB: on CUDA 1 GiB would cut a step of 32 candidates into 9 small forwards (a GPU is
+    efficient from tens of thousands of tokens per forward); 8.8 GB on an H200 runs it in one."""
+    return _share_of_gpu(device, 16) or HOST_MAX_LOGIT_BYTES
+
+
+def _share_of_gpu(device: torch.device, parts: int) -> int:
+    """1/parts of the GPU's memory on CUDA; 0 elsewhere."""
+    return torch.cuda.get_device_properties(device).total_memory // parts if device.type == "cuda" else 0
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -314,3 +314,26 @@ def test_a_model_that_cannot_be_compiled_fails_to_load_with_the_reason(tiny_mode
     monkeypatch.setattr(scorer.model, "compile_blocks", broken)
     with pytest.raises(ModelLoadError, match="--compile.*C\\+\\+ compiler"):
         load(tiny_model_dirs["llama"], compile=True)
+
+
+@pytest.mark.parametrize("kind", MERGED)
+def test_the_rows_of_a_forward_are_cut_by_the_logit_budget(tiny_model_dirs, kind):
+    """A forward's kept logits (rows x kept positions x vocab, as fp32) stay within the engine's
+    budget: a budget of two rows runs a step of six candidates in three suffix forwards, the
+    default in one, with the same scores. The default is 1 GiB in host memory; on CUDA a
+    sixteenth of the GPU (1 GiB would cut a step of an 8B model into forwards too small for it)."""
+    from scorer.engine import default_max_logit_bytes
+
+    sm = load_kind(tiny_model_dirs, kind)
+    encs = [sm.encode(q, "\n\n".join([*SEGMENTS[:2], f"Rewrite {i}: the boats.", *SEGMENTS[3:]]), ANSWER, "en")
+            for q in ("A poem about the sea.", "A poem about the rain.", "The harbour, please.") for i in range(2)]
+    row = max(len(e) - e.limit for e in encs) * sm.engine.vocab * 4
+    runs = {}
+    for budget in (2 * row, None):
+        engine = Engine(sm.model, pad_id=sm.engine.pad_id, packed_rows=sm.engine.packed, max_logit_bytes=budget)
+        runs[budget] = (engine.score(encs), engine.stats.forwards)
+    (cut, forwards_cut), (whole, forwards_whole) = runs[2 * row], runs[None]
+    assert cut == pytest.approx(whole, abs=1e-5)
+    per_group = 3 if not sm.engine.merge else 1  # gemma3: a suffix forward per prefix group anyway
+    assert forwards_cut - forwards_whole == 3 - per_group
+    assert default_max_logit_bytes(torch.device("cpu")) == 1 << 30 >= 6 * row
