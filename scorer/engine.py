@@ -90,7 +90,7 @@ class Engine:
         if prefix_cache_bytes is None:
             prefix_cache_bytes = default_prefix_cache_bytes(self.device)
         self.cache: PrefixCache | None = PrefixCache(prefix_cache_bytes) if reuse_prefix and prefix_cache_bytes > 0 else None
-        self.max_logit_bytes = max_logit_bytes or default_max_logit_bytes(self.device)
+        self.max_logit_bytes = default_max_logit_bytes(self.device) if max_logit_bytes is None else max_logit_bytes
         self.stats = EngineStats()
         # transformers >= 5.24 names the KV-cache argument `cache`; older ones `past_key_values`.
         params = inspect.signature(model.forward).parameters
@@ -486,7 +486,7 @@ def default_max_logit_bytes(device: torch.device) -> int:
     """How many kept logits (as fp32) one forward may make: a sixteenth of the GPU's memory on
     CUDA, 1 GiB in host memory. A row of a 128K-token vocabulary with a 500-token answer keeps
     256 MB: on CUDA 1 GiB would cut a step of 32 candidates into 9 small forwards (a GPU is
-    efficient from tens of thousands of tokens per forward); 8.8 GB on an H200 runs it in one."""
+    efficient from tens of thousands of tokens per forward); 9.3 GB on an H200 runs it in one."""
     return _share_of_gpu(device, 16) or HOST_MAX_LOGIT_BYTES
 
 
