@@ -19,7 +19,8 @@ prefix up to its last paragraph break is kept in an LRU (``PrefixCache``): the n
 same record starts from it and computes only the segment that step adds.
 
 On CUDA the inputs of a forward are built on the host, pinned and copied without blocking, and
-the scores of a whole call are read back once at the end: nothing waits on the GPU in between.
+the scores of a whole call are read back once at the end: nothing waits on the GPU in between
+(tests/support/host_sync.py finds such waits on a CPU).
 """
 
 from __future__ import annotations
@@ -133,10 +134,11 @@ class Engine:
         for plen, members in groups:
             if not plen:  # a lone request: a stored prefix of it may still be reused
                 e = batch[members[0]]
-                if self.cache is None or self.cache.longest(e.ids[: e.limit]) < MIN_SHARED_PREFIX:
+                if self.cache is not None and self.cache.longest(e.ids[: e.limit]) >= MIN_SHARED_PREFIX:
+                    plen = e.limit
+                elif not self.merge:  # merged, it is a group of no prefix: its row runs whole with the suffixes
                     alone.append(members[0])
                     continue
-                plen = e.limit
             shared.append((plen, members))
         if self.merge and shared:
             parts += self._score_merged(batch, shared)
@@ -235,8 +237,9 @@ class Engine:
         to its shared length, one forward (per logit budget) runs every member's suffix on its
         group's prefix. Rows are laid out as [pad | past | pad | new]: each row's past is
         right-aligned to the longest past and its new tokens to the end, so that the answers
-        line up at the end and the kept logits are the same columns for every row."""
-        found = [self._stored(batch[members[0]].ids[:plen]) for plen, members in shared]
+        line up at the end and the kept logits are the same columns for every row. A group of
+        no prefix (a lone request with nothing stored) runs whole, beside the suffixes."""
+        found = [self._stored(batch[members[0]].ids[:plen]) if plen else (0, None) for plen, members in shared]
         starts: list[int] = [start for start, _ in found]
         prefixes: list[KV | None] = [kv for _, kv in found]
         todo = [g for g, (plen, _) in enumerate(shared) if starts[g] < plen]
