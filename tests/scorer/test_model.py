@@ -337,3 +337,34 @@ def test_the_rows_of_a_forward_are_cut_by_the_logit_budget(tiny_model_dirs, kind
     per_group = 3 if not sm.engine.merge else 1  # gemma3: a suffix forward per prefix group anyway
     assert forwards_cut - forwards_whole == 3 - per_group
     assert default_max_logit_bytes(torch.device("cpu")) == 1 << 30 >= 6 * row
+
+
+@pytest.mark.parametrize("kind", MERGED)
+def test_nothing_waits_for_the_device_until_a_calls_scores_are_read(tiny_model_dirs, kind):
+    """On CUDA the host queues a call's forwards and reads its scores back once, at the end. A
+    host read of a device value in between (``.item()``, ``bool(t)``, a boolean-mask index)
+    would stall the GPU between forwards. The only other reads allowed are transformers' own, at
+    the start of a forward with no cache, where it reads the padding mask (or, with none, the
+    position ids) to decide how to mask: gemma3's lone rows (a record's first scoring) and
+    llama's padded fallback. On packed rows lone requests join the packed forward, whose cache
+    spares it that read: nothing but the read-back waits."""
+    from tests.support.host_sync import HostSyncs
+
+    sm = load_kind(tiny_model_dirs, kind)
+    questions = ["Write a poem about the sea.", "A poem about the rain, please, in four lines."]
+    first = [sm.encode(q, "\n\n".join(SEGMENTS), ANSWER, "en") for q in questions]  # lone, different lengths
+    steps = [[sm.encode(q, "\n\n".join([*SEGMENTS[:k], f"Rewrite {i}: the boats.", *SEGMENTS[k + 1:]]), ANSWER, "en")
+              for q in questions for i in range(2)] for k in range(3)]
+    calls = [first[:1], first, steps[0], steps[1][:2] + steps[2][2:3], steps[2]]  # a lone one on a stored prefix
+    syncs = []
+    with HostSyncs().watch(sm.engine) as spy:
+        for batch in calls:
+            sm.score(batch)
+            syncs.append(spy.syncs[:])
+            spy.syncs.clear()
+    for call in syncs:
+        *others, last = call
+        assert last.call == "TensorBase.tolist" and last.where[0].startswith("engine.py") and last.where[0].endswith(" score")
+        assert all(s.where[0].startswith("masking_utils.py") for s in others), "\n".join(map(str, others))
+    transformers_reads = [len(call) > 1 for call in syncs]
+    assert transformers_reads == [kind != "llama", kind != "llama", kind == "llama-padded", False, False]
