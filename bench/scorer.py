@@ -43,6 +43,10 @@ RANDOM_CONFIGS = {
     "llama-8b": dict(model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336,
                      num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
                      max_position_embeddings=8192, rope_theta=500000.0),
+    # Qwen3 8B's shapes: the reference's scoring model (Qwen3-8B-Base)
+    "qwen3-8b": dict(model_type="qwen3", vocab_size=151936, hidden_size=4096, intermediate_size=12288,
+                     num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                     max_position_embeddings=32768, rope_theta=1000000.0, tie_word_embeddings=False),
     # a few MB: to try the benchmark itself quickly
     "llama-tiny": dict(model_type="llama", vocab_size=32000, hidden_size=256, intermediate_size=512,
                        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
