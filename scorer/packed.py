@@ -74,26 +74,38 @@ def plan(rows: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple
 
 def varlen_options(query: torch.Tensor, key: torch.Tensor, scaling: float | None) -> dict | None:
     """The arguments ``varlen_attn`` needs for causal attention on these tensors, or None where
-    it cannot do it (no CUDA, fp32, a head too wide, or a torch whose version lacks a feature:
-    its signature has changed between releases)."""
+    it cannot do it (no CUDA, fp32, a head too wide, or a torch whose ``varlen_attn`` lacks a
+    feature this model needs)."""
     if (varlen_attn is None or not query.is_cuda or query.dtype not in (torch.float16, torch.bfloat16)
             or query.shape[-1] > 256):
         return None
+    return varlen_arguments(VARLEN_PARAMS, query.shape[1], key.shape[1], query.shape[-1], scaling)
+
+
+def varlen_arguments(params: frozenset[str], heads: int, kv_heads: int, dim: int,
+                     scaling: float | None) -> dict | None:
+    """Causal attention's keyword arguments for a ``varlen_attn`` whose parameters are ``params``
+    (its signature has changed between torch releases: ``is_causal`` became ``window_size``;
+    ``scale`` and ``enable_gqa`` came later), or None where it cannot do what is asked."""
     options: dict = {}
-    if "window_size" in VARLEN_PARAMS:
+    if "window_size" in params:
         options["window_size"] = (-1, 0)
-    elif "is_causal" in VARLEN_PARAMS:
+    elif "is_causal" in params:
         options["is_causal"] = True
     else:
         return None
-    if "scale" in VARLEN_PARAMS:
+    if "scale" in params:
         options["scale"] = scaling
-    elif scaling is not None and abs(scaling - query.shape[-1] ** -0.5) > 1e-12:
+    elif scaling is not None and abs(scaling - dim ** -0.5) > 1e-12:
         return None
-    if query.shape[1] != key.shape[1]:
-        if "enable_gqa" not in VARLEN_PARAMS:
+    if heads != kv_heads:
+        if heads % kv_heads:
             return None
-        options["enable_gqa"] = True
+        # Flash attention takes fewer key heads than query heads natively; a torch whose
+        # varlen_attn has ``enable_gqa`` asks for it to be said, older ones pass them through
+        # (should one refuse, the call fails and attention goes row by row).
+        if "enable_gqa" in params:
+            options["enable_gqa"] = True
     return options
 
 
