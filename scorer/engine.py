@@ -194,8 +194,9 @@ class Engine:
         return cache
 
     def _stored(self, ids: list[int]) -> tuple[int, object]:
-        """The longest stored prefix of ``ids``: (its length, its cache), or (0, None)."""
-        return self.cache.lookup(ids) if self.cache is not None else (0, None)
+        """The longest stored prefix of ``ids``: (its length, its cache), or (0, None) (also for
+        no ids: a group of no prefix is not a lookup that missed)."""
+        return self.cache.lookup(ids) if self.cache is not None and ids else (0, None)
 
     def _snapshot_at(self, e: Encoded, start: int, plen: int) -> int:
         """Where to keep a cache on the way from ``start`` to ``plen``: the last paragraph break
@@ -239,7 +240,7 @@ class Engine:
         right-aligned to the longest past and its new tokens to the end, so that the answers
         line up at the end and the kept logits are the same columns for every row. A group of
         no prefix (a lone request with nothing stored) runs whole, beside the suffixes."""
-        found = [self._stored(batch[members[0]].ids[:plen]) if plen else (0, None) for plen, members in shared]
+        found = [self._stored(batch[members[0]].ids[:plen]) for plen, members in shared]
         starts: list[int] = [start for start, _ in found]
         prefixes: list[KV | None] = [kv for _, kv in found]
         todo = [g for g, (plen, _) in enumerate(shared) if starts[g] < plen]
