@@ -10,7 +10,7 @@
 #   RECORDS=8 MODEL=llama-8b bash bench/gpu.sh
 #
 # If time is left of the ~10 minutes one call on a lent GPU may take (BUDGET seconds in all),
-# the same benchmark then runs, reer packed only, on the reference's scoring model's shape
+# the same benchmark then runs, with packed rows only, on the reference's scoring model's shape
 # (SECOND=qwen3-8b, Qwen3-8B-Base; SECOND= skips it).
 #
 # Needs python3 with a CUDA torch, transformers, tokenizers, httpx, psutil and pytest.
@@ -45,7 +45,7 @@ tests=$?
 
 left=$(( BUDGET - SECONDS ))
 if [ -n "$SECOND" ] && [ "$MODEL" != "$SECOND" ] && [ "$left" -gt 90 ]; then
-    echo "== scorer benchmark: $SECOND (random weights), $RECORDS records, bf16, reer packed ($left s left)"
+    echo "== scorer benchmark: $SECOND (random weights), $RECORDS records, bf16, packed rows ($left s left)"
     timeout "$left" $PY bench/scorer.py --random "$SECOND" --records "$RECORDS" --device "$DEVICE" --dtype bfloat16 \
         --max-batch-tokens "${BATCH_TOKENS%% *}" --rows packed --compile --json "$DEST/bench-gpu-$SECOND.json"
     echo "$SECOND exit $? (not counted: a second model, time permitting)"

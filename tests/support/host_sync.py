@@ -12,7 +12,7 @@ innermost frames outside torch, so that a test can say where it came from.
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -38,12 +38,10 @@ class Sync:
         return f"{self.call} at " + " <- ".join(self.where)
 
 
-@dataclass
 class HostSyncs(TorchFunctionMode):
-    syncs: list[Sync] = field(default_factory=list)
-
-    def __post_init__(self):
+    def __init__(self):
         super().__init__()
+        self.syncs: list[Sync] = []
         self._device = WeakIdKeyDictionary()
         self._in_model = 0
 
