@@ -13,7 +13,9 @@ MIN_SEGMENT_CHARS = 100  # reference: pieces shorter than this are merged into t
 
 _BLANK_LINE = re.compile(r"\n\n\s*")  # "\n\n" and the whitespace run after it
 _NEWLINE = re.compile(r"\n\s*")  # fallback: any line break
-_LATEX_DISPLAY = re.compile(r"\\\[.*?\\\]", re.DOTALL)  # \[ ... \]: never split inside
+# \[ ... \]: never split inside. An unclosed \[ runs to the end of the text, as in the reference,
+# whose split keeps everything after it in one piece.
+_LATEX_DISPLAY = re.compile(r"\\\[.*?(?:\\\]|\Z)", re.DOTALL)
 
 
 def _pieces(text: str, separator: re.Pattern[str]) -> list[str]:

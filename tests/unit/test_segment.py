@@ -41,6 +41,15 @@ def test_never_splits_inside_a_latex_display_block():
     assert len(segs) == 3
 
 
+def test_an_unclosed_latex_block_keeps_everything_after_it_in_one_piece():
+    text = f"{LONG}A\n\n\\[ x + y\n\n{LONG}B\n\n{LONG}C"
+    segs = segment_text(text)
+    assert segs == [f"{LONG}A", f"\n\n\\[ x + y\n\n{LONG}B\n\n{LONG}C"]
+    # a closed block before it still splits as usual
+    closed = f"\\[ a \\]{LONG}A\n\n{LONG}B\n\n\\[ open {LONG}\n\n{LONG}C"
+    assert segment_text(closed) == [f"\\[ a \\]{LONG}A", f"\n\n{LONG}B", f"\n\n\\[ open {LONG}\n\n{LONG}C"]
+
+
 def test_falls_back_to_single_newlines():
     text = f"{LONG}A\n{LONG}B\n{LONG}C"
     assert segment_text(text) == [f"{LONG}A", f"\n{LONG}B", f"\n{LONG}C"]
