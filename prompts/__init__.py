@@ -11,6 +11,7 @@ user's ``--prompts-dir``. Public surface::
 from prompts.chat import CHAT_FORMATS, ChatFormat, render_chat
 from prompts.templates import (
     PROMPT_NAMES,
+    SCORING_PROMPTS,
     PromptError,
     PromptSet,
     Lang,
@@ -22,6 +23,7 @@ __all__ = [
     "ChatFormat",
     "Lang",
     "PROMPT_NAMES",
+    "SCORING_PROMPTS",
     "PromptError",
     "PromptSet",
     "detect_lang",

@@ -17,8 +17,13 @@ PROMPT_NAMES: dict[str, frozenset[str]] = {
     "initial_thinking": frozenset({"question", "answer"}),
     "segment_edit": frozenset({"question", "answer", "before", "segment", "after"}),
     "standard_inference": frozenset({"question"}),
+    "standard_inference_short": frozenset({"question"}),
     "edit_lead_in": frozenset(),
 }
+# The scorer's standard-inference prompt, by the name users choose it with: "brief" conditions
+# the answer on a writing-thinking brief with the elements of the reference's; "short" is a
+# two-line instruction.
+SCORING_PROMPTS: dict[str, str] = {"brief": "standard_inference", "short": "standard_inference_short"}
 
 _FIELD = re.compile(r"\{(\w+)\}")
 _CJK = re.compile(r"[\u4e00-\u9fff]")

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from prompts import PromptSet, render_chat
+from prompts import SCORING_PROMPTS, PromptSet, render_chat
 from scorer.compiled import compile_blocks
 from scorer.engine import Encoded, Engine, is_oom  # noqa: F401  (re-exported)
 from scorer.errors import ModelLoadError, ScoringInputError
@@ -35,7 +35,8 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 class ScoringModel:
     def __init__(self, spec: str, *, device: str | None = None, dtype: str = "auto", threads: int | None = None,
                  chat_format: str | None = None, prompts_dir: Path | None = None, max_context: int | None = None,
-                 reuse_prefix: bool = True, prefix_cache_bytes: int | None = None, compile: bool = False):
+                 reuse_prefix: bool = True, prefix_cache_bytes: int | None = None, compile: bool = False,
+                 scoring_prompt: str = "brief", single_segment_answer: str = "whole"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
@@ -57,6 +58,8 @@ class ScoringModel:
                 raise ModelLoadError(f"cannot compile {spec!r} (--compile): {type(exc).__name__}: {exc}") from exc
         self.name = spec
         self.prompts = PromptSet(prompts_dir)
+        self.prompt_name = SCORING_PROMPTS[scoring_prompt]
+        self.single_segment_answer = single_segment_answer
         self.chat_format = chat_format or self._fallback_format()
         cfg = self.model.config
         self.max_context = max_context or getattr(cfg, "max_position_embeddings", None)
@@ -74,14 +77,14 @@ class ScoringModel:
     def prompt(self, question: str, lang: str) -> str:
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": self.prompts.render("standard_inference", lang, question=question)},
+            {"role": "user", "content": self.prompts.render(self.prompt_name, lang, question=question)},
         ]
         if self.chat_format is None:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return (self.tokenizer.bos_token or "") + render_chat(messages, self.chat_format)
 
     def encode(self, question: str, thinking: str, answer: str, lang: str) -> Encoded:
-        st = scoring_text(self.prompt(question, lang), thinking, answer)
+        st = scoring_text(self.prompt(question, lang), thinking, answer, self.single_segment_answer)
         # The chat template already holds any BOS, so no special tokens are added here.
         enc = self.tokenizer(st.text, add_special_tokens=False, return_offsets_mapping=True)
         ids = enc["input_ids"]

@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from prompts import SCORING_PROMPTS
 from scorer.batching import plan_batches, run_halving, take_round
 from scorer.errors import ScorerError, ScoringInputError
+from scorer.span import SINGLE_SEGMENT_MODES
 
 DEFAULT_MAX_BATCH_TOKENS = 16384  # padded tokens per forward pass on CPU
 CUDA_MAX_BATCH_TOKENS = 65536  # a GPU needs more rows per forward to be busy (bench/gpu.sh)
@@ -258,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest scoring text in tokens (default: the model config's max_position_embeddings)")
     p.add_argument("--compile", action="store_true",
                    help="fuse each layer's norms and MLP with torch.compile, at load (for GPUs; little gain on CPU)")
+    p.add_argument("--scoring-prompt", choices=list(SCORING_PROMPTS), default="brief",
+                   help="the standard-inference prompt the answer is conditioned on: brief (a writing-thinking "
+                        "brief, as the reference's) or short (a two-line instruction)")
+    p.add_argument("--single-segment-answer", choices=list(SINGLE_SEGMENT_MODES), default="whole",
+                   help="an answer of one segment: score it whole, or as the reference's code does (one token)")
     p.add_argument("--token", default=os.environ.get("REER_SCORER_TOKEN"),
                    help="require 'Authorization: Bearer TOKEN' (mandatory when --host is not loopback)")
     p.add_argument("--exit-with-parent", action="store_true", help="exit when the parent process dies")
@@ -275,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         exit_with_parent()
 
     service = ScoringService(args.max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
-    info: dict = {"model": args.model}
+    info: dict = {"model": args.model, "scoring_prompt": args.scoring_prompt,
+                  "single_segment_answer": args.single_segment_answer}
     httpd = Server((args.host, args.port), make_handler(service, info, args.token))
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"REER_URL=http://{shown}:{httpd.server_address[1]}", flush=True)
@@ -286,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         model = ScoringModel(args.model, device=args.device, dtype=args.dtype, threads=args.threads,
                              chat_format=args.chat_format, prompts_dir=args.prompts_dir, max_context=args.max_context,
                              prefix_cache_bytes=None if args.prefix_cache_mb is None else args.prefix_cache_mb << 20,
-                             compile=args.compile)
+                             compile=args.compile, scoring_prompt=args.scoring_prompt,
+                             single_segment_answer=args.single_segment_answer)
     except Exception as exc:
         service.error = f"{type(exc).__name__}: {exc}"
         print(f"scorer: {service.error}", file=sys.stderr, flush=True)

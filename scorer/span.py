@@ -4,7 +4,10 @@
     assistant = "<think>\\n" + thinking + "\\n</think>\\n<answer>\\n" + answer + "\\n</answer>"
 
 The answer is segmented; its first segment is context only and the rest is the scored span.
-A one-segment answer is scored whole (the reference scores it 1000, i.e. unusable).
+A one-segment answer leaves that span empty. ``single_segment`` says what is scored then:
+"whole" (reer's default) scores the whole answer; "reference" does what the reference's code
+does, whose span then covers only the newline before ``</answer>``: one token, which a
+model predicts almost surely, so such a record scores near 0 and stops at once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from agents.segment import segment_text
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 THINK_OPEN = "<think>\n"
+SINGLE_SEGMENT_MODES = ("whole", "reference")
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,20 @@ def assistant_turn(thinking: str, answer: str) -> tuple[str, int]:
     return f"{head}{answer}\n</answer>", len(head)
 
 
-def scoring_text(prompt: str, thinking: str, answer: str) -> ScoringText:
+def scoring_text(prompt: str, thinking: str, answer: str, single_segment: str = "whole") -> ScoringText:
     assistant, answer_at = assistant_turn(thinking, answer)
     segments = segment_text(answer)
-    context = len(segments[0]) if len(segments) > 1 else 0
     start = len(prompt) + answer_at
+    end = start + len(answer)
+    if len(segments) > 1:
+        span = (start + len(segments[0]), end)
+    elif single_segment == "reference":
+        span = (end, end + 1)  # the "\n" of "\n</answer>"
+    else:
+        span = (start, end)
     think_at = len(prompt) + len(THINK_OPEN)
     breaks = (think_at, *(think_at + m.end() for m in re.finditer(r"\n\n+", thinking)))
-    return ScoringText(prompt + assistant, (start + context, start + len(answer)), breaks)
+    return ScoringText(prompt + assistant, span, breaks)
 
 
 def scored_positions(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> list[int]:

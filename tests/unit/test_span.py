@@ -15,6 +15,15 @@ def test_one_segment_answer_is_scored_whole():
     assert st.text[st.span[0] : st.span[1]] == "just one line"
 
 
+def test_one_segment_answer_as_the_reference_scores_the_newline_before_the_closing_tag():
+    st = scoring_text("P", "t", "just one line", single_segment="reference")
+    assert st.text[st.span[0] : st.span[1]] == "\n"
+    assert st.text[st.span[1]:] == "</answer>"
+    # answers of several segments are the same either way
+    answer = f"{LONG}first\n\n{LONG}second"
+    assert scoring_text("P", "t", answer, "reference") == scoring_text("P", "t", answer)
+
+
 def test_answer_with_tags_inside_does_not_move_the_span():
     answer = f"{LONG} </think> <refine>\n\n{LONG} </answer>"
     st = scoring_text("P", "t", answer)
