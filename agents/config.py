@@ -18,8 +18,9 @@ MIN_DRAFT_TOKENS = 100  # drafts with fewer generated tokens are rejected
 # --- sampling (reference section 2) ---
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.85
-DEFAULT_TOP_K = 40
+DEFAULT_TOP_K = None  # the reference lists 40 but never sends it: its servers sample without top-k
 DEFAULT_MAX_TOKENS = 8000
+PREFLIGHT_MAX_TOKENS = 16  # the preflight request checks the parameters, not the model's writing
 
 # --- transport ---
 DEFAULT_CONCURRENCY = 32  # records in flight
@@ -32,13 +33,24 @@ DEFAULT_GRACE_S = 30.0  # Ctrl-C: how long in-flight records may finish
 
 GeneratorMode = Literal["chat", "completions"]
 EditPrefill = Literal["analyze", "refine"]
+# How a chat request carries the prefill: "continue" = a trailing assistant message with
+# continue_final_message (vLLM, SGLang, recent llama.cpp); "trailing" = the trailing message
+# alone (llama.cpp continues it by itself); "off" = no prefill; "auto" = decided by the preflight.
+ChatPrefill = Literal["auto", "continue", "trailing", "off"]
+# "reference": no close-tag stop strings, the last <refine> block, empty refinements scored, the
+# draft minimum over the whole generation. "strict": stop at </think> and </refine> (fewer
+# tokens), empty refinements rejected, the minimum over the thinking alone.
+Acceptance = Literal["reference", "strict"]
+CutDrafts = Literal["keep", "trim", "reject"]  # a draft cut at max_tokens: the reference keeps it
+ScoringPrompt = Literal["brief", "short"]  # the standard-inference prompt the scorer conditions on
+SingleSegmentAnswer = Literal["whole", "reference"]  # see scorer.span
 
 
 @dataclass(frozen=True)
 class Sampling:
     temperature: float = DEFAULT_TEMPERATURE
     top_p: float = DEFAULT_TOP_P
-    top_k: int = DEFAULT_TOP_K
+    top_k: int | None = DEFAULT_TOP_K  # None: not sent
     max_tokens: int = DEFAULT_MAX_TOKENS
 
 
@@ -66,8 +78,9 @@ class GeneratorConfig:
     tokenizer: str | None = None  # completions mode: whose chat template builds the prompt
     chat_format: str | None = None  # completions mode without a tokenizer: a built-in format
     edit_prefill: EditPrefill = "analyze"
+    chat_prefill: ChatPrefill = "auto"
     sampling: Sampling = field(default_factory=Sampling)
-    extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific request fields
+    extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific fields; None removes one
     timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     rps: float | None = None  # request-rate limit, requests per second
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -79,8 +92,9 @@ class SearchConfig:
     max_steps: int = DEFAULT_MAX_STEPS
     expansions: int = DEFAULT_EXPANSIONS
     min_draft_tokens: int = MIN_DRAFT_TOKENS
-    accept_cut_drafts: bool = False  # keep drafts cut at max_tokens (trimmed): for base models
+    cut_drafts: CutDrafts = "keep"
     draft_attempts: int = 1  # reference: one draft; a rejected one skips the record
+    acceptance: Acceptance = "reference"
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,8 @@ class ScorerConfig:
     token: str | None = field(default=None, repr=False)  # its bearer token, if it requires one
     max_context: int | None = None  # None: the scoring model's own
     compile: bool = False  # fuse each layer's norms and MLP with torch.compile (GPU)
+    prompt: ScoringPrompt = "brief"
+    single_segment_answer: SingleSegmentAnswer = "whole"
 
 
 @dataclass(frozen=True)
@@ -135,5 +151,7 @@ class RunConfig:
             "scorer_dtype": self.scorer.dtype,
             "scorer_chat_format": self.scorer.chat_format,
             "max_context": self.scorer.max_context,
+            "scoring_prompt": self.scorer.prompt,
+            "single_segment_answer": self.scorer.single_segment_answer,
             "prompts": prompts,
         }

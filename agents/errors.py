@@ -30,8 +30,8 @@ class ConfigError(ReerError):
 
 
 class EndpointError(ReerError):
-    def __init__(self, message: str, status: int | None = None):
-        self.status = status
+    def __init__(self, message: str, status: int | None = None, param: str | None = None):
+        self.status, self.param = status, param  # param: the request field a 4xx names, if any
         super().__init__(message)
 
 

@@ -1,8 +1,15 @@
-"""The generator: any OpenAI-compatible endpoint (vLLM, llama.cpp, OpenAI), over ``openai``.
+"""The generator: any OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp, OpenAI), over ``openai``.
 
-Two modes. ``chat`` sends messages and works everywhere, but cannot prefill the assistant turn.
-``completions`` renders the chat itself (the generator tokenizer's template, or a built-in
-format) and appends the prefill, as the reference does. openai/httpx errors are translated here,
+Two modes. ``chat`` sends messages; the prefill goes as a trailing assistant message that the
+server continues (``continue_final_message`` for vLLM and SGLang; llama.cpp continues one by
+itself), or not at all where the server cannot continue one (OpenAI). ``completions`` renders
+the chat itself (the generator tokenizer's template, or a built-in format) and appends the
+prefill, as the reference does.
+
+Before any record, ``start`` sends one small *preflight* request with the run's exact
+parameters: a refused field stops the run there, naming the field and the flag that changes
+it, and the preflight learns what the endpoint supports (continuation, ``n``,
+``max_completion_tokens``, thinking returned apart). openai/httpx errors are translated here,
 once, into ``EndpointError``/``RetryableError``; retries with backoff happen here too.
 """
 
@@ -20,8 +27,11 @@ import openai
 from asyncio_throttle import Throttler
 
 from agents.breaker import CircuitBreaker
-from agents.config import GeneratorConfig
+from agents.config import PREFLIGHT_MAX_TOKENS, GeneratorConfig
 from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
+from agents.endpoint import (CONTINUE_FIELDS, PREFLIGHT_MESSAGES, PREFLIGHT_PREFILL, REASONING_FIELDS, EndpointInfo,
+                             continuation, refusal_message)
+from agents.parse import merge_reasoning
 from agents.pool import ClientPool, http_client
 from agents.stats import Stats
 from prompts import render_chat
@@ -52,6 +62,10 @@ class Generator:
         self.model = cfg.model or ""
         self._n_supported = True  # until the server shows otherwise
         self._render: Callable[[Sequence[Message]], str] | None = None
+        self._prefill = "completions" if cfg.mode == "completions" else "off"
+        self._max_tokens_field = "max_tokens"
+        self._thinking_field: str | None = None
+        self.info: EndpointInfo | None = None
         self._throttler = Throttler(rate_limit=cfg.rps, period=1.0) if cfg.rps else None
         def make(connections: int) -> openai.AsyncOpenAI:
             http = http_client(connections, httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)))
@@ -60,8 +74,14 @@ class Generator:
 
         self._pool = ClientPool(make, max_connections)
 
-    async def start(self) -> None:
-        """Resolve the model name and, in completions mode, how to render the chat."""
+    @property
+    def prefills(self) -> bool:
+        """Whether requests carry the prefill (known once ``start`` has run)."""
+        return self._prefill != "off"
+
+    async def start(self, n: int = 1, stop: Sequence[str] = ()) -> EndpointInfo:
+        """Resolve the model name and how to render the chat, then run the preflight with ``n``
+        choices and the ``stop`` strings the run will send."""
         if not self.model:
             models = await self._with_retries(lambda: self._pool.first.models.list())
             names = [m.id for m in models.data]
@@ -70,6 +90,60 @@ class Generator:
             self.model = names[0]
         if self.cfg.mode == "completions":
             self._render = _chat_renderer(self.cfg)
+            forms = ["completions"]
+        elif self.cfg.chat_prefill == "auto":
+            forms = ["continue", "off"]
+        else:
+            forms = [self.cfg.chat_prefill]
+        no_prefill_reason = None
+        for i, form in enumerate(forms):
+            self._prefill = form
+            try:
+                await self._preflight(n, list(stop))
+                break
+            except FatalEndpointError:
+                raise
+            except EndpointError as exc:
+                if exc.status is None or exc.status >= 500:
+                    raise  # not a refusal: the endpoint is failing
+                if i + 1 == len(forms):
+                    raise self._refusal(exc) from exc
+                no_prefill_reason = str(exc)  # try the next form: a server that cannot continue
+        self.info = EndpointInfo(self._prefill, self._n_supported, self._max_tokens_field, self._thinking_field,
+                                 no_prefill_reason)
+        return self.info
+
+    async def _preflight(self, n: int, stop: list[str]) -> None:
+        """Small requests with the run's parameters: one of a single choice (with retries), then,
+        when ``n`` > 1, one of ``n`` choices, once: a server that refuses ``n`` (llama.cpp
+        answers it with a 400 or a 500) or ignores it gets single requests from then on."""
+        prefill = PREFLIGHT_PREFILL if self._prefill != "off" else ""
+        for _ in range(2):
+            try:
+                [out] = await self._request(PREFLIGHT_MESSAGES, prefill, 1, stop, PREFLIGHT_MAX_TOKENS)
+                if prefill and self._prefill != "completions" and out.text.lstrip().startswith("<think>"):
+                    # A continuation never opens the block the prefill opened: the server
+                    # closed the prefilled turn and began a new one (llama.cpp without --jinja).
+                    raise EndpointError("the endpoint accepted the prefilled turn but began a new one instead of "
+                                        "continuing it", 400, param="messages")
+                break
+            except EndpointError as exc:
+                # OpenAI's reasoning models take the length as max_completion_tokens only.
+                if "max_completion_tokens" not in str(exc) or self._max_tokens_field != "max_tokens":
+                    raise
+                self._max_tokens_field = "max_completion_tokens"
+        if n > 1:
+            try:
+                out = await self._request(PREFLIGHT_MESSAGES, prefill, n, stop, PREFLIGHT_MAX_TOKENS, retry=False)
+                self._n_supported = len(out) >= n
+            except FatalEndpointError:
+                raise
+            except EndpointError:
+                self._n_supported = False
+
+    def _refusal(self, exc: EndpointError) -> ConfigError:
+        sent = self._body(PREFLIGHT_MESSAGES, "", 1, [], PREFLIGHT_MAX_TOKENS)[1]
+        return ConfigError(refusal_message(self.cfg.endpoint, exc, sent, self.cfg.extra_body))
 
     async def aclose(self) -> None:
         for client in self._pool.clients:
@@ -94,19 +168,31 @@ class Generator:
             out += [g for part in parts for g in part]
         return out[:n]
 
-    async def _request(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str]) -> list[Generation]:
+    def _body(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str],
+              max_tokens: int | None = None) -> tuple[str, dict[str, Any]]:
+        """The request's path and body: the run's sampling, the prefill in the form the endpoint
+        takes, then ``extra_body`` (a ``None`` there removes the field)."""
         s = self.cfg.sampling
-        body: dict[str, Any] = dict(model=self.model, temperature=s.temperature, top_p=s.top_p,
-                                    max_tokens=s.max_tokens, n=n)
+        body: dict[str, Any] = {"model": self.model, "temperature": s.temperature, "top_p": s.top_p,
+                                self._max_tokens_field: max_tokens or s.max_tokens, "n": n}
         if stop:
             body["stop"] = stop
-        if s.top_k > 0:  # vLLM/llama.cpp extension; 0 leaves it out (OpenAI rejects it)
+        if s.top_k is not None:  # a vLLM/llama.cpp extension: sent only when asked for
             body["top_k"] = s.top_k
-        body.update(self.cfg.extra_body)
         if self._render is not None:
             path, body["prompt"] = "/completions", self._render(messages) + prefill
         else:
             path, body["messages"] = "/chat/completions", list(messages)
+            if prefill and self._prefill in ("continue", "trailing"):
+                body["messages"].append({"role": "assistant", "content": prefill})
+                if self._prefill == "continue":
+                    body.update(CONTINUE_FIELDS)
+        body.update(self.cfg.extra_body)
+        return path, {k: v for k, v in body.items() if v is not None}
+
+    async def _request(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str],
+                       max_tokens: int | None = None, retry: bool = True) -> list[Generation]:
+        path, body = self._body(messages, prefill, n, stop, max_tokens)
 
         async def call() -> list[Generation]:
             t0 = time.monotonic()
@@ -122,7 +208,7 @@ class Generator:
             if self._render is not None:
                 texts = [(c.get("text") or "", c.get("finish_reason")) for c in choices]
             else:
-                texts = [((c.get("message") or {}).get("content") or "", c.get("finish_reason")) for c in choices]
+                texts = [(continuation(self._chat_text(c), prefill), c.get("finish_reason")) for c in choices]
             if not texts:
                 raise RetryableError("the endpoint returned an empty 'choices' list")
             latency = time.monotonic() - t0
@@ -134,7 +220,16 @@ class Generator:
             return [Generation(t, fr, data.get("model") or self.model, usage.get("prompt_tokens"), per_choice, latency)
                     for t, fr in texts]
 
-        return await self._with_retries(call)
+        return await (self._with_retries(call) if retry else _translated(call))
+
+    def _chat_text(self, choice: dict) -> str:
+        message = choice.get("message") or {}
+        content = message.get("content") or ""
+        field = next((f for f in REASONING_FIELDS if message.get(f)), None)
+        if field is None:
+            return content
+        self._thinking_field = field
+        return merge_reasoning(content, message[field], choice.get("finish_reason"))
 
     async def _with_retries(self, call: Callable[[], Any]) -> Any:
         """``call`` with retries. While the circuit breaker is open (the endpoint looks down for
@@ -151,12 +246,7 @@ class Generator:
                     async with self._throttler:
                         pass
                 self.stats.requests += 1
-                try:
-                    out = await call()
-                except openai.OpenAIError as exc:
-                    raise _translate(exc) from exc
-                except (httpx.HTTPError, ValueError) as exc:  # e.g. a body that is not JSON
-                    raise RetryableError(f"bad response from the endpoint: {_short(str(exc))}") from exc
+                out = await _translated(call)
             except RetryableError as exc:
                 counts = not (down_when_sent or breaker.is_open())
                 breaker.record_failure(time.monotonic())
@@ -182,6 +272,16 @@ class Generator:
             await asyncio.sleep(wait)
 
 
+async def _translated(call: Callable[[], Any]) -> Any:
+    """``call()``, with the SDK's and the transport's errors translated into ours."""
+    try:
+        return await call()
+    except openai.OpenAIError as exc:
+        raise _translate(exc) from exc
+    except (httpx.HTTPError, ValueError) as exc:  # e.g. a body that is not JSON
+        raise RetryableError(f"bad response from the endpoint: {_short(str(exc))}") from exc
+
+
 def _translate(exc: openai.OpenAIError) -> EndpointError:
     """openai's exceptions -> ours. Retryable: 429, 5xx, timeouts, dropped connections."""
     if isinstance(exc, openai.APITimeoutError):
@@ -196,8 +296,12 @@ def _translate(exc: openai.OpenAIError) -> EndpointError:
         if status in (401, 403):
             return FatalEndpointError(message + " (check --api-key / OPENAI_API_KEY)", status)
         if status == 404:
-            return FatalEndpointError(message + " (check --endpoint, which must end in /v1, and --model)", status)
-        return EndpointError(message, status)
+            return FatalEndpointError(message + " (check --endpoint, which must end in /v1, --model, and --mode: "
+                                                "OpenAI has no /v1/completions for chat models)", status)
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else body
+        param = error.get("param")
+        return EndpointError(message, status, param=param if isinstance(param, str) else None)
     if isinstance(exc, openai.APIResponseValidationError):
         return RetryableError(f"malformed response: {_short(str(exc))}")
     return EndpointError(_short(str(exc)))

@@ -1,12 +1,15 @@
 """Reading the generator's outputs: the draft's thinking and an edit's ``<refine>`` block.
 
 Both parsers take the *full* assistant text (prefill + generation), so that prefilled tags
-count, and take the last block when a model writes several.
+count. What they accept follows the reference by default; the stricter choices are options
+(``CutDrafts``, ``Acceptance`` in ``agents.config``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from agents.config import CutDrafts
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 REFINE_OPEN, REFINE_CLOSE = "<refine>", "</refine>"
@@ -24,42 +27,58 @@ class Parsed:
         return self.text is not None
 
 
-def _last_block(full: str, open_tag: str, close_tag: str) -> str | None:
-    start = full.rfind(open_tag)
-    if start < 0:
-        return None
-    body = full[start + len(open_tag) :]
-    end = body.find(close_tag)
-    return (body if end < 0 else body[:end]).strip()
+def parse_thinking(full: str, finish_reason: str | None, cut_drafts: CutDrafts = "keep") -> Parsed:
+    """The thinking of a draft: after the first ``<think>``, up to the next ``</think>`` or the end.
 
-
-def parse_thinking(full: str, finish_reason: str | None, accept_cut: bool = False) -> Parsed:
-    """The thinking of a draft: the last ``<think>`` block, up to ``</think>`` or the end.
-
-    Generation stops at ``</think>`` (a stop sequence), so a complete draft usually has no closing
-    tag. A draft cut off by ``max_tokens`` is incomplete and rejected, unless ``accept_cut``
-    (for base models, which rarely close the block): then it is cut back to its last complete
-    paragraph.
+    The first block, as the reference cuts at the first ``</think>``: a model left to run on
+    writes its answer after it, and an answer may show the tags itself. An output that closes
+    ``</think>`` without opening it is thinking up to that tag: the opener came from the
+    server's chat template (DeepSeek-R1 and Qwen3 styles). A draft cut off
+    at ``max_tokens`` (``finish_reason == "length"``) whose block never closed is, by
+    ``cut_drafts``: kept whole (the reference), trimmed to its last complete paragraph (base
+    models, which ramble), or rejected.
     """
     cut = finish_reason == "length"
-    if cut and not accept_cut:
+    if cut and cut_drafts == "reject":
         return Parsed(None, "draft cut off at max_tokens (finish_reason=length)")
-    text = _last_block(full, THINK_OPEN, THINK_CLOSE)
-    if text is None:
+    start, close = full.find(THINK_OPEN), full.find(THINK_CLOSE)
+    if start >= 0 and (close < 0 or start < close):
+        body = full[start + len(THINK_OPEN) :]
+    elif close >= 0:
+        body = full
+    else:
         return Parsed(None, "no <think> block in the output")
-    if cut and THINK_CLOSE not in full[full.rfind(THINK_OPEN) :]:
-        end = max(text.rfind("\n\n"), 0) or max(text.rfind("\n"), 0)
-        text = text[:end].strip()
+    end = body.find(THINK_CLOSE)
+    text = (body if end < 0 else body[:end]).strip()
+    if cut and end < 0 and cut_drafts == "trim":
+        last = max(text.rfind("\n\n"), 0) or max(text.rfind("\n"), 0)
+        text = text[:last].strip()
     if not text:
         return Parsed(None, "empty <think> block" if not cut else "cut-off draft has no complete paragraph")
     return Parsed(text)
 
 
-def parse_refine(full: str) -> Parsed:
-    """An edit candidate: the text after the last ``<refine>``, to ``</refine>`` or the end."""
-    text = _last_block(full, REFINE_OPEN, REFINE_CLOSE)
-    if text is None:
+def parse_refine(full: str, allow_empty: bool = True) -> Parsed:
+    """An edit candidate: the text after the last ``<refine>``, up to the last ``</refine>``
+    after it, or to the end. An empty refinement is a candidate like any other, as in the
+    reference (it scores the thinking without the segment), unless ``allow_empty`` is off."""
+    start = full.rfind(REFINE_OPEN)
+    if start < 0:
         return Parsed(None, "no <refine> block in the output")
-    if not text:
+    body = full[start + len(REFINE_OPEN) :]
+    end = body.rfind(REFINE_CLOSE)
+    text = (body if end < 0 else body[:end]).strip()
+    if not text and not allow_empty:
         return Parsed(None, "empty <refine> block")
     return Parsed(text)
+
+
+def merge_reasoning(content: str, reasoning: str | None, finish_reason: str | None) -> str:
+    """One assistant text from a server that returns the thinking apart (vLLM's ``reasoning``,
+    DeepSeek's ``reasoning_content``): the thinking, its closing tag (unless the output was cut
+    inside it), then the content. The opener is the prefill's or the template's."""
+    if not reasoning:
+        return content
+    if content or finish_reason != "length":
+        return f"{reasoning}\n{THINK_CLOSE}\n{content}"
+    return reasoning

@@ -15,8 +15,12 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import sys
+import time
+import traceback
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,31 +31,37 @@ from agents.export import write_jsonl
 from agents.generator import Generator
 from agents.records import read_records
 from agents.stats import Stats
-from agents.worker import RecordSearch
-from prompts import PromptError, PromptSet
+from agents.worker import RecordSearch, draft_stop
+from prompts import SCORING_PROMPTS, PromptError, PromptSet
 from agents.process import ChildService, ServiceError
 from agents.scoring import SupervisedScorer
 from scorer import ScorerClient, ScorerError
 from scorer.loading import DEMO_MODEL
+from scorer.span import SINGLE_SEGMENT_MODES
 from store import RecordStatus, Store, StoreError
 
 EXIT_OK, EXIT_FAILED_RECORDS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOCAL = "local"
 
 # The embedded endpoint serves a 270M *base* model: it cannot follow the edit instructions or
-# close its </think>, so the prefill carries the structure, drafts cut at max_tokens are kept
-# (trimmed to whole paragraphs) and everything is kept short enough for 2 CPU cores.
-# Applied to the options a user did not set; a remote endpoint gets the reference's defaults.
-# It also stops at once (EOS) unless told not to, and loops without a repetition penalty.
+# close its </think>, so the prefill carries the structure, drafts stop at </think> and those cut
+# at max_tokens are trimmed to whole paragraphs, and everything is kept short enough for 2 CPU
+# cores. Applied to the options a user did not set; a remote endpoint gets the reference's
+# defaults. It also stops at once (EOS) unless told not to, and loops without a repetition penalty.
 LOCAL_DEFAULTS = {"mode": "completions", "chat_format": "gemma", "edit_prefill": "refine",
-                  "accept_cut_drafts": True, "max_tokens": 200, "max_steps": 2, "concurrency": 5,
-                  "min_draft_tokens": 40, "draft_attempts": 3,
+                  "cut_drafts": "trim", "acceptance": "strict", "max_tokens": 200, "max_steps": 2,
+                  "concurrency": 5, "min_draft_tokens": 40, "draft_attempts": 3,
                   "extra_body": {"ignore_eos": True, "repeat_penalty": 1.3}}
-REMOTE_DEFAULTS = {"mode": "chat", "chat_format": None, "edit_prefill": "analyze", "accept_cut_drafts": False,
-                   "min_draft_tokens": C.MIN_DRAFT_TOKENS, "draft_attempts": 1,
+REMOTE_DEFAULTS = {"mode": "chat", "chat_format": None, "edit_prefill": "analyze", "cut_drafts": "keep",
+                   "acceptance": "reference", "min_draft_tokens": C.MIN_DRAFT_TOKENS, "draft_attempts": 1,
                    "extra_body": {},
                    "max_tokens": C.DEFAULT_MAX_TOKENS, "max_steps": C.DEFAULT_MAX_STEPS,
                    "concurrency": C.DEFAULT_CONCURRENCY}
+NO_PREFILL_WARNING = (
+    "WARNING: this endpoint cannot continue a prefilled assistant turn{why}, so drafts get no trigger phrase "
+    "(\"Okay, I am given\" / \"Alright, the user\" / \"Alright\") and edits no lead-in: the data lacks the "
+    "paper's injected human-like thinking. For REER data as the paper made it, use an endpoint that can "
+    "(vLLM, SGLang, llama.cpp) or --mode completions.")
 DEMO_NOTICE = ("reer: no --endpoint given: serving the Gemma 3 270M demo model with llama.cpp on 127.0.0.1. "
                "It is a tiny base model that proves the machinery, not a writer: for real data pass "
                "--endpoint http://HOST:PORT/v1 (vLLM, llama.cpp, OpenAI) and a real --scorer-model.")
@@ -81,11 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--generator-tokenizer", default=None, help="completions mode: tokenizer whose chat template to use")
     g.add_argument("--chat-format", default=None, help="completions mode without a tokenizer: gemma, chatml or plain")
     g.add_argument("--edit-prefill", choices=["analyze", "refine"], default=None,
-                   help="completions mode: prefill edits up to <analyze> (instruct models) or <refine> (base "
-                        "models; default for the local endpoint)")
+                   help="prefill edits up to <analyze> (instruct models) or <refine> (base models; default for "
+                        "the local endpoint)")
+    g.add_argument("--chat-prefill", choices=["auto", "continue", "trailing", "off"], default="auto",
+                   help="chat mode: how the prefill reaches the server. continue: a trailing assistant message with "
+                        "continue_final_message (vLLM, SGLang); trailing: the message alone (llama.cpp continues "
+                        "it); off: no prefill; auto: continue if the preflight is accepted, else off")
     g.add_argument("--extra-body", type=_json_object, default=None,
-                   help="JSON object of server-specific request fields, e.g. '{\"min_p\": 0.05}' "
-                        "(local endpoint default: ignore_eos and repeat_penalty 1.3)")
+                   help="JSON object of server-specific request fields, e.g. '{\"min_p\": 0.05}'; null removes a "
+                        "field reer sends, e.g. '{\"top_p\": null}' (local endpoint default: ignore_eos and "
+                        "repeat_penalty 1.3)")
     g.add_argument("--concurrency", type=int, default=None,
                    help=f"records in flight (default {C.DEFAULT_CONCURRENCY}; 5 for the local endpoint)")
     g.add_argument("--rps", type=float, default=None, help="request-rate limit (requests/s)")
@@ -101,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--expansions", type=int, default=C.DEFAULT_EXPANSIONS, help="candidates per step")
     s.add_argument("--temperature", type=float, default=C.DEFAULT_TEMPERATURE)
     s.add_argument("--top-p", type=float, default=C.DEFAULT_TOP_P)
-    s.add_argument("--top-k", type=int, default=C.DEFAULT_TOP_K, help="0 leaves it out (OpenAI rejects it)")
+    s.add_argument("--top-k", type=int, default=C.DEFAULT_TOP_K,
+                   help="sent only when set, as the reference's requests have none (OpenAI rejects it)")
     s.add_argument("--max-tokens", type=int, default=None,
                    help=f"(default {C.DEFAULT_MAX_TOKENS}; 200 for the local endpoint)")
     s.add_argument("--min-draft-tokens", type=int, default=None,
@@ -109,9 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--draft-attempts", type=int, default=None,
                    help="drafts to try before a record is skipped (default 1, the reference; 3 for the local "
                         "endpoint); every attempt is stored")
-    s.add_argument("--accept-cut-drafts", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep drafts cut off at --max-tokens, trimmed to whole paragraphs (base models; "
-                        "default only for the local endpoint)")
+    s.add_argument("--cut-drafts", choices=["keep", "trim", "reject"], default=None,
+                   help="a draft cut off at --max-tokens: keep it whole (the reference), trim it to whole "
+                        "paragraphs (base models; the local endpoint's default) or reject it")
+    s.add_argument("--acceptance", choices=["reference", "strict"], default=None,
+                   help="reference: no stop strings, the candidate after the last <refine> to the last </refine>, "
+                        "empty refinements scored, the draft minimum over the whole generation; strict: stop at "
+                        "</think> and </refine> (fewer tokens), empty refinements rejected, the minimum over the "
+                        "thinking (default: reference; strict for the local endpoint)")
     s.add_argument("--prompts-dir", type=Path, default=None, help="override prompt files (<lang>/<name>.txt)")
     s.add_argument("--seed", type=int, default=None, help="seed for trigger phrases and jitter")
 
@@ -133,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scorer-url", default=None, help="use a running scorer (python -m scorer.server) instead")
     sc.add_argument("--scorer-token", default=os.environ.get("REER_SCORER_TOKEN"),
                     help="bearer token of a --scorer-url that requires one (env REER_SCORER_TOKEN)")
+    sc.add_argument("--scoring-prompt", choices=list(SCORING_PROMPTS), default="brief",
+                    help="what the scored answer is conditioned on: brief, a writing-thinking brief with the "
+                         "elements of the reference's; short, a two-line instruction")
+    sc.add_argument("--single-segment-answer", choices=list(SINGLE_SEGMENT_MODES), default="whole",
+                    help="an answer of one segment: score it whole, or as the reference's code does (one "
+                         "token, the newline after it, so the record stops at once)")
     sc.add_argument("--max-context", type=int, default=None,
                     help="longest scoring text in tokens (default: the scoring model's); records whose "
                          "question and answer do not fit are skipped, longer thinkings rejected")
@@ -171,17 +198,19 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         generator=C.GeneratorConfig(
             endpoint=a.endpoint, api_key=a.api_key or os.environ.get("OPENAI_API_KEY"), model=a.model,
             mode=a.mode, tokenizer=a.generator_tokenizer, chat_format=a.chat_format, edit_prefill=a.edit_prefill,
-            sampling=C.Sampling(a.temperature, a.top_p, a.top_k, a.max_tokens), extra_body=a.extra_body,
+            chat_prefill=a.chat_prefill, sampling=C.Sampling(a.temperature, a.top_p, a.top_k, a.max_tokens),
+            extra_body=a.extra_body,
             timeout_s=a.timeout,
             rps=a.rps, retry=C.RetryPolicy(max_retries=a.max_retries),
         ),
-        search=C.SearchConfig(a.stop_ppl, a.max_steps, a.expansions, a.min_draft_tokens, a.accept_cut_drafts,
-                              a.draft_attempts),
+        search=C.SearchConfig(a.stop_ppl, a.max_steps, a.expansions, a.min_draft_tokens, a.cut_drafts,
+                              a.draft_attempts, a.acceptance),
         scorer=C.ScorerConfig(model=a.scorer_model, threads=a.scorer_threads, dtype=a.scorer_dtype,
                               device=a.scorer_device, chat_format=a.scorer_chat_format,
                               max_batch_tokens=a.scorer_max_batch_tokens, prefix_cache_mb=a.scorer_prefix_cache_mb,
                               url=a.scorer_url, token=a.scorer_token, max_context=a.max_context,
-                              compile=a.scorer_compile),
+                              compile=a.scorer_compile, prompt=a.scoring_prompt,
+                              single_segment_answer=a.single_segment_answer),
         prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard,
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
         record_failures=a.record_failures,
@@ -190,7 +219,8 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
 
 def scorer_args(cfg: C.RunConfig) -> list[str]:
     sc = cfg.scorer
-    args = ["--model", sc.model, "--dtype", sc.dtype]
+    args = ["--model", sc.model, "--dtype", sc.dtype, "--scoring-prompt", sc.prompt,
+            "--single-segment-answer", sc.single_segment_answer]
     for flag, value in (("--threads", sc.threads), ("--device", sc.device), ("--chat-format", sc.chat_format),
                         ("--prompts-dir", cfg.prompts_dir), ("--max-context", sc.max_context),
                         ("--prefix-cache-mb", sc.prefix_cache_mb), ("--max-batch-tokens", sc.max_batch_tokens)):
@@ -202,6 +232,20 @@ def scorer_args(cfg: C.RunConfig) -> list[str]:
 def log_path(db: str, service: str) -> Path:
     """Where a child service writes its log: beside a SQLite database, else under runs/."""
     return Path(f"{db}.{service}.log") if "://" not in db else Path(f"runs/{service}.log")
+
+
+def unexpected_log(db: str, exc: BaseException) -> str:
+    """Append the traceback to the error log beside the database; say where it went."""
+    path = log_path(db, "error")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            # No command line here: it may hold --api-key.
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error\n")
+            f.write("".join(traceback.format_exception(exc)))
+    except OSError as err:
+        return f"the traceback could not be written to {path}: {err}"
+    return f"traceback in {path}"
 
 
 class Shutdown:
@@ -263,9 +307,15 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
             cfg = replace(cfg, generator=replace(cfg.generator, endpoint=await local.start()))
         generator = Generator(cfg.generator, stats, rng, max_connections=max(64, 4 * cfg.concurrency))
         stats.phase = "connecting"
-        await generator.start()
+        endpoint = await generator.start(cfg.search.expansions, draft_stop(cfg.search.acceptance))
+        display.log(f"generator: {generator.model} at {cfg.generator.endpoint} ({cfg.generator.mode} mode; "
+                    f"{endpoint.describe()})")
+        if not endpoint.prefills:
+            why = f" ({endpoint.no_prefill_reason})" if endpoint.no_prefill_reason else " (--chat-prefill off)"
+            display.log(NO_PREFILL_WARNING.format(why=why))
         fingerprint = cfg.fingerprint(prompts.fingerprint())
         fingerprint["generator_model"] = generator.model
+        fingerprint["prefill"] = endpoint.prefills  # what shapes the drafts, whichever way it is sent
         store = Store.open(cfg.db)
         start = store.begin_run(fingerprint, str(cfg.input), records, force=cfg.force)
         if cfg.retry_failed:
@@ -275,7 +325,6 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
             display.log(f"resumed run in {cfg.db}: resumed {start.to_run} records, {start.steps_kept} steps kept, "
                         f"{start.done} done earlier" + (f" ({', '.join(start.changes)})" if start.changes else ""))
         stats.total, stats.already_done = start.total, start.total - len(to_run)
-        display.log(f"generator: {generator.model} at {cfg.generator.endpoint} ({cfg.generator.mode} mode)")
 
         stats.phase = "starting scorer"
         if cfg.scorer.url:
@@ -288,8 +337,8 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
 
         searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
                                 edit_prefill=cfg.generator.edit_prefill,
-                                prefill_supported=cfg.generator.mode == "completions",
-                                failure_budget=cfg.record_failures)
+                                prefill_supported=generator.prefills, failure_budget=cfg.record_failures,
+                                seed=cfg.seed)
         stats.phase = "checking"
         to_run = await searcher.precheck(to_run)
         stats.phase = "searching"
@@ -328,6 +377,11 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
             display.log(f"  record {rec.key}: {rec.status.value}: {rec.error}")
         for problem in inputs.problems:
             display.log(f"  input: {problem}")
+        if n == 0:
+            display.log("no record produced a result; by reason:")
+            for line in reasons_summary(problems):
+                display.log(f"  {line}")
+            return EXIT_FAILED_RECORDS
         failed = any(r.status == RecordStatus.failed for r in problems) or inputs.problems
         return EXIT_FAILED_RECORDS if failed else EXIT_OK
     finally:
@@ -339,6 +393,17 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
             store.close()
 
 
+def reasons_summary(problems) -> list[str]:
+    """Records that ended without a result, grouped by reason (numbers folded), most common first."""
+    groups: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    for rec in problems:
+        reason = f"{rec.status.value}: " + re.sub(r"\d+", "N", rec.error or "no reason recorded")
+        groups[reason] += 1
+        examples.setdefault(reason, rec.key)
+    return [f"{count} x {reason} (e.g. record {examples[reason]})" for reason, count in groups.most_common()]
+
+
 async def _tick(display: Display) -> None:
     while True:
         display.tick()
@@ -348,6 +413,7 @@ async def _tick(display: Display) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stats = Stats()
+    db = args.db or f"runs/{args.input.stem}.db"
     try:
         cfg = config_from_args(args)
         with Display(stats, str(cfg.input), live=None if cfg.dashboard else False) as display:
@@ -356,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_INTERRUPTED
     except (ReerError, ScorerError, StoreError, PromptError, ServiceError) as exc:
         print(f"reer: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a defect: one line for the user, the traceback for the report
+        what = " ".join(str(exc).split())[:300]
+        print(f"reer: error: unexpected {type(exc).__name__}: {what} ({unexpected_log(db, exc)}; progress is "
+              "saved, run the same command to resume)", file=sys.stderr)
         return EXIT_ERROR
     if code == EXIT_INTERRUPTED:
         print(f"reer: interrupted; progress is saved, run the same command to resume. {summary_line(stats)}",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agents import search
-from agents.config import EditPrefill, SearchConfig
+from agents.config import Acceptance, EditPrefill, SearchConfig
 from agents.errors import EndpointError, FatalEndpointError
 from agents.generator import Generation
 from agents.parse import REFINE_CLOSE, THINK_CLOSE, Parsed, parse_refine, parse_thinking
@@ -27,6 +27,12 @@ from scorer.span import SYSTEM_PROMPT
 
 
 CHECK_CHUNK = 256  # records per /check request
+
+
+def draft_stop(acceptance: Acceptance) -> list[str]:
+    """A draft's stop strings. The reference sends none: the model may write past its thinking,
+    and those tokens count toward the draft's minimum. "strict" stops at the thinking's end."""
+    return [THINK_CLOSE] if acceptance == "strict" else []
 
 
 class GeneratorLike(Protocol):
@@ -50,8 +56,9 @@ class RecordSearch:
     stats: Stats
     rng: random.Random
     edit_prefill: EditPrefill = "analyze"
-    prefill_supported: bool = True  # False in chat mode: the prefill is not sent
+    prefill_supported: bool = True  # False where the endpoint cannot continue a prefilled turn
     failure_budget: int = 3  # requests that may fail for good (after their retries) per record
+    seed: int | None = None  # set: each draft's trigger phrase is a function of (seed, record, attempt)
 
     async def run(self, rec: Record) -> RecordStatus:
         """Search one record to the end; returns its final status. A record-level failure is
@@ -160,9 +167,12 @@ class RecordSearch:
 
     async def _new_draft(self, rec: Record, attempt: int) -> Node:
         user = self.prompts.render("initial_thinking", rec.lang, question=rec.question, answer=rec.answer)
-        prefill = draft_prefill(rec.lang, self.rng) if self.prefill_supported else ""
-        [gen] = await self.generator.generate(self._messages(user), prefill, 1, [THINK_CLOSE])
-        parsed = parse_thinking(prefill + gen.text, gen.finish_reason, self.cfg.accept_cut_drafts)
+        # Seeded per record, not from the shared stream: the phrase does not depend on which
+        # records happen to run concurrently, nor on resuming.
+        rng = random.Random(f"{self.seed}/{rec.key}/{attempt}") if self.seed is not None else self.rng
+        prefill = draft_prefill(rec.lang, rng) if self.prefill_supported else ""
+        [gen] = await self.generator.generate(self._messages(user), prefill, 1, draft_stop(self.cfg.acceptance))
+        parsed = parse_thinking(prefill + gen.text, gen.finish_reason, self.cfg.cut_drafts)
         if parsed.ok and gen.completion_tokens is not None and gen.completion_tokens < self.cfg.min_draft_tokens:
             parsed = Parsed(None, f"draft has {gen.completion_tokens} generated tokens, under {self.cfg.min_draft_tokens}")
         if parsed.ok and len(segment_text(parsed.text)) <= 1:
@@ -178,12 +188,17 @@ class RecordSearch:
                                    before=view.before, segment=view.segment, after=view.after)
         lead_in = self.prompts.render("edit_lead_in", rec.lang)
         prefill = edit_prefill(self.edit_prefill, lead_in, view.segment, rec.lang) if self.prefill_supported else ""
-        # A base model continuing a prefilled <refine> writes one passage, then rambles on:
-        # a blank line ends its rewrite.
-        stop = [REFINE_CLOSE, "\n\n"] if prefill and self.edit_prefill == "refine" else [REFINE_CLOSE]
+        strict = self.cfg.acceptance == "strict"
+        if prefill and self.edit_prefill == "refine":
+            # A base model continuing a prefilled <refine> writes one passage, then rambles on:
+            # a blank line ends its rewrite.
+            stop = [REFINE_CLOSE, "\n\n"]
+        else:
+            stop = [REFINE_CLOSE] if strict else []  # the reference's edits run to their end
         gens = await self.generator.generate(self._messages(user), prefill, missing, stop)
         return list(stored) + self.store.add_nodes(
-            [_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen, parse_refine(prefill + gen.text))
+            [_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen,
+                   parse_refine(prefill + gen.text, allow_empty=not strict))
              for k, gen in enumerate(gens)])
 
 

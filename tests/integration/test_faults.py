@@ -20,9 +20,11 @@ def many_records(n: int) -> list[dict]:
 def test_thirty_records_at_twenty_percent_faults_all_end_accounted_for(tmp_path, tiny_model_dirs):
     inp = R.write_input(tmp_path / "in.jsonl", many_records(30))
     db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
+    # strict acceptance: cut-off and tag-less outputs are rejected (the reference keeps cut drafts)
     with FakeOpenAI(fault_rate=0.2, hang_s=2.5, seed=3) as fake:
         p = R.run(R.run_cmd(fake.url, inp, db, out, tiny_model_dirs["llama"], "--max-steps", "2",
-                            "--concurrency", "8", "--draft-attempts", "2", *FAST_RETRIES), timeout=600)
+                            "--concurrency", "8", "--draft-attempts", "2", "--acceptance", "strict",
+                            "--cut-drafts", "reject", *FAST_RETRIES), timeout=600)
         injected = list(fake.injected)
     assert p.returncode in (0, 1), p.stderr
     assert set(injected) >= {"429", "500", "hang", "reset", "garbage", "truncated", "empty"}, injected
@@ -32,7 +34,7 @@ def test_thirty_records_at_twenty_percent_faults_all_end_accounted_for(tmp_path,
     assert len(R.read_jsonl(out)) == statuses.get("done", 0) >= 20
     # cut-off and tag-less outputs were stored as rejected candidates/drafts with their reason
     reasons = {r for r, in R.query(db, "select rejected from node where rejected is not null")}
-    assert any("<refine>" in r or "<think>" in r or "max_tokens" in r for r in reasons), reasons
+    assert any("<refine>" in r or "<think>" in r or "max_tokens" in r or "single segment" in r for r in reasons), reasons
 
 
 def test_endpoint_down_waits_instead_of_failing_records(tmp_path, tiny_model_dirs):

@@ -5,14 +5,14 @@ import time
 
 import pytest
 
-from agents.config import GeneratorConfig, RetryPolicy
+from agents.config import GeneratorConfig, RetryPolicy, Sampling
 from agents.breaker import CircuitBreaker
-from agents.errors import EndpointError, RetryableError
+from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
 from agents.generator import Generator
 from agents.stats import Stats
 from tests.support.fake_openai import FakeOpenAI
 
-MSGS = [{"role": "user", "content": "<task>\nq\n</task>"}]
+MSGS = [{"role": "user", "content": "<task>\nq\n</task>\n<answer>\na\n</answer>"}]  # a draft: faults hit it
 
 
 def gen(url, **kw) -> Generator:
@@ -24,8 +24,8 @@ async def test_resolves_the_model_and_retries_429_and_5xx():
     with FakeOpenAI(faults=[429, 500, 503]) as fake:
         g = gen(fake.url)
         await g.start()
-        assert g.model == "fake-model"  # the 429/500/503 hit models.list and were retried
-        out = await g.generate(MSGS, "", 2, ["</refine>"])
+        assert g.model == "fake-model"
+        out = await g.generate(MSGS, "", 2, ["</refine>"])  # the 429/500/503 hit it and were retried
         assert len(out) == 2 and g.stats.retries == 3
         await g.aclose()
 
@@ -88,3 +88,101 @@ def test_backoff_is_exponential_jittered_capped_and_honours_retry_after():
     assert p.wait_s(3, None, 0.5) == 2.0
     assert p.wait_s(10, None, 0.999) < 10.0
     assert p.wait_s(1, 7.0, 0.1) == 7.0 and p.wait_s(1, 99.0, 0.1) == 10.0
+
+
+# --- the preflight and the prefill, against each kind of server ----------------------------
+
+DRAFT = [{"role": "system", "content": "s"}, {"role": "user", "content": "<task>\nq\n</task>\n<answer>\nThe answer.\n</answer>"}]
+
+
+async def test_vllm_continues_the_prefill_via_continue_final_message_and_samples_as_the_reference():
+    with FakeOpenAI(flavor="vllm") as fake:
+        g = gen(fake.url)
+        info = await g.start(2, [])
+        assert (info.prefill, info.n_supported, info.max_tokens_field) == ("continue", True, "max_tokens")
+        [out] = await g.generate(DRAFT, "<think>\nAlright", 1, [])
+        body = fake.log[-1].body
+        assert body["messages"][-1] == {"role": "assistant", "content": "<think>\nAlright"}
+        assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+        assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.8, 0.85, 8000)
+        assert "top_k" not in body and fake.log[-1].continued
+        assert not out.text.startswith("<think>")  # the continuation only
+        await g.aclose()
+
+
+async def test_reasoning_servers_return_the_thinking_apart_and_it_is_read_there():
+    for field in ("reasoning", "reasoning_content"):
+        with FakeOpenAI(flavor="vllm", reasoning_field=field) as fake:
+            g = gen(fake.url)
+            assert (await g.start(1, [])).thinking_field == field
+            [out] = await g.generate(DRAFT, "<think>\nAlright", 1, [])
+            assert fake.log[-1].continued
+            thinking, _, answer = out.text.partition("</think>")
+            assert thinking.strip().startswith("the user wants") and answer.strip() == "The answer."
+            await g.aclose()
+
+
+async def test_llamacpp_continues_a_trailing_message_and_gets_single_requests_for_n():
+    with FakeOpenAI(flavor="llamacpp") as fake:
+        g = gen(fake.url)
+        info = await g.start(2, [])
+        assert info.prefill == "continue" and not info.n_supported  # n=2 was answered with a 500
+        outs = await g.generate(DRAFT, "<think>\nAlright", 2, [])
+        assert len(outs) == 2 and [r.n for r in fake.log[-2:]] == [1, 1] and fake.log[-1].continued
+        assert all(o.text.startswith(" the user wants") for o in outs)  # the echoed prefill is taken off
+        await g.aclose()
+    with FakeOpenAI(flavor="llamacpp") as fake:
+        g = gen(fake.url, chat_prefill="trailing")
+        assert (await g.start(1, [])).prefill == "trailing"
+        await g.generate(DRAFT, "<think>\nAlright", 1, [])
+        assert "continue_final_message" not in fake.log[-1].body and fake.log[-1].continued
+        await g.aclose()
+
+
+async def test_openai_runs_without_prefill_and_says_why():
+    with FakeOpenAI(flavor="openai", model="gpt-4o-mini") as fake:
+        g = gen(fake.url)
+        info = await g.start(2, [])
+        assert info.prefill == "off" and not g.prefills and info.n_supported
+        assert "continue_final_message" in info.no_prefill_reason
+        await g.generate(DRAFT, "", 1, [])
+        body = fake.log[-1].body
+        assert set(body) <= {"model", "messages", "temperature", "top_p", "max_tokens", "n"}
+        assert body["messages"][-1]["role"] == "user"
+        await g.aclose()
+
+
+async def test_openai_reasoning_models_get_max_completion_tokens():
+    with FakeOpenAI(flavor="openai", model="o3-mini") as fake:
+        g = gen(fake.url, extra_body={"temperature": None, "top_p": None})
+        info = await g.start(1, [])
+        assert info.max_tokens_field == "max_completion_tokens"
+        await g.generate(DRAFT, "", 1, [])
+        body = fake.log[-1].body
+        assert body["max_completion_tokens"] == 8000 and "max_tokens" not in body and "temperature" not in body
+        await g.aclose()
+
+
+@pytest.mark.parametrize("kw, field, fix", [
+    ({"extra_body": {"min_p": 0.05}}, "min_p", "leave it out with --extra-body '{\"min_p\": null}'"),
+    ({"sampling": Sampling(top_k=40)}, "top_k", "change it with --top-k"),
+    ({"model": "o3-mini"}, "temperature", "change it with --temperature"),
+])
+async def test_a_refused_field_stops_the_preflight_naming_the_field_and_the_flag(kw, field, fix):
+    with FakeOpenAI(flavor="openai", model="o3-mini" if "model" in kw else "gpt-4o-mini") as fake:
+        g = gen(fake.url, **kw)
+        with pytest.raises(ConfigError) as err:
+            await g.start(2, [])
+        assert f"the field '{field}' is refused" in str(err.value) and fix in str(err.value)
+        assert "\n" not in str(err.value)
+        assert len(fake.log) == 0 and fake.count("draft") == 0  # refused before any generation
+        await g.aclose()
+
+
+async def test_completions_mode_on_openai_stops_at_once_pointing_at_mode():
+    with FakeOpenAI(flavor="openai", model="gpt-4o-mini") as fake:
+        g = gen(fake.url, mode="completions", chat_format="chatml")
+        with pytest.raises(FatalEndpointError, match="--mode: OpenAI has no /v1/completions"):
+            await g.start(2, [])
+        assert len(fake.refused) == 1  # a 404 is not retried
+        await g.aclose()

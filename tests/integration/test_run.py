@@ -28,8 +28,8 @@ def test_full_run_writes_results_and_the_search_tree(tmp_path, inp, tiny_model_d
             assert r["thinking"] and r["final_score"] <= r["initial_score"]
             assert 1 <= r["steps"] <= 3
             assert r["messages"][1]["content"] == f"<think>\n{r['thinking']}\n</think>\n\n{r['answer']}"
-            if mode == "completions":  # the prefilled trigger opens the thinking
-                assert r["initial_thinking"].split(",")[0].split(" the")[0] in ("Okay", "Alright", "好的", "嗯")
+            # the prefilled trigger opens the thinking, over the chat API as in completions mode
+            assert r["initial_thinking"].split(",")[0].split(" the")[0] in ("Okay", "Alright", "好的", "嗯")
         # every step asked for exactly `expansions` candidates; every candidate is stored and scored
         assert fake.choices_generated("edit") == sum(r["steps"] for r in rows) * 2
         assert R.query(db, "select count(*) from node where kind='candidate' and score is null and rejected is null") == [(0,)]
@@ -134,8 +134,9 @@ def test_answers_the_scorer_cannot_hold_are_skipped_before_any_generation(tmp_pa
     inp = R.write_input(tmp_path / "in.jsonl", [huge, long, tags, R.RECORDS[0]])
     db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
     with FakeOpenAI() as fake:
+        # the short scoring prompt: a budget of 900 tokens fits it with room for one record's text
         p = R.run(R.run_cmd(fake.url, inp, db, out, tiny_model_dirs["llama"], "--max-steps", "1",
-                            "--max-context", "900"), timeout=600)
+                            "--max-context", "900", "--scoring-prompt", "short"), timeout=600)
         drafted = {r.task for r in fake.log if r.kind == "draft"}
     assert p.returncode == 0, p.stdout + p.stderr
     errors = dict(R.query(db, "select key, error from record where status = 'skipped'"))

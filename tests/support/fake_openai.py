@@ -1,11 +1,32 @@
 """A real OpenAI-compatible server on a loopback port, for tests: ``/v1/models``,
 ``/v1/chat/completions`` and ``/v1/completions``, over real HTTP.
 
-It writes plausible REER outputs: a multi-paragraph thinking for a draft request (recognised by
-its ``</think>`` stop) and an ``<analyze>``/``<refine>`` edit for an edit request (``</refine>``
-stop). Every request is logged, so tests can count what was generated. Faults are injected
-either from a queue (``faults``: HTTP statuses or fault names, in order) or at random
-(``fault_rate`` of the requests, a kind drawn from ``fault_kinds``):
+It behaves like one of three real servers (``flavor``), as their sources and docs show them:
+
+    "vllm"      continues a trailing assistant message when told ``continue_final_message``
+                (400 with ``add_generation_prompt`` also true), honours ``n``, takes ``top_k``,
+                ignores fields it does not know; with ``reasoning_field`` it returns the
+                thinking apart, as ``--reasoning-parser`` does ("reasoning", or the older
+                "reasoning_content"). Errors: ``{"error": {"message", "type", "param", "code"}}``.
+    "llamacpp"  continues a trailing assistant message by itself (its default
+                ``--prefill-assistant``, on its Jinja path) and returns that message whole,
+                prefill included, as llama.cpp's chat parser does; 400 with both
+                ``continue_final_message`` and ``add_generation_prompt`` true; ignores fields it
+                does not know; answers ``n`` != 1 with a 500 "Only one completion choice is
+                allowed", as builds before ``n`` support did (``supports_n=True``: as later ones).
+    "openai"    400 "Unrecognized request argument supplied: X" for any field outside its API
+                (``top_k``, ``continue_final_message`` ...); a trailing assistant message is an
+                earlier turn, not continued; reasoning models (``o*``, ``gpt-5*``) refuse
+                ``max_tokens`` (use ``max_completion_tokens``) and any temperature or top_p but
+                1; no ``/v1/completions`` for chat models (404).
+
+It writes plausible REER outputs: a multi-paragraph thinking for a draft request (its prompt
+shows the answer) and an ``<analyze>``/``<refine>`` edit for an edit request (its prompt marks a
+``<replace>`` passage). A model left to run on writes past its thinking (``</think>`` then an
+answer) and past its ``</refine>``; ``stop`` strings cut the output as servers do. Every request
+is logged, so tests can count what was generated. Faults hit draft and edit requests only (not
+the preflight), either from a queue (``faults``: HTTP statuses or fault names, in order) or at
+random (``fault_rate`` of the requests, a kind drawn from ``fault_kinds``):
 
     "429" "429-retry-after" "500" "502" "503"   an error status (429-retry-after sets Retry-After: 1)
     "hang"        answer only after ``hang_s`` (longer than the client's timeout)
@@ -40,22 +61,38 @@ PARAGRAPHS = [
     "Alternatively, I could let the middle carry the emotion and keep the ending quiet. Let me think about the rhythm of each sentence before I draft.",
     "---\nDraft outline: open on the image, widen to the situation, turn on a single detail, close by returning to the first image with new meaning.",
 ]
+OPENAI_CHAT_FIELDS = frozenset({
+    "model", "messages", "temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "seed",
+    "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "response_format",
+    "tools", "tool_choice", "parallel_tool_calls", "stream", "stream_options", "reasoning_effort", "service_tier",
+    "store", "metadata", "modalities", "prediction", "audio", "verbosity", "web_search_options"})
 
 
 @dataclass
 class Logged:
-    kind: str  # "draft" | "edit" | "other"
+    kind: str  # "draft" | "edit" | "other" (the preflight)
     endpoint: str  # "chat" | "completions"
     task: str
     segment: str | None
     n: int
     prompt: str
+    body: dict = field(default_factory=dict)
+    continued: bool = False  # the output continued a prefilled assistant turn
+
+
+class Refused(Exception):
+    def __init__(self, status: int, body: dict):
+        self.status, self.body = status, body
 
 
 @dataclass
 class FakeOpenAI(LoopbackServer):
     model: str = "fake-model"
-    supports_n: bool = True
+    flavor: str = "vllm"  # "vllm" | "llamacpp" | "openai"
+    supports_n: bool = True  # vllm: False ignores n (one choice back), as some servers do
+    llamacpp_n: bool = False  # llamacpp: honours n, as recent builds do
+    reasoning_field: str | None = None  # vllm with a reasoning parser: "reasoning" or "reasoning_content"
+    template_opens_think: bool = False  # the chat template puts <think> in the generation prompt
     delay_s: float = 0.0
     seed: int = 0
     faults: list = field(default_factory=list)  # statuses or fault names for the next requests, in order
@@ -64,13 +101,15 @@ class FakeOpenAI(LoopbackServer):
     hang_s: float = 3.0
     api_key: str | None = None  # when set, requests must carry it
     port: int = 0
-    log: list[Logged] = field(default_factory=list)
+    log: list[Logged] = field(default_factory=list)  # every request answered
+    refused: list[dict] = field(default_factory=list)  # the bodies of requests refused by `check`
     injected: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self._lock = threading.Lock()
         self._rng = random.Random(self.seed)
         self._fault_rng = random.Random(self.seed + 1)
+        self._usage = (0, 0)
         self.url = self._listen(self.port, self._handler()) + "/v1"
 
     def count(self, kind: str) -> int:
@@ -80,6 +119,11 @@ class FakeOpenAI(LoopbackServer):
     def choices_generated(self, kind: str) -> int:
         with self._lock:
             return sum(r.n for r in self.log if r.kind == kind)
+
+    def usage_totals(self) -> tuple[int, int]:
+        """(prompt, completion) tokens over every answered request, as ``usage`` reported them."""
+        with self._lock:
+            return self._usage
 
     # --- what it writes -------------------------------------------------------------------
 
@@ -95,8 +139,11 @@ class FakeOpenAI(LoopbackServer):
         words = answer.split()
         start = self._rng.randint(0, max(0, len(words) - 10))
         borrowed = " ".join(words[start : start + self._rng.randint(4, 20)])
-        return (f"<analyze>\nThe passage sets up the plan; it lacks concrete detail.\n</analyze>\n"
-                f"<refine>\n{first} and, wait, let me think: I want it to say {borrowed}. Hmm, maybe that is it.\n")
+        # The analysis quotes the tags, as instruct models do: a </refine> stop string cuts it there.
+        return (f"The passage sets up the plan; it lacks concrete detail. The rewrite goes in "
+                f"<refine></refine> below.\n</analyze>\n"
+                f"<refine>\n{first} and, wait, let me think: I want it to say {borrowed}. Hmm, maybe that is it.\n"
+                f"</refine>\nThat should read better.")
 
     def next_fault(self) -> str | None:
         with self._lock:
@@ -109,31 +156,85 @@ class FakeOpenAI(LoopbackServer):
             self.injected.append(fault)
             return fault
 
+    # --- how each server takes a request ----------------------------------------------------
+
+    def _error(self, status: int, message: str, param: str | None = None, code=None) -> Refused:
+        if self.flavor == "openai":
+            return Refused(status, {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                              "code": code}})
+        if self.flavor == "llamacpp":
+            kind = "server_error" if status >= 500 else "invalid_request_error"
+            return Refused(status, {"error": {"code": status, "message": message, "type": kind}})
+        return Refused(status, {"error": {"message": message, "type": "BadRequestError", "param": param,
+                                          "code": status}})
+
+    def check(self, body: dict, endpoint: str) -> None:
+        """Raise ``Refused`` where the real server would refuse the request."""
+        if self.flavor == "openai":
+            if endpoint == "completions":
+                raise self._error(404, "This is a chat model and not supported in the v1/completions endpoint. "
+                                       "Did you mean to use v1/chat/completions?", "model")
+            unknown = sorted(set(body) - OPENAI_CHAT_FIELDS)
+            if unknown:
+                raise self._error(400, f"Unrecognized request argument supplied: {', '.join(unknown)}")
+            if self.model.startswith(("o1", "o3", "o4", "gpt-5")):
+                if "max_tokens" in body:
+                    raise self._error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                           "Use 'max_completion_tokens' instead.", "max_tokens", "unsupported_parameter")
+                for name in ("temperature", "top_p"):
+                    if body.get(name, 1) != 1:
+                        raise self._error(400, f"Unsupported value: '{name}' does not support {body[name]} with this "
+                                               "model. Only the default (1) value is supported.", name,
+                                          "unsupported_value")
+        if self.flavor != "openai" and body.get("continue_final_message") and body.get("add_generation_prompt", True):
+            raise self._error(400, "Cannot set both `continue_final_message` and `add_generation_prompt` to True.")
+        if self.flavor == "llamacpp" and not self.llamacpp_n and (body.get("n") or 1) != 1:
+            raise self._error(500, "Only one completion choice is allowed")
+
+    def continues(self, body: dict, endpoint: str) -> str | None:
+        """The prefill this request's output continues, if the server continues one."""
+        if endpoint == "completions":
+            return ""  # the prompt ends where the output starts
+        messages = body.get("messages") or []
+        last = messages[-1] if messages else {}
+        if last.get("role") != "assistant":
+            return None
+        if self.flavor == "llamacpp" or (self.flavor == "vllm" and body.get("continue_final_message")):
+            return last.get("content") or ""
+        return None  # an earlier turn: the model starts a new message
+
     def respond(self, body: dict, endpoint: str, fault: str | None = None) -> dict:
         if endpoint == "chat":
-            prompt = "\n".join(m["content"] for m in body["messages"])
+            prompt = "\n".join(m["content"] for m in body["messages"] if m["role"] != "assistant")
         else:
             prompt = body["prompt"]
-        stop = body.get("stop") or []
+        prefill = self.continues(body, endpoint)
         task = _between(prompt, "<task>\n", "\n</task>") or ""
         answer = _between(prompt, "<answer>\n", "\n</answer>") or _between(prompt, "<target_answer>\n", "\n</target_answer>") or ""
         segment = _between(prompt, "<replace>\n", "\n</replace>")
-        kind = "draft" if "</think>" in stop else "edit" if "</refine>" in stop else "other"
+        kind = "edit" if segment is not None else "draft" if "<answer>\n" in prompt else "other"
         n = body.get("n") or 1
         n_out = n if self.supports_n else 1
+        stops = body.get("stop") or []
+        stops = [stops] if isinstance(stops, str) else stops
         with self._lock:
-            self.log.append(Logged(kind, endpoint, task, segment, n_out, prompt))
+            self.log.append(Logged(kind, endpoint, task, segment, n_out, prompt, body, prefill is not None))
             texts = []
             for _ in range(n_out):
                 if fault == "notags":
                     texts.append("I would rather just write the answer directly.")
                 elif kind == "draft":
-                    t = self._draft(answer)
-                    texts.append(t if endpoint == "completions" else "<think>\nAlright," + t)
+                    # Left to run on, a model closes its thinking and writes the answer.
+                    t = self._draft(answer) + "\n</think>\n\n" + answer
+                    if prefill is None:  # a new message, in the model's own words
+                        t = ("So," if self.template_opens_think else "<think>\nSo,") + t
+                    texts.append(t)
                 elif kind == "edit":
-                    texts.append(self._edit(segment or "", answer))
+                    t = self._edit(segment or "", answer)
+                    texts.append(t if prefill and prefill.endswith("<analyze>\n") else "<analyze>\n" + t)
                 else:
-                    texts.append("Hello.")
+                    texts.append("Hello there, nice to meet you.")
+        texts = [_cut_at(t, stops) for t in texts]
         toks = [max(1, len(t.split())) * 2 for t in texts]
         if kind == "draft":
             toks = [max(t, 150) for t in toks]
@@ -141,7 +242,7 @@ class FakeOpenAI(LoopbackServer):
         if fault == "length":
             texts, finish = [t[: len(t) // 3] for t in texts], "length"
         if endpoint == "chat":
-            choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": finish}
+            choices = [{"index": i, "message": self._message(t, prefill), "finish_reason": finish}
                        for i, t in enumerate(texts)]
             obj = "chat.completion"
         else:
@@ -149,9 +250,29 @@ class FakeOpenAI(LoopbackServer):
             obj = "text_completion"
         if fault == "empty":
             choices = []
+        prompt_tokens = len(prompt.split())
+        with self._lock:
+            self._usage = (self._usage[0] + prompt_tokens, self._usage[1] + sum(toks))
         return {"id": f"fake-{len(self.log)}", "object": obj, "created": int(time.time()), "model": self.model,
-                "choices": choices, "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": sum(toks),
-                                              "total_tokens": len(prompt.split()) + sum(toks)}}
+                "choices": choices, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sum(toks),
+                                              "total_tokens": prompt_tokens + sum(toks)}}
+
+    def _message(self, text: str, prefill: str | None) -> dict:
+        """The assistant message, with the thinking split off as a reasoning parser does."""
+        if prefill and self.flavor == "llamacpp":
+            text = prefill + text  # llama.cpp parses the continued message whole
+            prefill = ""
+        if self.reasoning_field is None:
+            return {"role": "assistant", "content": text}
+        in_thinking = ("<think>" in prefill and "</think>" not in prefill) if prefill is not None \
+            else self.template_opens_think
+        if not in_thinking and text.lstrip().startswith("<think>"):
+            text, in_thinking = text.lstrip()[len("<think>"):], True
+        if not in_thinking:
+            return {"role": "assistant", "content": text, self.reasoning_field: None}
+        end = text.find("</think>")
+        reasoning, content = (text, "") if end < 0 else (text[:end], text[end + len("</think>"):])
+        return {"role": "assistant", "content": content or None, self.reasoning_field: reasoning}
 
     def _handler(self):
         fake = self
@@ -169,7 +290,14 @@ class FakeOpenAI(LoopbackServer):
                 endpoint = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}.get(self.path)
                 if endpoint is None:
                     return self._send(404, {"error": {"message": "not found"}})
-                fault = fake.next_fault()
+                try:
+                    fake.check(body, endpoint)
+                except Refused as exc:
+                    with fake._lock:
+                        fake.refused.append(body)
+                    return self._send(exc.status, exc.body)
+                text = json.dumps(body)
+                fault = fake.next_fault() if ("<replace>" in text or "<answer>" in text) else None
                 if fault and fault[0].isdigit():
                     status = int(fault.split("-")[0])
                     headers = {"Retry-After": "1"} if fault.endswith("retry-after") else {}
@@ -196,16 +324,23 @@ def _between(text: str, start: str, end: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _cut_at(text: str, stops: list[str]) -> str:
+    """The output as a server returns it with stop strings: up to the first one, excluded."""
+    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
 def main() -> None:
     import argparse
 
     p = argparse.ArgumentParser(description="A fault-injecting OpenAI-compatible server on 127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--flavor", default="vllm", choices=["vllm", "llamacpp", "openai"])
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument("--delay-s", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    fake = FakeOpenAI(port=a.port, fault_rate=a.fault_rate, delay_s=a.delay_s, seed=a.seed)
+    fake = FakeOpenAI(port=a.port, flavor=a.flavor, fault_rate=a.fault_rate, delay_s=a.delay_s, seed=a.seed)
     serve_until_killed(fake, fake.url)
 
 

@@ -8,6 +8,7 @@ from agents.config import SearchConfig
 from agents.generator import Generation
 from agents.stats import Stats
 from agents.parse import parse_refine
+from agents.prefill import draft_prefill
 from agents.worker import RecordSearch, _node
 from prompts import PromptSet
 from scorer import ScoringInputError
@@ -16,13 +17,18 @@ from store import NodeKind, RecordIn, RecordStatus, Store
 P = "x" * 110  # a paragraph long enough to be a segment of its own
 
 
+def is_edit(messages) -> bool:
+    return "<replace>" in messages[-1]["content"]
+
+
 class ScriptedGenerator:
     def __init__(self, drafts, edits):
-        self.drafts, self.edits, self.calls = list(drafts), list(edits), []
+        self.drafts, self.edits, self.calls, self.requests = list(drafts), list(edits), [], []
 
     async def generate(self, messages, prefill, n, stop):
-        kind = "draft" if "</think>" in stop else "edit"
+        kind = "edit" if is_edit(messages) else "draft"
         self.calls.append((kind, n))
+        self.requests.append((kind, prefill, list(stop)))
         source = self.drafts if kind == "draft" else self.edits
         return [Generation(source.pop(0), "stop", "m", 10, 200, 0.01) for _ in range(n)]
 
@@ -41,12 +47,12 @@ class LengthScorer:
         return [ScoringInputError("over the context") if len(a) > 5000 else len(a) for _, a, _ in items]
 
 
-def make(tmp_path, gen, cfg=SearchConfig(max_steps=10, stop_score=0.0), answer="answer"):
+def make(tmp_path, gen, cfg=SearchConfig(max_steps=10, stop_score=0.0), answer="answer", **kw):
     store = Store.open(str(tmp_path / "w.db"))
     run = store.begin_run({}, "in", [RecordIn("r", 0, "q", answer, "en")]).run_id
     [rec] = store.records_to_run(run)
     return RecordSearch(cfg, gen, LengthScorer(), store, PromptSet(), Stats(), random.Random(0),
-                        prefill_supported=False), store, rec
+                        **{"prefill_supported": False, **kw}), store, rec
 
 
 async def test_accepts_only_better_candidates_and_records_every_step(tmp_path):
@@ -88,7 +94,7 @@ async def test_resume_scores_stored_candidates_and_generates_only_missing_ones(t
     original = gen.generate
 
     async def one_candidate_then_crash(messages, prefill, n, stop):
-        if "</refine>" not in stop:
+        if not is_edit(messages):
             return await original(messages, prefill, n, stop)
         # The first of two candidates reaches the store, then the process dies.
         [out] = [Generation("<refine>a</refine>", "stop", "m", 10, 20, 0.01)]
@@ -121,3 +127,32 @@ async def test_a_candidate_too_long_to_score_is_rejected_not_fatal(tmp_path):
     assert await s.run(rec) == RecordStatus.done
     [long, ok] = store.load_progress(rec.id).candidates[0]
     assert long.rejected.startswith("cannot be scored") and long.score is None and ok.score is not None
+
+
+async def test_stop_strings_and_empty_refinements_follow_the_acceptance_policy(tmp_path):
+    draft = f"<think>\n{P}A\n\n{P}B"
+    gen = ScriptedGenerator([draft], ["<refine>\n</refine>", f"<refine>{P}{P}</refine>"])
+    s, store, rec = make(tmp_path, gen, SearchConfig(max_steps=1, stop_score=0.0))
+    assert await s.run(rec) == RecordStatus.done
+    assert [stop for _, _, stop in gen.requests] == [[], []]  # the reference sends no stop strings
+    [empty, long] = store.load_progress(rec.id).candidates[0]
+    assert empty.text == "" and empty.score is not None and not empty.rejected  # scored, as the reference does
+    assert store.load_progress(rec.id).steps[0].kept == ""  # and, scoring lowest here, kept
+
+    gen = ScriptedGenerator([draft], ["<refine>\n</refine>", f"<refine>{P}{P}</refine>"])
+    s, store, rec = make(tmp_path / "strict", gen, SearchConfig(max_steps=1, stop_score=0.0, acceptance="strict"))
+    assert await s.run(rec) == RecordStatus.done
+    assert [stop for _, _, stop in gen.requests] == [["</think>"], ["</refine>"]]
+    [empty, _] = store.load_progress(rec.id).candidates[0]
+    assert empty.rejected == "empty <refine> block" and empty.score is None
+
+
+async def test_a_seeded_draft_prefill_depends_on_the_record_not_on_the_order_of_work(tmp_path):
+    draft = f" the user.\n\n{P}A\n\n{P}B"
+    gen = ScriptedGenerator([draft], [])
+    s, store, rec = make(tmp_path, gen, SearchConfig(max_steps=0), prefill_supported=True, seed=7)
+    s.rng.random()  # whatever else drew from the shared stream meanwhile
+    assert await s.run(rec) == RecordStatus.done
+    [(_, prefill, _)] = gen.requests
+    assert prefill == draft_prefill("en", random.Random("7/r/0"))
+    assert store.load_progress(rec.id).draft.text.startswith(prefill.removeprefix("<think>\n"))

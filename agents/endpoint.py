@@ -1,0 +1,96 @@
+"""What an endpoint takes and gives back, as the preflight learns it. Pure: no I/O here.
+
+The preflight (``Generator.start``) sends one small request with the run's parameters; a 4xx
+becomes one line naming the refused field and the flag that changes it, and what the
+endpoint supports is kept in ``EndpointInfo``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from agents.errors import EndpointError
+
+REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek's name, then vLLM's current one
+CONTINUE_FIELDS = {"continue_final_message": True, "add_generation_prompt": False}
+PREFLIGHT_MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
+                      {"role": "user", "content": "Say hello in one short sentence."}]
+PREFLIGHT_PREFILL = "<think>\nAlright"  # the form of a draft's prefill
+
+# The flag that changes each request field reer sends; any field can also be removed with
+# --extra-body '{"FIELD": null}'. Fields a server names in a 400 are looked up here.
+FIELD_FLAGS = {
+    "temperature": "--temperature", "top_p": "--top-p", "top_k": "--top-k", "max_tokens": "--max-tokens",
+    "max_completion_tokens": "--max-tokens", "n": "--expansions 1", "stop": "--acceptance reference",
+    "model": "--model", "continue_final_message": "--chat-prefill off", "add_generation_prompt": "--chat-prefill off",
+    "messages": "--chat-prefill off (or --mode completions)",
+}
+_KEPT_FIELDS = frozenset({"model", "messages", "prompt", *CONTINUE_FIELDS})  # changed by a flag, never removed
+_SHORT_FIELDS = frozenset({"n", "model", "stop", "messages", "prompt"})  # named by `param` only, not found in prose
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """What the preflight learned about the endpoint."""
+
+    prefill: str  # "completions" | "continue" | "trailing" | "off"
+    n_supported: bool
+    max_tokens_field: str  # "max_tokens", or "max_completion_tokens" (OpenAI's reasoning models)
+    thinking_field: str | None  # where a reasoning server returns the thinking, when it does
+    no_prefill_reason: str | None = None  # why "auto" ended without a prefill
+
+    @property
+    def prefills(self) -> bool:
+        return self.prefill != "off"
+
+    def describe(self) -> str:
+        how = {"completions": "prefill in the rendered prompt (/v1/completions)",
+               "continue": "prefill continued via continue_final_message",
+               "trailing": "prefill as a trailing assistant message", "off": "NO prefill"}[self.prefill]
+        parts = [how, "n supported" if self.n_supported else "n=1 requests in parallel"]
+        if self.max_tokens_field != "max_tokens":
+            parts.append(f"length as {self.max_tokens_field}")
+        if self.thinking_field:
+            parts.append(f"thinking read from '{self.thinking_field}'")
+        return "; ".join(parts)
+
+
+def continuation(text: str, prefill: str) -> str:
+    """The generated text alone. llama.cpp returns a continued message whole, prefill included
+    (in ``content``, or without its ``<think>`` in the reasoning field); vLLM returns only what
+    it generated."""
+    if prefill:
+        for echo in (prefill, prefill.removeprefix("<think>\n"), prefill.removeprefix("<think>")):
+            if echo and text.startswith(echo):
+                return text[len(echo):]
+    return text
+
+
+def refused_field(exc: EndpointError, sent: dict[str, Any]) -> str | None:
+    """The request field a 4xx names: its ``param`` (OpenAI, vLLM), else a field of ours that
+    the message mentions ("Unrecognized request argument supplied: top_k")."""
+    if exc.param:
+        name = exc.param.split("[")[0].split(".")[0]
+        if name:
+            return name
+    text = str(exc)
+    candidates = [*sent, *CONTINUE_FIELDS, "max_completion_tokens"]
+    for name in sorted(set(candidates) - _SHORT_FIELDS, key=len, reverse=True):
+        if re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", text):
+            return name
+    return None
+
+
+def refusal_message(endpoint: str, exc: EndpointError, sent: dict[str, Any], extra_body: dict[str, Any]) -> str:
+    """A refused preflight as one line: the field the server names, and the flag to change."""
+    field = refused_field(exc, sent)
+    where = f"the endpoint {endpoint} refused the preflight request ({exc})"
+    if field is None:
+        return f"{where}; check --model, the sampling options and --extra-body"
+    flag = None if field in extra_body else FIELD_FLAGS.get(field)
+    fixes = [f"change it with {flag}" if flag else "",
+             "" if field in _KEPT_FIELDS else f"leave it out with --extra-body '{{\"{field}\": null}}'"]
+    fix = ", or ".join(f for f in fixes if f) or "see the endpoint's documentation"
+    return f"{where}: the field '{field}' is refused; {fix}"
