@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 
 from sqlalchemy import bindparam, event, func, insert, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
 from store.errors import RunMismatch, StoreStateError
@@ -267,8 +268,12 @@ class Store:
     def add_nodes(self, nodes: Sequence[Node]) -> list[Node]:
         """Store the outputs of one request (they arrive together) in one transaction."""
         rows = [n.model_dump(exclude={"id"}) for n in nodes]
-        with self.engine.begin() as conn:
-            ids = conn.execute(_INSERT_NODES, rows).scalars().all()
+        try:
+            with self.engine.begin() as conn:
+                ids = conn.execute(_INSERT_NODES, rows).scalars().all()
+        except IntegrityError as exc:  # UNIQUE (record_id, step, idx): a slot is filled once
+            slots = ", ".join(f"(record {n.record_id}, step {n.step}, idx {n.idx})" for n in nodes)
+            raise StoreStateError(f"a node is already stored in one of the slots {slots}") from exc
         for n, i in zip(nodes, ids):
             n.id = i
         return list(nodes)

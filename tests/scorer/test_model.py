@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from scorer.engine import Engine
-from scorer.model import Encoded, ScoringModel
+from scorer.encoded import Encoded
+from scorer.model import ScoringModel
 from scorer.span import scoring_text
 
 THINKING = "Alright, the user wants a short poem about the sea.\n\nHmm, maybe I should open with the dawn light. " * 3
@@ -122,13 +123,18 @@ def test_shared_prefix_reuse_equals_full_recomputation(scorer):
     assert [mixed[0], mixed[2]] == pytest.approx([alone[0], alone[2]], abs=1e-5)
 
 
-def test_prefix_reuse_can_be_turned_off(tiny_model_dirs):
-    sm = load(tiny_model_dirs["llama"], reuse_prefix=False)
-    encs = [sm.encode("q", THINKING + c, ANSWER, "en") for c in ("\n\nOne.", "\n\nTwo.")]
-    called = []
-    sm.engine._score_shared = lambda *a: called.append(a)
-    sm.score(encs)
-    assert not called
+@pytest.mark.parametrize("kind", ["llama", "llama-padded", "gemma3"])
+def test_prefix_reuse_can_be_turned_off(tiny_model_dirs, kind):
+    """Off, every token of every request goes through the model; on (the control), the prefix
+    two candidates share goes through once. The scores are the same either way."""
+    scores = {}
+    for reuse in (False, True):
+        sm = load_kind(tiny_model_dirs, kind, reuse_prefix=reuse)
+        encs = [sm.encode("q", THINKING + c, ANSWER, "en") for c in ("\n\nOne.", "\n\nTwo.")]
+        scores[reuse] = sm.score(encs)
+        s = sm.engine.stats
+        assert (s.forwarded == s.tokens) is not reuse, (reuse, s)
+    assert scores[False] == pytest.approx(scores[True], abs=1e-5)
 
 
 SEGMENTS = ["Alright, the user wants a short poem about the sea, so I should first decide who reads it.",

@@ -110,6 +110,7 @@ class FakeOpenAI(LoopbackServer):
         self._rng = random.Random(self.seed)
         self._fault_rng = random.Random(self.seed + 1)
         self._usage = (0, 0)
+        self.busy = 0  # requests being handled now (one may outlive its client)
         self.url = self._listen(self.port, self._handler()) + "/v1"
 
     def count(self, kind: str) -> int:
@@ -284,6 +285,15 @@ class FakeOpenAI(LoopbackServer):
                 self._send(404, {"error": {"message": "not found"}})
 
             def do_POST(self):
+                with fake._lock:
+                    fake.busy += 1
+                try:
+                    self._post()
+                finally:
+                    with fake._lock:
+                        fake.busy -= 1
+
+            def _post(self):
                 body = self._body()
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                     return self._send(401, {"error": {"message": "invalid api key"}})

@@ -69,8 +69,9 @@ def test_steps_complete_in_order_only_and_a_node_slot_is_unique(db):
     with pytest.raises(StoreStateError):
         st.complete_step(r.id, Step(record_id=r.id, step=1, segment="s", kept="k", best_after=1.0))
     st.add_node(node(r.id, 0, 0))
-    with pytest.raises(Exception):  # the same (record, step, idx) twice is never stored
-        st.add_node(node(r.id, 0, 0))
+    with pytest.raises(StoreStateError, match=r"already stored in one of the slots \(record \d+, step 0, idx 0\)"):
+        st.add_node(node(r.id, 0, 0))  # the same (record, step, idx) twice is never stored
+    assert len(st.load_progress(r.id).candidates[0]) == 1
 
 
 def test_finished_records_leave_the_queue_and_are_exported_in_order(db):
