@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.errors import EndpointError
+from prompts.tags import SYSTEM_PROMPT, THINK_OPEN
 
 REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek's name, then vLLM's current one
 CONTINUE_FIELDS = {"continue_final_message": True, "add_generation_prompt": False}
-PREFLIGHT_MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
+PREFLIGHT_MESSAGES = [{"role": "system", "content": SYSTEM_PROMPT},
                       {"role": "user", "content": "Say hello in one short sentence."}]
-PREFLIGHT_PREFILL = "<think>\nAlright"  # the form of a draft's prefill
+PREFLIGHT_PREFILL = f"{THINK_OPEN}\nAlright"  # the form of a draft's prefill
 
 # The flag that changes each request field reer sends; any field can also be removed with
 # --extra-body '{"FIELD": null}'. Fields a server names in a 400 are looked up here.
@@ -62,7 +63,7 @@ def continuation(text: str, prefill: str) -> str:
     (in ``content``, or without its ``<think>`` in the reasoning field); vLLM returns only what
     it generated."""
     if prefill:
-        for echo in (prefill, prefill.removeprefix("<think>\n"), prefill.removeprefix("<think>")):
+        for echo in (prefill, prefill.removeprefix(f"{THINK_OPEN}\n"), prefill.removeprefix(THINK_OPEN)):
             if echo and text.startswith(echo):
                 return text[len(echo):]
     return text

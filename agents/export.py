@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from prompts.tags import THINK_CLOSE, THINK_OPEN
 from store import Progress, Record, Store, StoreError
 
 
@@ -33,7 +34,7 @@ def result_row(rec: Record, progress: Progress) -> dict[str, Any]:
         "accepted_steps": sum(1 for s in progress.steps if s.chosen_node_id is not None),
         "messages": [
             {"role": "user", "content": rec.question},
-            {"role": "assistant", "content": f"<think>\n{thinking}\n</think>\n\n{rec.answer}"},
+            {"role": "assistant", "content": f"{THINK_OPEN}\n{thinking}\n{THINK_CLOSE}\n\n{rec.answer}"},
         ],
         **({"meta": rec.meta} if rec.meta else {}),
     }

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import aiohttp
 import httpx
 import openai
 from asyncio_throttle import Throttler
@@ -32,9 +33,10 @@ from agents.errors import ConfigError, EndpointError, FatalEndpointError, Retrya
 from agents.endpoint import (CONTINUE_FIELDS, PREFLIGHT_MESSAGES, PREFLIGHT_PREFILL, REASONING_FIELDS, EndpointInfo,
                              continuation, refusal_message)
 from agents.parse import merge_reasoning
-from agents.pool import ClientPool, http_client
 from agents.stats import Stats
 from prompts import render_chat
+from prompts.tags import THINK_OPEN
+from scorer.client import http_client
 
 Message = dict[str, str]
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -67,12 +69,9 @@ class Generator:
         self._thinking_field: str | None = None
         self.info: EndpointInfo | None = None
         self._throttler = Throttler(rate_limit=cfg.rps, period=1.0) if cfg.rps else None
-        def make(connections: int) -> openai.AsyncOpenAI:
-            http = http_client(connections, httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)))
-            return openai.AsyncOpenAI(base_url=cfg.endpoint, api_key=cfg.api_key or "EMPTY", max_retries=0,
-                                      http_client=http)
-
-        self._pool = ClientPool(make, max_connections)
+        http = http_client(max_connections, httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)))
+        self._client = openai.AsyncOpenAI(base_url=cfg.endpoint, api_key=cfg.api_key or "EMPTY", max_retries=0,
+                                          http_client=http)
 
     @property
     def prefills(self) -> bool:
@@ -83,7 +82,7 @@ class Generator:
         """Resolve the model name and how to render the chat, then run the preflight with ``n``
         choices and the ``stop`` strings the run will send."""
         if not self.model:
-            models = await self._with_retries(lambda: self._pool.first.models.list())
+            models = await self._with_retries(lambda: self._client.models.list())
             names = [m.id for m in models.data]
             if not names:
                 raise ConfigError(f"the endpoint {self.cfg.endpoint} lists no models; pass --model")
@@ -121,7 +120,7 @@ class Generator:
         for _ in range(2):
             try:
                 [out] = await self._request(PREFLIGHT_MESSAGES, prefill, 1, stop, PREFLIGHT_MAX_TOKENS)
-                if prefill and self._prefill != "completions" and out.text.lstrip().startswith("<think>"):
+                if prefill and self._prefill != "completions" and out.text.lstrip().startswith(THINK_OPEN):
                     # A continuation never opens the block the prefill opened: the server
                     # closed the prefilled turn and began a new one (llama.cpp without --jinja).
                     raise EndpointError("the endpoint accepted the prefilled turn but began a new one instead of "
@@ -146,8 +145,7 @@ class Generator:
         return ConfigError(refusal_message(self.cfg.endpoint, exc, sent, self.cfg.extra_body))
 
     async def aclose(self) -> None:
-        for client in self._pool.clients:
-            await client.close()
+        await self._client.close()
 
     async def generate(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str]) -> list[Generation]:
         """``n`` samples for one prompt: one request with ``n`` when the server honours it,
@@ -199,8 +197,7 @@ class Generator:
             # The SDK's plain ``post`` (its documented way to send a custom body): the same
             # errors and auth as ``create``, without re-validating the request's parameters
             # and building typed objects, which cost more CPU than the rest of a search step.
-            async with self._pool.client() as client:
-                resp = await client.post(path, cast_to=httpx.Response, body=body)
+            resp = await self._client.post(path, cast_to=httpx.Response, body=body)
             data = resp.json()  # not JSON: ValueError, retried
             if not isinstance(data, dict):
                 raise RetryableError("the endpoint returned a body that is not a JSON object")
@@ -284,6 +281,9 @@ async def _translated(call: Callable[[], Any]) -> Any:
 
 def _translate(exc: openai.OpenAIError) -> EndpointError:
     """openai's exceptions -> ours. Retryable: 429, 5xx, timeouts, dropped connections."""
+    refused = _refused_connection(exc)
+    if refused is not None:
+        return RetryableError(f"connection failed: {refused}")
     if isinstance(exc, openai.APITimeoutError):
         return RetryableError("request timed out")
     if isinstance(exc, openai.APIConnectionError):
@@ -305,6 +305,18 @@ def _translate(exc: openai.OpenAIError) -> EndpointError:
     if isinstance(exc, openai.APIResponseValidationError):
         return RetryableError(f"malformed response: {_short(str(exc))}")
     return EndpointError(_short(str(exc)))
+
+
+def _refused_connection(exc: BaseException) -> BaseException | None:
+    """The connection error under ``exc``, if any. httpx-aiohttp reports a refused or
+    unreachable connection (aiohttp's ClientConnectorError) as a connect *timeout*: say what
+    it was."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, aiohttp.ClientConnectorError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _retry_after_s(headers: httpx.Headers) -> float | None:

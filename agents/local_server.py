@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exit-with-parent", action="store_true")
     args = p.parse_args(argv)
     if args.exit_with_parent:
-        from agents.process import exit_with_parent
+        from scorer.lifetime import exit_with_parent
 
         exit_with_parent()
     try:

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from agents.config import CutDrafts
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-REFINE_OPEN, REFINE_CLOSE = "<refine>", "</refine>"
+from prompts.tags import REFINE_CLOSE, REFINE_OPEN, THINK_CLOSE, THINK_OPEN
 
 
 @dataclass(frozen=True)

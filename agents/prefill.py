@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 from agents.config import EditPrefill
+from prompts.tags import ANALYZE_OPEN, REFINE_OPEN, THINK_OPEN
 
 # (phrase, probability), reference section 2.
 DRAFT_TRIGGERS: dict[str, list[tuple[str, float]]] = {
@@ -22,7 +23,7 @@ EDIT_FIRST_WORDS = 6  # words of the segment carried into a "refine" prefill (CJ
 
 def draft_prefill(lang: str, rng: random.Random) -> str:
     phrases, weights = zip(*DRAFT_TRIGGERS.get(lang, DRAFT_TRIGGERS["en"]))
-    return "<think>\n" + rng.choices(phrases, weights=weights)[0]
+    return f"{THINK_OPEN}\n" + rng.choices(phrases, weights=weights)[0]
 
 
 def first_words(segment: str, lang: str, n: int = EDIT_FIRST_WORDS) -> str:
@@ -34,5 +35,5 @@ def first_words(segment: str, lang: str, n: int = EDIT_FIRST_WORDS) -> str:
 
 def edit_prefill(mode: EditPrefill, lead_in: str, segment: str, lang: str) -> str:
     if mode == "refine":
-        return f"{lead_in}\n<refine>\n{first_words(segment, lang)}"
-    return f"{lead_in}\n<analyze>\n"
+        return f"{lead_in}\n{REFINE_OPEN}\n{first_words(segment, lang)}"
+    return f"{lead_in}\n{ANALYZE_OPEN}\n"

@@ -107,19 +107,3 @@ class ChildService:
         if self._log:
             self._log.close()
             self._log = None
-
-
-def exit_with_parent(interval_s: float = 1.0) -> None:
-    """In the child: exit when the process that started us dies (even by SIGKILL). An orphaned
-    scorer or llama.cpp server would hold the model's memory forever."""
-    import threading
-    import time
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(interval_s)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()

@@ -15,11 +15,11 @@ from typing import Any, Iterator
 
 from agents.errors import InputError
 from prompts import detect_lang
+from prompts.tags import THINK_CLOSE
 from store import RecordIn
 
 ANSWER_FIELDS = ("solution", "answer", "response", "output")  # the first present wins
 ID_FIELDS = ("id", "index")
-THINK_CLOSE = "</think>"
 
 
 @dataclass(frozen=True)

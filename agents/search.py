@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from agents.segment import join_nonempty
+from prompts.segment import join_nonempty
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ from agents import search
 from agents.config import Acceptance, EditPrefill, SearchConfig
 from agents.errors import EndpointError, FatalEndpointError
 from agents.generator import Generation
-from agents.parse import REFINE_CLOSE, THINK_CLOSE, Parsed, parse_refine, parse_thinking
+from agents.parse import Parsed, parse_refine, parse_thinking
 from agents.prefill import draft_prefill, edit_prefill
-from agents.segment import segment_text
+from prompts.segment import segment_text
 from agents.stats import Stats
 from prompts import PromptSet
+from prompts.tags import REFINE_CLOSE, SYSTEM_PROMPT, THINK_CLOSE
 from scorer.errors import ScoringInputError
 from store import Node, NodeKind, Record, RecordStatus, Step, Store
-from scorer.span import SYSTEM_PROMPT
 
 
 CHECK_CHUNK = 256  # records per /check request

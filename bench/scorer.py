@@ -86,7 +86,7 @@ def token_steps(n_records: int, vocab: int, seed: int = 0) -> list[list]:
     """The same shape as ``text_steps`` in token ids (no tokenizer), with lengths that vary as
     real ones do: a prompt of 60-120 tokens, 7 segments of 100-200, an answer of 450-750 whose
     first fifth is context (means: 90, 150, 600); each candidate 100-200 tokens."""
-    from scorer.engine import Encoded
+    from scorer.encoded import Encoded
 
     rng = random.Random(seed)
     para = lambda lo, hi: [rng.randrange(10, vocab) for _ in range(rng.randint(lo, hi))]  # noqa: E731

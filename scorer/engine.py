@@ -38,6 +38,7 @@ from transformers.cache_utils import DynamicLayer
 
 from scorer import packed
 from scorer.batching import fill, group_ids, prefix_groups
+from scorer.encoded import Encoded
 from scorer.prefix_cache import PrefixCache
 
 log = logging.getLogger(__name__)
@@ -46,24 +47,6 @@ MIN_SHARED_PREFIX = 64  # tokens: a shorter shared prefix is not worth a separat
 HOST_MAX_LOGIT_BYTES = 1 << 30  # rows per forward are cut so that their kept logits (as fp32) fit this
 LSE_CHUNK_BYTES = 256 << 20  # fp32 logits upcast at a time for the log-sum-exp
 HOST_PREFIX_CACHE_BYTES = 1 << 30  # stored prefix caches, in host memory
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """One scoring request, tokenized: the ids, the positions whose tokens are scored, and the
-    positions where a thinking paragraph starts (where a prefix cache is worth keeping)."""
-
-    ids: list[int]
-    positions: list[int]
-    breaks: tuple[int, ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def limit(self) -> int:
-        """How much of the text may lie in a shared prefix: up to the first predicting position."""
-        return self.positions[0] - 1
 
 
 @dataclass

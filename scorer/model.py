@@ -14,10 +14,12 @@ import torch
 
 from prompts import SCORING_PROMPTS, PromptSet, render_chat
 from scorer.compiled import compile_blocks
-from scorer.engine import Encoded, Engine, is_oom  # noqa: F401  (re-exported)
+from scorer.encoded import Encoded
+from scorer.engine import Engine, is_oom  # noqa: F401  (re-exported)
 from scorer.errors import ModelLoadError, ScoringInputError
 from scorer.loading import resolve_model
-from scorer.span import SYSTEM_PROMPT, scored_positions, scoring_text, token_starts
+from prompts.tags import SYSTEM_PROMPT
+from scorer.span import scored_positions, scoring_text, token_starts
 
 
 def pick_device(device: str | None) -> torch.device:

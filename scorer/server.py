@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ipaddress.ip_address(socket.gethostbyname(args.host)).is_loopback and not args.token:
         p.error(f"--host {args.host} exposes the scorer beyond this machine: set --token (or REER_SCORER_TOKEN)")
     if args.exit_with_parent:
-        from agents.process import exit_with_parent
+        from scorer.lifetime import exit_with_parent
 
         exit_with_parent()
 

@@ -17,10 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from agents.segment import segment_text
-
-SYSTEM_PROMPT = "You are a helpful assistant."
-THINK_OPEN = "<think>\n"
+from prompts.segment import segment_text
+from prompts.tags import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
 SINGLE_SEGMENT_MODES = ("whole", "reference")
 
 
@@ -33,8 +31,8 @@ class ScoringText:
 
 def assistant_turn(thinking: str, answer: str) -> tuple[str, int]:
     """The assistant text and where the answer starts in it."""
-    head = f"{THINK_OPEN}{thinking}\n</think>\n<answer>\n"
-    return f"{head}{answer}\n</answer>", len(head)
+    head = f"{THINK_OPEN}\n{thinking}\n{THINK_CLOSE}\n{ANSWER_OPEN}\n"
+    return f"{head}{answer}\n{ANSWER_CLOSE}", len(head)
 
 
 def scoring_text(prompt: str, thinking: str, answer: str, single_segment: str = "whole") -> ScoringText:
@@ -48,7 +46,7 @@ def scoring_text(prompt: str, thinking: str, answer: str, single_segment: str = 
         span = (end, end + 1)  # the "\n" of "\n</answer>"
     else:
         span = (start, end)
-    think_at = len(prompt) + len(THINK_OPEN)
+    think_at = len(prompt) + len(THINK_OPEN) + 1  # after "<think>\n"
     breaks = (think_at, *(think_at + m.end() for m in re.finditer(r"\n\n+", thinking)))
     return ScoringText(prompt + assistant, span, breaks)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from scorer.engine import Encoded
+from scorer.encoded import Encoded
 from scorer.server import ROUND_BATCHES, ScoringService
 
 

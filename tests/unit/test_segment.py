@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from agents.segment import MIN_SEGMENT_CHARS, join_nonempty, segment_text
+from prompts.segment import MIN_SEGMENT_CHARS, join_nonempty, segment_text
 
 LONG = "x" * MIN_SEGMENT_CHARS
 
