@@ -1,18 +1,20 @@
-# Two entry points for a fresh machine: `make demo` and `make test`. Both set up .venv first.
+# Entry points for a fresh machine: `make demo`, `make test` (what CI runs) and `make test-fast`.
+# Each sets up .venv first.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo lint test test-fast clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	# torch first, pinned, so that nothing pulls a multi-GB CUDA build on a CPU box.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/activate
+	# torch first, the CPU wheel pinned by constraints.txt, so that nothing pulls a multi-GB
+	# CUDA build on a CPU box; the same constraints hold it there for the project's install.
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -20,8 +22,15 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/python -m agents.run --input examples/writing.jsonl
 
-test: setup
+lint: setup
+	$(BIN)/ruff check agents scorer store prompts tests bench
+
+test: lint
 	$(BIN)/python -m pytest -q
+
+# The unit tests alone: pure logic, the store, the worker on scripted seams (seconds).
+test-fast: setup
+	$(BIN)/python -m pytest -q tests/unit
 
 clean:
 	rm -rf $(VENV) runs
