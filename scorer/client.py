@@ -1,4 +1,5 @@
-"""The agents' side of the scorer: an async HTTP client (``agents.process`` runs the server).
+"""The agents' side of the scorer: an async HTTP client of ``scorer.protocol``
+(``agents.process`` runs the server).
 
 Kept free of torch: importing this module never loads a model into the agents' event loop.
 """
@@ -12,7 +13,10 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from pydantic import BaseModel, ValidationError
+
 from scorer.errors import ScorerError, ScorerUnavailable, ScoringInputError
+from scorer.protocol import CheckItem, CheckRequest, CheckResponse, ErrorBody, ScoreItem, ScoreRequest, ScoreResponse
 
 DEFAULT_SCORE_TIMEOUT_S = 3600.0  # a request waits in the queue behind every other record's
 MAX_IN_FLIGHT = 256  # requests at once: every record in flight may be waiting in the scorer's queue
@@ -41,8 +45,9 @@ class ScorerClient:
                          lang: str) -> list[float | ScoringInputError]:
         """Scores of several thinkings for one record (a step's candidates), in one request; an
         item the scorer cannot take (too long) comes back as its ``ScoringInputError``."""
-        items = [{"question": question, "thinking": t, "answer": answer, "lang": lang} for t in thinkings]
-        return await self._per_item("/score", items, "scores", float)
+        items = [ScoreItem(question=question, thinking=t, answer=answer, lang=lang) for t in thinkings]
+        return [float(v) if not isinstance(v, ScoringInputError) else v
+                for v in await self._per_item("/score", ScoreRequest, ScoreResponse, items, "scores")]
 
     async def check(self, question: str, answer: str, lang: str) -> int:
         """Tokens of the question and answer alone; ``ScoringInputError`` if they cannot fit."""
@@ -51,34 +56,60 @@ class ScorerClient:
     async def check_many(self, items: list[tuple[str, str, str]]) -> list[int | ScoringInputError]:
         """``check`` for many (question, answer, lang) in one request; an item that cannot fit
         comes back as its ``ScoringInputError``."""
-        return await self._per_item("/check", [{"question": q, "answer": a, "lang": lang} for q, a, lang in items],
-                                    "tokens", int)
+        return await self._per_item("/check", CheckRequest, CheckResponse,
+                                    [CheckItem(question=q, answer=a, lang=lang) for q, a, lang in items], "tokens")
 
-    async def _per_item(self, path: str, items: list[dict], key: str, convert) -> list:
+    async def _per_item(self, path: str, request: type[BaseModel], response: type[BaseModel], items: list,
+                        key: str) -> list:
         """The server answers each item (a value, or an error where it cannot take the item), or
-        422 when it can take none of them."""
+        422 when it can take none of them. A request the server finds too large (413) is split in
+        halves; a single item too large for it is that item's ``ScoringInputError``."""
         try:
-            body = await self._post(path, items)
+            body = response.model_validate(await self._post(path, request(items=items)))
+        except ValidationError as exc:
+            raise ScorerError(f"the scorer at {self.url} answered {path} in another shape: {exc.errors()[0]}") from exc
         except ScoringInputError as exc:
             return [exc] * len(items)
-        errors = body.get("errors") or [None] * len(items)
-        return [ScoringInputError(e) if e is not None else convert(v) for v, e in zip(body[key], errors)]
+        except _TooLarge as exc:
+            if len(items) == 1:
+                return [ScoringInputError(f"too large for the scorer's request limits: {exc}")]
+            half = len(items) // 2
+            return [*await self._per_item(path, request, response, items[:half], key),
+                    *await self._per_item(path, request, response, items[half:], key)]
+        return [ScoringInputError(e) if e is not None else v for v, e in zip(getattr(body, key), body.errors)]
 
-    async def _post(self, path: str, items: list[dict]) -> dict:
+    async def _post(self, path: str, body: BaseModel) -> dict:
         try:
-            r = await self._http.post(f"{self.url}{path}", json={"items": items})
+            r = await self._http.post(f"{self.url}{path}", content=body.model_dump_json(),
+                                      headers={"Content-Type": "application/json"})
         except (httpx.HTTPError, aiohttp.ClientError) as exc:  # the few aiohttp errors httpx-aiohttp leaves
             raise ScorerUnavailable(f"the scorer at {self.url} did not answer: {exc!r}") from exc
+        if r.status_code == 200:
+            return r.json()
+        error = _error(r)
         if r.status_code == 422:
-            raise ScoringInputError(r.json().get("error", r.text))
+            raise ScoringInputError(error)
+        if r.status_code == 413:
+            raise _TooLarge(error)
         if r.status_code == 401:
             raise ScorerError(f"the scorer at {self.url} refused the token (set --scorer-token / REER_SCORER_TOKEN)")
-        if r.status_code != 200:
-            raise ScorerError(f"the scorer failed (HTTP {r.status_code}): {r.text[:500]}")
-        return r.json()
+        if r.status_code in (408, 503):  # a slow upload, a scorer still loading: try again
+            raise ScorerUnavailable(f"the scorer at {self.url} answered HTTP {r.status_code}: {error}")
+        raise ScorerError(f"the scorer failed (HTTP {r.status_code}): {error}")
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+class _TooLarge(Exception):
+    """413: the request is over the scorer's body or item limit."""
+
+
+def _error(r: httpx.Response) -> str:
+    try:
+        return ErrorBody.model_validate(r.json()).error
+    except ValueError:
+        return r.text[:500]
 
 
 def _one(results: list):

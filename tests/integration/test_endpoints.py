@@ -115,15 +115,16 @@ def test_a_run_whose_every_record_is_skipped_exits_1_with_the_reasons(tmp_path):
 
 
 def test_an_unexpected_error_exits_2_with_one_line_and_the_traceback_in_a_log(tmp_path):
-    class BrokenScorer(FakeScorer):  # answers /check with a body of the wrong shape
-        def __init__(self):
-            super().__init__()
-            self._httpd.RequestHandlerClass.do_POST = lambda h: h._send(200, {"tokens": None})
-
     inp = R.write_input(tmp_path / "in.jsonl", records(2))
     db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
-    with FakeOpenAI() as fake, BrokenScorer() as scorer:
-        p = R.run(R.run_cmd(fake.url, inp, db, out, "unused", "--scorer-url", scorer.url))
+    # a defect, planted at a seam: the pre-search check raises what no handler expects
+    planted = ("import sys, agents.run as r\n"
+               "async def boom(self, records): raise TypeError('a planted defect')\n"
+               "r.RecordSearch.precheck = boom\n"
+               "sys.exit(r.main(sys.argv[1:]))")
+    with FakeOpenAI() as fake, FakeScorer() as scorer:
+        cmd = R.run_cmd(fake.url, inp, db, out, "unused", "--scorer-url", scorer.url)
+        p = R.run([cmd[0], "-c", planted, *cmd[3:]])
     assert p.returncode == 2, p.stdout + p.stderr
     [line] = p.stderr.strip().splitlines()
     assert line.startswith("reer: error: unexpected TypeError") and f"traceback in {db}.error.log" in line

@@ -1,9 +1,13 @@
 """The scorer as a real process over HTTP: concurrent requests batched, same numbers as alone."""
 
 import asyncio
+import concurrent.futures
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import httpx
 
@@ -73,3 +77,74 @@ async def test_token_protected_scorer_answers_only_with_the_token(tiny_model_dir
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def start_scorer(model_dir, *extra: str) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "scorer.server", "--model", str(model_dir), "--threads", "1", *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip().removeprefix("REER_URL=")
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{url}/health").status_code != 200:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    return proc, url
+
+
+def raw_request(url: str, head: bytes, body: bytes = b"", wait_s: float = 5.0) -> bytes:
+    """Send bytes as they are (a lying Content-Length, a body that never comes) and read the answer."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=wait_s) as s:
+        s.sendall(head + body)
+        return s.recv(65536)
+
+
+def item(i: int, thinking: str = THINK) -> dict:
+    return {"question": f"q{i}", "thinking": thinking, "answer": ANSWER, "lang": "en"}
+
+
+async def test_the_scorer_refuses_what_is_over_its_limits_and_keeps_scoring(tiny_model_dirs):
+    proc, url = start_scorer(tiny_model_dirs["llama"], "--max-body-mb", "0.01", "--max-items", "3",
+                             "--read-timeout-s", "1")
+    try:
+        health = httpx.get(f"{url}/health").json()
+        assert health["limits"] == {"max_body_bytes": 10485, "max_items": 3, "read_timeout_s": 1.0}
+        big = httpx.post(f"{url}/score", json={"items": [item(0, THINK * 120)]})
+        assert big.status_code == 413 and "over the scorer's limit of 10485" in big.json()["error"]
+        many = httpx.post(f"{url}/score", json={"items": [item(i) for i in range(4)]})
+        assert many.status_code == 413 and "4 items" in many.json()["error"]
+        assert httpx.post(f"{url}/score", content=b"{not json").status_code == 400
+        wrong = httpx.post(f"{url}/score", json={"items": [{"question": "q"}]})
+        assert wrong.status_code == 400 and "thinking" in wrong.json()["error"]
+        slow = raw_request(url, b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", b"{")
+        assert slow.startswith(b"HTTP/1.1 408"), slow[:80]
+        lying = raw_request(url, b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+        assert lying.startswith(b"HTTP/1.1 400"), lying[:80]
+        # meanwhile, and after: real requests are scored; the client splits what is over the item limit
+        client = ScorerClient(url)
+        checked = await client.check_many([(f"q{i}", ANSWER, "en") for i in range(7)])
+        assert all(isinstance(c, int) and c > 10 for c in checked)
+        [too_big] = await client.score_many("q", [THINK * 120], ANSWER, "en")
+        assert isinstance(too_big, ScoringInputError) and "request limits" in str(too_big)
+        assert 0 < await client.score("q", THINK, ANSWER, "en") <= 2
+        await client.aclose()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_sigterm_lets_the_requests_in_flight_finish(tiny_model_dirs):
+    proc, url = start_scorer(tiny_model_dirs["llama"])
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            busy = pool.submit(httpx.post, f"{url}/score", json={"items": [item(i, THINK * 30) for i in range(24)]},
+                               timeout=120)
+            time.sleep(0.3)  # the request is in the model's queue now
+            assert not busy.done()  # still being scored when the signal comes
+            proc.send_signal(signal.SIGTERM)
+            answered = busy.result()
+        assert answered.status_code == 200 and len(answered.json()["scores"]) == 24
+        # uvicorn re-raises the SIGTERM once it has shut down gracefully: the parent sees that signal
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,5 +1,6 @@
-"""An instant scorer on a loopback port that speaks the scorer's protocol (``/health``,
-``/check``, ``/score``): a score is a deterministic function of the text, no model involved.
+"""An instant scorer on a loopback port that speaks the scorer's protocol (``scorer.protocol``:
+``/health``, ``/check``, ``/score``, the same schema as the real server and the client): a
+score is a deterministic function of the text, no model involved.
 For measuring the agents and the store alone (bench/pipeline.py) and for tests.
 
     python -m tests.support.fake_scorer --port 0      # prints REER_URL=http://127.0.0.1:PORT
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+from scorer.protocol import CheckRequest, CheckResponse, Health, Limits, ScoreRequest, ScoreResponse
 from tests.support.loopback import JSONHandler, LoopbackServer, serve_until_killed
 
 
@@ -25,15 +27,18 @@ class FakeScorer(LoopbackServer):
 
         class Handler(JSONHandler):
             def do_GET(self):
-                self._send(200, {"status": "ok", "model": "fake"})
+                self._send(200, Health(status="ok", model="fake", limits=Limits()).model_dump())
 
             def do_POST(self):
-                items = self._body()["items"]
                 fake.calls += 1
                 if self.path == "/check":
-                    return self._send(200, {"tokens": [len(it["answer"].split()) for it in items], "max_context": 1 << 20})
-                self._send(200, {"scores": [fake_score(it["thinking"]) for it in items],
-                                 "tokens": [len(it["answer"].split()) for it in items]})
+                    items = CheckRequest.model_validate(self._body()).items
+                    tokens = [len(it.answer.split()) for it in items]
+                    return self._send(200, CheckResponse(tokens=tokens, errors=[None] * len(items),
+                                                         max_context=1 << 20).model_dump())
+                items = ScoreRequest.model_validate(self._body()).items
+                self._send(200, ScoreResponse(scores=[fake_score(it.thinking) for it in items], errors=[None] * len(items),
+                                              tokens=[len(it.answer.split()) for it in items]).model_dump())
 
         self.url = self._listen(port, Handler)
 

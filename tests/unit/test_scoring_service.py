@@ -3,7 +3,8 @@
 import pytest
 
 from scorer.encoded import Encoded
-from scorer.server import ROUND_BATCHES, ScoringService
+from scorer.protocol import ScoreItem
+from scorer.service import ROUND_BATCHES, ScoringService
 
 
 class FakeModel:
@@ -34,7 +35,7 @@ def service(max_batch_tokens=100):
 
 
 def submit(s, n):
-    return s.submit([{"question": "q", "thinking": str(n), "answer": "a"}])[0]
+    return s.submit([ScoreItem(question="q", thinking=str(n), answer="a")])[0]
 
 
 def test_rounds_serve_the_oldest_requests_first_and_a_huge_one_alone():
