@@ -9,8 +9,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from scorer.settings import ScorerSettings
+
 # --- the search (reference section 5) ---
 DEFAULT_STOP_SCORE = 0.25  # clipped mean NLL; ≈ PPL 1.28
+MAX_SCORE = 2.0  # every token's NLL is clipped at 2 (reference section 4)
 DEFAULT_MAX_STEPS = 10
 DEFAULT_EXPANSIONS = 2  # candidate rewrites per step
 MIN_DRAFT_TOKENS = 100  # drafts with fewer generated tokens are rejected
@@ -42,8 +45,6 @@ ChatPrefill = Literal["auto", "continue", "trailing", "off"]
 # tokens), empty refinements rejected, the minimum over the thinking alone.
 Acceptance = Literal["reference", "strict"]
 CutDrafts = Literal["keep", "trim", "reject"]  # a draft cut at max_tokens: the reference keeps it
-ScoringPrompt = Literal["brief", "short"]  # the standard-inference prompt the scorer conditions on
-SingleSegmentAnswer = Literal["whole", "reference"]  # see scorer.span
 
 
 @dataclass(frozen=True)
@@ -99,19 +100,32 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class ScorerConfig:
-    model: str
-    threads: int | None = None
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    device: str | None = None  # None: CUDA when present, else CPU
-    chat_format: str | None = None  # when the scoring tokenizer has no chat template
-    max_batch_tokens: int | None = None  # None: the scorer's default (16384 on CPU, 65536 on CUDA)
-    prefix_cache_mb: int | None = None  # None: the scorer's default (1 GiB; a tenth of the GPU)
+    settings: ScorerSettings  # what the run's scorer process is started with (scorer.settings)
     url: str | None = None  # an already running scorer, instead of starting one
     token: str | None = field(default=None, repr=False)  # its bearer token, if it requires one
-    max_context: int | None = None  # None: the scoring model's own
-    compile: bool = False  # fuse each layer's norms and MLP with torch.compile (GPU)
-    prompt: ScoringPrompt = "brief"
-    single_segment_answer: SingleSegmentAnswer = "whole"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The values of the options a user leaves unset, by kind of endpoint."""
+
+    generator: GeneratorConfig
+    search: SearchConfig
+    concurrency: int
+
+
+# A real endpoint: the reference's defaults, i.e. the dataclasses' own.
+REFERENCE_PROFILE = Profile(GeneratorConfig(endpoint=""), SearchConfig(), DEFAULT_CONCURRENCY)
+# The embedded demo endpoint serves a 270M *base* model: it cannot follow the edit instructions
+# or close its </think>, so the prefill carries the structure (completions mode, edits prefilled
+# up to <refine>), drafts stop at </think> and those cut at max_tokens are trimmed to whole
+# paragraphs, and everything is short enough for 2 CPU cores. It also stops at once (EOS) unless
+# told not to, and loops without a repetition penalty.
+LOCAL_PROFILE = Profile(
+    GeneratorConfig(endpoint="local", mode="completions", chat_format="gemma", edit_prefill="refine",
+                    sampling=Sampling(max_tokens=200), extra_body={"ignore_eos": True, "repeat_penalty": 1.3}),
+    SearchConfig(max_steps=2, min_draft_tokens=40, draft_attempts=3, cut_drafts="trim", acceptance="strict"),
+    concurrency=5)
 
 
 @dataclass(frozen=True)
@@ -147,11 +161,11 @@ class RunConfig:
             "sampling": asdict(g.sampling),
             "extra_body": g.extra_body,
             "search": asdict(self.search),
-            "scorer_model": self.scorer.model,
-            "scorer_dtype": self.scorer.dtype,
-            "scorer_chat_format": self.scorer.chat_format,
-            "max_context": self.scorer.max_context,
-            "scoring_prompt": self.scorer.prompt,
-            "single_segment_answer": self.scorer.single_segment_answer,
+            "scorer_model": self.scorer.settings.model,
+            "scorer_dtype": self.scorer.settings.dtype,
+            "scorer_chat_format": self.scorer.settings.chat_format,
+            "max_context": self.scorer.settings.max_context,
+            "scoring_prompt": self.scorer.settings.scoring_prompt,
+            "single_segment_answer": self.scorer.settings.single_segment_answer,
             "prompts": prompts,
         }

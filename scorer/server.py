@@ -1,7 +1,8 @@
 """The scorer process: the protocol of ``scorer.protocol`` over HTTP (Starlette on uvicorn),
 in front of one model thread that batches (``scorer.service``).
 
-Run as ``python -m scorer.server --model M`` (or ``reer scorer``); it prints
+Run as ``python -m scorer.server --model M`` (or ``reer scorer``; its options are
+``scorer.settings.ScorerSettings``); it prints
 ``REER_URL=<url>`` on stdout as soon as it listens, and answers ``/health`` with 503 while the
 model loads. It binds 127.0.0.1; any other address (``--host``) requires ``--token`` (or env
 REER_SCORER_TOKEN), and every request must then carry ``Authorization: Bearer <token>``.
@@ -31,13 +32,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from prompts import SCORING_PROMPTS
 from scorer.errors import ScoringInputError
-from scorer.protocol import (CheckRequest, CheckResponse, ErrorBody, Health, Limits, ScoreRequest, ScoreResponse,
-                             DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ITEMS, DEFAULT_READ_TIMEOUT_S)
+from scorer.protocol import CheckRequest, CheckResponse, ErrorBody, Health, Limits, ScoreRequest, ScoreResponse
 from scorer.service import (CUDA_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS, ScoringService, or_error,
                             result_or_error)
-from scorer.span import SINGLE_SEGMENT_MODES
+from scorer.settings import ScorerSettings, add_options, from_namespace
 
 GRACEFUL_SHUTDOWN_S = 30.0  # SIGTERM: how long requests in flight may finish
 
@@ -144,34 +143,11 @@ def make_app(service: ScoringService, info: dict, limits: Limits, token: str | N
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scorer.server", description="reer's PPL scorer process")
-    p.add_argument("--model", required=True)
+    add_options(p)
+    p.add_argument("--settings-json", default=None,
+                   help="all the settings above as one JSON object (how agents.run starts its scorer)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--device", default=None)
-    p.add_argument("--chat-format", default=None)
-    p.add_argument("--prompts-dir", type=Path, default=None)
-    p.add_argument("--max-batch-tokens", type=int, default=None,
-                   help=f"tokens per forward pass, counted as rows x the longest row (default: {DEFAULT_MAX_BATCH_TOKENS} on CPU, "
-                        f"{CUDA_MAX_BATCH_TOKENS} on CUDA)")
-    p.add_argument("--prefix-cache-mb", type=int, default=None,
-                   help="memory for KV caches of prefixes kept across a record's steps, 0 to keep none "
-                        "(default: 1024 on CPU, a tenth of the GPU's memory on CUDA)")
-    p.add_argument("--max-context", type=int, default=None,
-                   help="longest scoring text in tokens (default: the model config's max_position_embeddings)")
-    p.add_argument("--compile", action="store_true",
-                   help="fuse each layer's norms and MLP with torch.compile, at load (for GPUs; little gain on CPU)")
-    p.add_argument("--scoring-prompt", choices=list(SCORING_PROMPTS), default="brief",
-                   help="the standard-inference prompt the answer is conditioned on: brief (a writing-thinking "
-                        "brief, as the reference's) or short (a two-line instruction)")
-    p.add_argument("--single-segment-answer", choices=list(SINGLE_SEGMENT_MODES), default="whole",
-                   help="an answer of one segment: score it whole, or as the reference's code does (one token)")
-    p.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_BYTES / (1 << 20),
-                   help="largest request body; a larger one is refused with 413")
-    p.add_argument("--max-items", type=int, default=DEFAULT_MAX_ITEMS, help="most items in one request (413 past it)")
-    p.add_argument("--read-timeout-s", type=float, default=DEFAULT_READ_TIMEOUT_S,
-                   help="time for a request's whole body to arrive (408 past it)")
     p.add_argument("--token", default=os.environ.get("REER_SCORER_TOKEN"),
                    help="require 'Authorization: Bearer TOKEN' (mandatory when --host is not loopback)")
     p.add_argument("--exit-with-parent", action="store_true", help="exit when the parent process dies")
@@ -209,13 +185,14 @@ def main(argv: list[str] | None = None) -> int:
 
         exit_with_parent()
     try:
-        limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_items=args.max_items,
-                        read_timeout_s=args.read_timeout_s)
-    except ValidationError as exc:
-        p.error(f"limits must be positive: {exc.errors()[0]['loc'][0]}")
-    service = ScoringService(args.max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
-    info: dict = {"model": args.model, "scoring_prompt": args.scoring_prompt,
-                  "single_segment_answer": args.single_segment_answer}
+        st = ScorerSettings.from_json(args.settings_json) if args.settings_json else from_namespace(args)
+    except (ValueError, TypeError) as exc:
+        p.error(str(exc))
+    limits = Limits(max_body_bytes=int(st.max_body_mb * (1 << 20)), max_items=st.max_items,
+                    read_timeout_s=st.read_timeout_s)
+    service = ScoringService(st.max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
+    info: dict = {"model": st.model, "scoring_prompt": st.scoring_prompt,
+                  "single_segment_answer": st.single_segment_answer}
     sock, url = _listen(args.host, args.port)
     server = uvicorn.Server(uvicorn.Config(make_app(service, info, limits, args.token), log_level="warning",
                                            access_log=False, lifespan="off",
@@ -226,12 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from scorer.model import ScoringModel
 
-            model = ScoringModel(args.model, device=args.device, dtype=args.dtype, threads=args.threads,
-                                 chat_format=args.chat_format, prompts_dir=args.prompts_dir,
-                                 max_context=args.max_context,
-                                 prefix_cache_bytes=None if args.prefix_cache_mb is None else args.prefix_cache_mb << 20,
-                                 compile=args.compile, scoring_prompt=args.scoring_prompt,
-                                 single_segment_answer=args.single_segment_answer)
+            model = ScoringModel(st.model, device=st.device, dtype=st.dtype, threads=st.threads,
+                                 chat_format=st.chat_format, prompts_dir=st.prompts_dir and Path(st.prompts_dir),
+                                 max_context=st.max_context,
+                                 prefix_cache_bytes=None if st.prefix_cache_mb is None else st.prefix_cache_mb << 20,
+                                 compile=st.compile, scoring_prompt=st.scoring_prompt,
+                                 single_segment_answer=st.single_segment_answer)
         except Exception as exc:
             service.error = f"{type(exc).__name__}: {exc}"
             print(f"scorer: {service.error}", file=sys.stderr, flush=True)
@@ -239,12 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             outcome["code"] = 2
             server.should_exit = True
             return
-        if args.max_batch_tokens is None and model.device.type == "cuda":
+        if st.max_batch_tokens is None and model.device.type == "cuda":
             service.max_batch_tokens = CUDA_MAX_BATCH_TOKENS
         info.update(device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
-                    max_batch_tokens=service.max_batch_tokens, compiled=args.compile)
+                    max_batch_tokens=service.max_batch_tokens, compiled=st.compile)
         service.model = model
-        print(f"scorer: ready ({args.model} on {model.device}, {info['dtype']}{', compiled' if args.compile else ''})",
+        print(f"scorer: ready ({st.model} on {model.device}, {info['dtype']}{', compiled' if st.compile else ''})",
               file=sys.stderr, flush=True)
         service.loop()
 

@@ -1,0 +1,188 @@
+"""The command line of ``python -m agents.run``, and the run's config built from it once.
+
+Each option is defined here once, with its default and its help; the scorer's options come
+from ``scorer.settings``; options a user leaves unset take the endpoint's profile
+(``agents.config``). Validation happens in ``config_from_args``, before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from agents import config as C
+from agents.errors import ConfigError
+from scorer.settings import add_options as add_scorer_options
+from scorer.settings import from_namespace as scorer_settings
+
+LOCAL = "local"
+# The run's own --max-context, --scoring-prompt and --single-segment-answer shape the search as
+# much as the scorer, so they carry no --scorer- prefix; the request limits are the scorer's own.
+SCORER_FLAGS = {"max_context": "--max-context", "scoring_prompt": "--scoring-prompt",
+                "single_segment_answer": "--single-segment-answer"}
+SCORER_SERVER_ONLY = ("prompts_dir", "max_body_mb", "max_items", "read_timeout_s")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default where there is one the help does not already state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m agents.run",
+                                description="Synthesize REER thinking for every record of an input file.",
+                                formatter_class=_Help)
+    _io_options(p.add_argument_group("input and output"))
+    _endpoint_options(p.add_argument_group("generator endpoint"))
+    _search_options(p.add_argument_group("search (defaults are the reference's)"))
+    sc = p.add_argument_group("scorer (scorer.settings; the same options as python -m scorer.server)")
+    add_scorer_options(sc, prefix="scorer-", flags=SCORER_FLAGS, skip=SCORER_SERVER_ONLY)
+    sc.add_argument("--scorer-url", default=None, help="use a running scorer (python -m scorer.server) instead")
+    sc.add_argument("--scorer-token", default=os.environ.get("REER_SCORER_TOKEN"),
+                    help="bearer token of a --scorer-url that requires one (env REER_SCORER_TOKEN)")
+    p.add_argument("--grace-s", type=float, default=C.DEFAULT_GRACE_S,
+                   help="on Ctrl-C/SIGTERM, how long in-flight records may finish before they are cancelled")
+    p.add_argument("--no-dashboard", action="store_true", help="plain log lines instead of the live dashboard")
+    return p
+
+
+def _io_options(io: argparse._ArgumentGroup) -> None:
+    io.add_argument("--input", required=True, type=Path, help="records: .json (a list), .jsonl or .parquet")
+    io.add_argument("--db", default=None, help="the run's store: a SQLite path or a SQLAlchemy URL "
+                                               "(default: runs/<input name>.db)")
+    io.add_argument("--out", type=Path, default=None, help="results JSONL (default: runs/<input name>.jsonl)")
+    io.add_argument("--force", action="store_true", help="resume even if the config or input changed")
+    io.add_argument("--retry-failed", action="store_true", help="run the records that failed earlier again")
+    io.add_argument("--strict", action="store_true",
+                    help="stop at the first bad input record (default: skip it and list it at the end)")
+
+
+
+def _endpoint_options(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--endpoint", default=os.environ.get("OPENAI_BASE_URL") or LOCAL,
+                   help="OpenAI-compatible base URL ending in /v1 (env OPENAI_BASE_URL); "
+                        "'local': an embedded llama.cpp server with the Gemma 3 270M demo model")
+    g.add_argument("--api-key", default=None, help="API key (env OPENAI_API_KEY; not needed by local servers)")
+    g.add_argument("--model", default=None, help="generator model (default: the first the endpoint lists)")
+    g.add_argument("--mode", choices=["chat", "completions"], default=None,
+                   help="chat: works everywhere; completions: prefilled assistant turn, as the reference "
+                        "(default: chat; completions for the local endpoint)")
+    g.add_argument("--generator-tokenizer", default=None, help="completions mode: tokenizer whose chat template to use")
+    g.add_argument("--chat-format", default=None, help="completions mode without a tokenizer: gemma, chatml or plain")
+    g.add_argument("--edit-prefill", choices=["analyze", "refine"], default=None,
+                   help="prefill edits up to <analyze> (instruct models) or <refine> (base models; default for "
+                        "the local endpoint)")
+    g.add_argument("--chat-prefill", choices=["auto", "continue", "trailing", "off"], default="auto",
+                   help="chat mode: how the prefill reaches the server. continue: a trailing assistant message with "
+                        "continue_final_message (vLLM, SGLang); trailing: the message alone (llama.cpp continues "
+                        "it); off: no prefill; auto: continue if the preflight is accepted, else off")
+    g.add_argument("--extra-body", type=_json_object, default=None,
+                   help="JSON object of server-specific request fields, e.g. '{\"min_p\": 0.05}'; null removes a "
+                        "field reer sends, e.g. '{\"top_p\": null}' (local endpoint default: ignore_eos and "
+                        "repeat_penalty 1.3)")
+    g.add_argument("--concurrency", type=int, default=None,
+                   help=f"records in flight (default {C.REFERENCE_PROFILE.concurrency}; {C.LOCAL_PROFILE.concurrency} for the local endpoint)")
+    g.add_argument("--rps", type=float, default=None, help="request-rate limit (requests/s)")
+    g.add_argument("--timeout", type=float, default=C.DEFAULT_REQUEST_TIMEOUT_S, help="per-request timeout (s)")
+    g.add_argument("--max-retries", type=int, default=C.DEFAULT_MAX_RETRIES, help="retries on 429/5xx/timeouts")
+    g.add_argument("--record-failures", type=int, default=C.DEFAULT_RECORD_FAILURES,
+                   help="requests per record that may fail for good (after retries) before the record fails")
+
+
+
+def _search_options(s: argparse._ArgumentGroup) -> None:
+    s.add_argument("--stop-score", "--stop-ppl", dest="stop_score", type=float, default=C.DEFAULT_STOP_SCORE,
+                   help="stop a record's search once its score (clipped mean NLL of the answer, 0 to 2) is below "
+                        "this; 0 never stops early")
+    s.add_argument("--max-steps", type=int, default=None,
+                   help=f"segments visited per record (default {C.REFERENCE_PROFILE.search.max_steps}; {C.LOCAL_PROFILE.search.max_steps} for the local "
+                        "endpoint)")
+    s.add_argument("--expansions", type=int, default=C.DEFAULT_EXPANSIONS, help="candidates per step")
+    s.add_argument("--temperature", type=float, default=C.DEFAULT_TEMPERATURE)
+    s.add_argument("--top-p", type=float, default=C.DEFAULT_TOP_P)
+    s.add_argument("--top-k", type=int, default=C.DEFAULT_TOP_K,
+                   help="sent only when set, as the reference's requests have none (OpenAI rejects it)")
+    s.add_argument("--max-tokens", type=int, default=None,
+                   help=f"per generation (default {C.REFERENCE_PROFILE.generator.sampling.max_tokens}; {C.LOCAL_PROFILE.generator.sampling.max_tokens} "
+                        "for the local endpoint)")
+    s.add_argument("--min-draft-tokens", type=int, default=None,
+                   help=f"reject shorter drafts (default {C.REFERENCE_PROFILE.search.min_draft_tokens}; {C.LOCAL_PROFILE.search.min_draft_tokens} for the "
+                        "local endpoint)")
+    s.add_argument("--draft-attempts", type=int, default=None,
+                   help="drafts to try before a record is skipped (default 1, the reference; 3 for the local "
+                        "endpoint); every attempt is stored")
+    s.add_argument("--cut-drafts", choices=["keep", "trim", "reject"], default=None,
+                   help="a draft cut off at --max-tokens: keep it whole (the reference), trim it to whole "
+                        "paragraphs (base models; the local endpoint's default) or reject it")
+    s.add_argument("--acceptance", choices=["reference", "strict"], default=None,
+                   help="reference: no stop strings, the candidate after the last <refine> to the last </refine>, "
+                        "empty refinements scored, the draft minimum over the whole generation; strict: stop at "
+                        "</think> and </refine> (fewer tokens), empty refinements rejected, the minimum over the "
+                        "thinking (default: reference; strict for the local endpoint)")
+    s.add_argument("--prompts-dir", type=Path, default=None, help="override prompt files (<lang>/<name>.txt)")
+    s.add_argument("--seed", type=int, default=None, help="seed for trigger phrases and jitter")
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def config_from_args(a: argparse.Namespace) -> C.RunConfig:
+    base = C.LOCAL_PROFILE if a.endpoint == LOCAL else C.REFERENCE_PROFILE
+    g, sr = base.generator, base.search
+    unset = {"mode": g.mode, "chat_format": g.chat_format, "edit_prefill": g.edit_prefill, "extra_body": g.extra_body,
+             "max_tokens": g.sampling.max_tokens, "max_steps": sr.max_steps, "min_draft_tokens": sr.min_draft_tokens,
+             "draft_attempts": sr.draft_attempts, "cut_drafts": sr.cut_drafts, "acceptance": sr.acceptance,
+             "concurrency": base.concurrency}
+    for name, value in unset.items():
+        if getattr(a, name) is None:
+            setattr(a, name, value)
+    for name in ("concurrency", "max_steps", "expansions", "max_tokens", "draft_attempts", "record_failures"):
+        if getattr(a, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= a.stop_score <= C.MAX_SCORE:
+        raise ConfigError(f"--stop-score {a.stop_score} is outside 0..{C.MAX_SCORE:g}: the score is a clipped mean "
+                          f"NLL (the reference stops below {C.DEFAULT_STOP_SCORE})")
+    if a.endpoint != LOCAL and not a.endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"--endpoint {a.endpoint!r} is not a URL: use http://HOST:PORT/v1, or 'local'")
+    try:
+        settings = scorer_settings(a, prefix="scorer-", prompts_dir=str(a.prompts_dir) if a.prompts_dir else None)
+    except ValueError as exc:
+        raise ConfigError(f"scorer option: {exc}") from None
+    stem = a.input.stem
+    return C.RunConfig(
+        input=a.input,
+        db=a.db or f"runs/{stem}.db",
+        out=a.out or Path(f"runs/{stem}.jsonl"),
+        generator=C.GeneratorConfig(
+            endpoint=a.endpoint, api_key=a.api_key or os.environ.get("OPENAI_API_KEY"), model=a.model,
+            mode=a.mode, tokenizer=a.generator_tokenizer, chat_format=a.chat_format, edit_prefill=a.edit_prefill,
+            chat_prefill=a.chat_prefill, sampling=C.Sampling(a.temperature, a.top_p, a.top_k, a.max_tokens),
+            extra_body=a.extra_body,
+            timeout_s=a.timeout,
+            rps=a.rps, retry=C.RetryPolicy(max_retries=a.max_retries),
+        ),
+        search=C.SearchConfig(a.stop_score, a.max_steps, a.expansions, a.min_draft_tokens, a.cut_drafts,
+                              a.draft_attempts, a.acceptance),
+        scorer=C.ScorerConfig(settings, url=a.scorer_url, token=a.scorer_token),
+        prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard,
+        force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
+        record_failures=a.record_failures,
+    )
+
+
+def scorer_args(cfg: C.RunConfig) -> list[str]:
+    """The scorer child's command line: its settings as one JSON object, parsed by nothing else."""
+    return ["--settings-json", cfg.scorer.settings.to_json()]

@@ -1,0 +1,46 @@
+"""Ctrl-C and SIGTERM during a run: stop taking records, let those in flight finish, then cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from agents.dashboard import Display
+from agents.stats import Stats
+
+
+class Shutdown:
+    """Ctrl-C / SIGTERM: the first stops new work and lets in-flight records finish for up to
+    ``grace_s``; the second (or the end of the grace period) cancels them. Every store write is
+    a complete transaction, so cancelling at any await loses nothing."""
+
+    def __init__(self, grace_s: float, display: Display, stats: Stats):
+        self.grace_s, self.display, self.stats = grace_s, display, stats
+        self.requested = False
+        self.tasks: list[asyncio.Task] = []
+        self.main: asyncio.Task | None = None
+        self._signals = 0
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.main = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+
+    def _on_signal(self) -> None:
+        self._signals += 1
+        self.requested = True
+        self.stats.phase = "stopping"
+        if not self.tasks or self._signals > 1:
+            self._cancel_all()
+            return
+        self.display.log(f"stopping: no new records; in-flight ones get {self.grace_s:.0f} s to finish "
+                         "(Ctrl-C again to stop now). Progress is saved either way.")
+        asyncio.get_running_loop().call_later(self.grace_s, self._cancel_all)
+
+    def _cancel_all(self) -> None:
+        pending = [t for t in self.tasks if not t.done()]
+        for t in pending:
+            t.cancel()
+        if not self.tasks and self.main is not None:
+            self.main.cancel()  # still starting up: nothing to finish
