@@ -158,7 +158,7 @@ def naive(engine, steps) -> list[float]:
     """The reference's cost model: one request at a time, full logits, nothing reused."""
     import torch
 
-    from scorer.engine import NLL_CLIP
+    from scorer.loss import NLL_CLIP
 
     dev, scores = engine.device, []
     with torch.inference_mode():
@@ -176,7 +176,7 @@ def naive(engine, steps) -> list[float]:
 def reer(engine, steps, max_batch_tokens: int) -> list[float]:
     """As the pipeline sends them: each step's requests of every record together."""
     from scorer.batching import run_batched
-    from scorer.engine import is_oom
+    from scorer.devices import is_oom
 
     scores = []
     for step in steps:

@@ -15,7 +15,7 @@ import torch
 from prompts import SCORING_PROMPTS, PromptSet, render_chat
 from scorer.compiled import compile_blocks
 from scorer.encoded import Encoded
-from scorer.engine import Engine, is_oom  # noqa: F401  (re-exported)
+from scorer.engine import Engine
 from scorer.errors import ModelLoadError, ScoringInputError
 from scorer.loading import resolve_model
 from prompts.tags import SYSTEM_PROMPT

@@ -106,7 +106,7 @@ class ScoringService:
         return [self._backlog.popleft() for _ in range(n)]
 
     def serve_round(self, jobs: list[Job]) -> None:
-        from scorer.engine import is_oom
+        from scorer.devices import is_oom
 
         now = time.monotonic()
         self.max_wait_s = max([self.max_wait_s, *(now - job.arrived for job in jobs)])

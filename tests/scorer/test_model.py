@@ -328,7 +328,7 @@ def test_the_rows_of_a_forward_are_cut_by_the_logit_budget(tiny_model_dirs, kind
     budget: a budget of two rows runs a step of six candidates in three suffix forwards, the
     default in one, with the same scores. The default is 1 GiB in host memory; on CUDA a
     sixteenth of the GPU (1 GiB would cut a step of an 8B model into forwards too small for it)."""
-    from scorer.engine import default_max_logit_bytes
+    from scorer.devices import default_max_logit_bytes
 
     sm = load_kind(tiny_model_dirs, kind)
     encs = [sm.encode(q, "\n\n".join([*SEGMENTS[:2], f"Rewrite {i}: the boats.", *SEGMENTS[3:]]), ANSWER, "en")
