@@ -59,7 +59,7 @@ def store_only(tmp: Path, records: int = 200, steps: int = 4, expansions: int = 
     import time
 
     from store import Node, NodeKind, Step, Store
-    from store.store import RecordIn
+    from store import RecordIn
 
     st = Store.open(str(tmp / "store-only.db"))
     start = st.begin_run({"bench": 1}, "in.jsonl", [RecordIn(f"r{i}", i, f"q{i}", "a " * 200, "en") for i in range(records)])

@@ -2,7 +2,8 @@
 
 from store.errors import RunMismatch, StoreError, StoreStateError
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step
-from store.store import Progress, RecordIn, RunStart, Store, content_hash
+from store.store import Store
+from store.values import Progress, RecordIn, RunStart, content_hash
 
 __all__ = [
     "Node", "NodeKind", "Progress", "Record", "RecordIn", "RecordStatus", "Run", "RunMismatch",

@@ -7,9 +7,6 @@ so a crash between two calls loses at most the call in flight.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -20,20 +17,9 @@ from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
 from store.errors import RunMismatch, StoreStateError
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, utcnow
+from store.values import Progress, RecordIn, RunStart, config_hash, content_hash, run_differences
 
 UNFINISHED = (RecordStatus.pending, RecordStatus.running)
-
-
-def content_hash(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode("utf-8"))
-        h.update(b"\x00")
-    return h.hexdigest()[:32]
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    return content_hash(json.dumps(config, sort_keys=True, ensure_ascii=False))
 
 
 def database_url(db: str) -> str:
@@ -43,50 +29,6 @@ def database_url(db: str) -> str:
     path = Path(db).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
-
-
-@dataclass(frozen=True)
-class RecordIn:
-    """A validated input record, as the store keeps it."""
-
-    key: str
-    position: int
-    question: str
-    answer: str
-    lang: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def content_hash(self) -> str:
-        return content_hash(self.question, self.answer)
-
-
-@dataclass(frozen=True)
-class RunStart:
-    """What opening a run found: for the first lines of the log."""
-
-    run_id: int
-    resumed: bool
-    total: int
-    to_run: int
-    done: int
-    steps_kept: int
-    changes: list[str]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A record's stored search state: its draft attempts, completed steps, and the candidates
-    of every step."""
-
-    drafts: list[Node]
-    steps: list[Step]
-    candidates: dict[int, list[Node]]
-
-    @property
-    def draft(self) -> Node | None:
-        """The draft the search uses: the first attempt that was not rejected."""
-        return next((d for d in self.drafts if not d.rejected), None)
 
 
 class Store:
@@ -125,39 +67,41 @@ class Store:
         with self._session() as s:
             run = s.exec(select(Run).order_by(col(Run.id))).first()
             if run is None:
-                run = Run(config=config, config_hash=chash, input_path=input_path, input_hash=ihash)
-                s.add(run)
-                s.flush()
-                s.add_all(_new_record(run.id, r) for r in records)
-                s.commit()
-                return RunStart(run.id, False, len(records), len(records), 0, 0, [])
-            differences = _differences(run, config, chash, ihash)
-            if differences and not force:
-                raise RunMismatch(differences)
-            changes = self._sync_records(s, run, records) if differences else []
-            if differences:
-                run.history = [*run.history, {"at": utcnow().isoformat(), "old_config": run.config,
-                                              "old_input_hash": run.input_hash, "changes": changes}]
-                run.config, run.config_hash, run.input_hash = config, chash, ihash
-                run.input_path = input_path
-            run.updated_at = utcnow()
-            s.add(run)
-            s.commit()
-            counts = self._status_counts(s, run.id)
-            steps_kept = s.exec(
-                select(func.count(col(Step.id))).join(Record).where(
-                    Record.run_id == run.id, col(Record.status).in_(UNFINISHED)
-                )
-            ).one()
-            return RunStart(
-                run_id=run.id,
-                resumed=True,
-                total=sum(n for st, n in counts.items() if st != RecordStatus.removed),
-                to_run=sum(counts.get(st, 0) for st in UNFINISHED),
-                done=counts.get(RecordStatus.done, 0),
-                steps_kept=steps_kept,
-                changes=changes,
+                return self._create_run(s, Run(config=config, config_hash=chash, input_path=input_path,
+                                               input_hash=ihash), records)
+            return self._resume_run(s, run, config, chash, input_path, ihash, records, force)
+
+    def _create_run(self, s: Session, run: Run, records: Sequence[RecordIn]) -> RunStart:
+        s.add(run)
+        s.flush()
+        s.add_all(_new_record(run.id, r) for r in records)
+        s.commit()
+        return RunStart(run.id, False, len(records), len(records), 0, 0, [])
+
+    def _resume_run(self, s: Session, run: Run, config: dict[str, Any], chash: str, input_path: str, ihash: str,
+                    records: Sequence[RecordIn], force: bool) -> RunStart:
+        differences = run_differences(run, config, chash, ihash)
+        if differences and not force:
+            raise RunMismatch(differences)
+        changes = self._sync_records(s, run, records) if differences else []
+        if differences:
+            run.history = [*run.history, {"at": utcnow().isoformat(), "old_config": run.config,
+                                          "old_input_hash": run.input_hash, "changes": changes}]
+            run.config, run.config_hash, run.input_hash = config, chash, ihash
+            run.input_path = input_path
+        run.updated_at = utcnow()
+        s.add(run)
+        s.commit()
+        counts = self._status_counts(s, run.id)
+        steps_kept = s.exec(
+            select(func.count(col(Step.id))).join(Record).where(
+                Record.run_id == run.id, col(Record.status).in_(UNFINISHED)
             )
+        ).one()
+        return RunStart(run_id=run.id, resumed=True,
+                        total=sum(n for st, n in counts.items() if st != RecordStatus.removed),
+                        to_run=sum(counts.get(st, 0) for st in UNFINISHED), done=counts.get(RecordStatus.done, 0),
+                        steps_kept=steps_kept, changes=changes)
 
     def _sync_records(self, s: Session, run: Run, records: Sequence[RecordIn]) -> list[str]:
         stored = {r.key: r for r in s.exec(select(Record).where(Record.run_id == run.id))}
@@ -325,32 +269,6 @@ def _new_record(run_id: int, r: RecordIn) -> Record:
         run_id=run_id, key=r.key, position=r.position, question=r.question, answer=r.answer,
         lang=r.lang, meta=r.meta, content_hash=r.content_hash,
     )
-
-
-def _differences(run: Run, config: dict[str, Any], chash: str, ihash: str) -> list[str]:
-    out = []
-    if run.config_hash != chash:
-        old, new = _flatten(run.config), _flatten(config)
-        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        out.append("config (" + ", ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in keys) + ")")
-    if run.input_hash != ihash:
-        out.append("input")
-    return out
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _short(v: Any, limit: int = 40) -> str:
-    s = json.dumps(v, ensure_ascii=False)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
 # The hot writes of a search, built once: constructing a statement costs more than running it.

@@ -1,0 +1,94 @@
+"""What the store takes and gives back: input records, a run's start, a record's progress, and
+the content hashes that tell a changed input or config from the stored one. No database here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from store.models import Node, Run, Step
+
+
+def content_hash(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:32]
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return content_hash(json.dumps(config, sort_keys=True, ensure_ascii=False))
+
+
+@dataclass(frozen=True)
+class RecordIn:
+    """A validated input record, as the store keeps it."""
+
+    key: str
+    position: int
+    question: str
+    answer: str
+    lang: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.question, self.answer)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What opening a run found: for the first lines of the log."""
+
+    run_id: int
+    resumed: bool
+    total: int
+    to_run: int
+    done: int
+    steps_kept: int
+    changes: list[str]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A record's stored search state: its draft attempts, completed steps, and the candidates
+    of every step."""
+
+    drafts: list[Node]
+    steps: list[Step]
+    candidates: dict[int, list[Node]]
+
+    @property
+    def draft(self) -> Node | None:
+        """The draft the search uses: the first attempt that was not rejected."""
+        return next((d for d in self.drafts if not d.rejected), None)
+
+
+def run_differences(run: Run, config: dict[str, Any], chash: str, ihash: str) -> list[str]:
+    """What differs between a stored run and the config and input given now, for the refusal."""
+    out = []
+    if run.config_hash != chash:
+        old, new = _flatten(run.config), _flatten(config)
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        out.append("config (" + ", ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in keys) + ")")
+    if run.input_hash != ihash:
+        out.append("input")
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _short(v: Any, limit: int = 40) -> str:
+    s = json.dumps(v, ensure_ascii=False)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
