@@ -108,27 +108,29 @@ def make_app(service: ScoringService, info: dict, limits: Limits, token: str | N
                                  max_wait_s=round(service.max_wait_s, 3), engine=service.model.engine.snapshot(),
                                  **info))
 
-    async def check(request: Request) -> JSONResponse:
+    async def admit(request: Request, schema: type[BaseModel]) -> BaseModel | JSONResponse:
+        """The request, parsed within the limits; or the error response that refuses it."""
         if not authorized(request):
             return _json(401, ErrorBody(error="missing or wrong token"))
         try:
-            req = await _read(request, CheckRequest, limits)
+            req = await _read(request, schema, limits)
         except _Refused as exc:
             return _json(exc.status, ErrorBody(error=exc.message))
         if service.model is None:
             return _json(503, ErrorBody(error="the scorer is not ready"))
+        return req
+
+    async def check(request: Request) -> JSONResponse:
+        req = await admit(request, CheckRequest)
+        if isinstance(req, JSONResponse):
+            return req
         results = [or_error(service.check, it) for it in req.items]
         return _per_item(results, CheckResponse, "tokens", max_context=service.model.max_context)
 
     async def score(request: Request) -> JSONResponse:
-        if not authorized(request):
-            return _json(401, ErrorBody(error="missing or wrong token"))
-        try:
-            req = await _read(request, ScoreRequest, limits)
-        except _Refused as exc:
-            return _json(exc.status, ErrorBody(error=exc.message))
-        if service.model is None:
-            return _json(503, ErrorBody(error="the scorer is not ready"))
+        req = await admit(request, ScoreRequest)
+        if isinstance(req, JSONResponse):
+            return req
         futures = service.submit(req.items)
         await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
         try:
