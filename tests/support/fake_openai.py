@@ -109,7 +109,6 @@ class FakeOpenAI(LoopbackServer):
         self._lock = threading.Lock()
         self._rng = random.Random(self.seed)
         self._fault_rng = random.Random(self.seed + 1)
-        self._usage = (0, 0)
         self.busy = 0  # requests being handled now (one may outlive its client)
         self.url = self._listen(self.port, self._handler()) + "/v1"
 
@@ -120,11 +119,6 @@ class FakeOpenAI(LoopbackServer):
     def choices_generated(self, kind: str) -> int:
         with self._lock:
             return sum(r.n for r in self.log if r.kind == kind)
-
-    def usage_totals(self) -> tuple[int, int]:
-        """(prompt, completion) tokens over every answered request, as ``usage`` reported them."""
-        with self._lock:
-            return self._usage
 
     # --- what it writes -------------------------------------------------------------------
 
@@ -252,8 +246,6 @@ class FakeOpenAI(LoopbackServer):
         if fault == "empty":
             choices = []
         prompt_tokens = len(prompt.split())
-        with self._lock:
-            self._usage = (self._usage[0] + prompt_tokens, self._usage[1] + sum(toks))
         return {"id": f"fake-{len(self.log)}", "object": obj, "created": int(time.time()), "model": self.model,
                 "choices": choices, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sum(toks),
                                               "total_tokens": prompt_tokens + sum(toks)}}
