@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prompts.tags import THINK_CLOSE, THINK_OPEN
-from store import Progress, Record, Store, StoreError
+from store import Progress, Record, Store, StoreError, shown
 
 
 def result_row(rec: Record, progress: Progress) -> dict[str, Any]:
@@ -63,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="the JSONL file to write")
     args = p.parse_args(argv)
     if "://" not in args.db and not Path(args.db).is_file():
-        print(f"reer: error: {args.db}: no such database", file=sys.stderr)
+        print(f"reer: error: {shown(args.db)}: no such database", file=sys.stderr)
         return 2
     try:
         store = Store.open(args.db)
         run_id = store.latest_run_id()
         if run_id is None:
-            print(f"reer: error: {args.db} holds no run", file=sys.stderr)
+            print(f"reer: error: {shown(args.db)} holds no run", file=sys.stderr)
             return 2
         n = write_jsonl(store, run_id, args.out)
     except StoreError as exc:

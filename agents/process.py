@@ -21,6 +21,15 @@ READY_PREFIX = "REER_URL="
 DEFAULT_START_TIMEOUT_S = 900.0  # converting the demo GGUF on first use takes minutes on 2 cores
 
 
+# A child has no use for these: the API key goes to the endpoint only, and the scorer a run
+# starts binds loopback without a token (one inherited would make it refuse the run itself).
+SECRET_VARIABLES = ("OPENAI_API_KEY", "REER_SCORER_TOKEN")
+
+
+def child_env() -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}, "PYTHONUNBUFFERED": "1"}
+
+
 class ServiceError(Exception):
     """The child service did not start or died; the message includes the end of its log."""
 
@@ -38,7 +47,7 @@ class ChildService:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", self.module, *self.args, "--exit-with-parent",
             stdout=asyncio.subprocess.PIPE, stderr=self._log, stdin=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+            env=child_env(), start_new_session=True,
         )
         try:
             return await asyncio.wait_for(self._wait_ready(), timeout_s)

@@ -34,7 +34,7 @@ from agents.stats import Stats
 from agents.worker import RecordSearch, draft_stop
 from prompts import PromptError, PromptSet
 from scorer import ScorerClient, ScorerError
-from store import RecordStatus, Store, StoreError
+from store import RecordStatus, Store, StoreError, shown
 
 EXIT_OK, EXIT_FAILED_RECORDS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -119,7 +119,7 @@ def _begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, display: D
         display.log(f"--retry-failed: {store.reset_failed(start.run_id)} failed records will run again")
     to_run = store.records_to_run(start.run_id)
     if start.resumed:
-        display.log(f"resumed run in {cfg.db}: resumed {start.to_run} records, {start.steps_kept} steps kept, "
+        display.log(f"resumed run in {shown(cfg.db)}: resumed {start.to_run} records, {start.steps_kept} steps kept, "
                     f"{start.done} done earlier" + (f" ({', '.join(start.changes)})" if start.changes else ""))
     stats.total, stats.already_done = start.total, start.total - len(to_run)
     return start, to_run

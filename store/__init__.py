@@ -2,10 +2,10 @@
 
 from store.errors import RunMismatch, StoreError, StoreStateError
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step
-from store.store import Store
+from store.store import Store, shown
 from store.values import Progress, RecordIn, RunStart, content_hash
 
 __all__ = [
     "Node", "NodeKind", "Progress", "Record", "RecordIn", "RecordStatus", "Run", "RunMismatch",
-    "RunStart", "Step", "Store", "StoreError", "StoreStateError", "content_hash",
+    "RunStart", "Step", "Store", "StoreError", "StoreStateError", "content_hash", "shown",
 ]

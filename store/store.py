@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from sqlalchemy import bindparam, event, func, insert, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
@@ -20,6 +20,16 @@ from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, utcnow
 from store.values import Progress, RecordIn, RunStart, config_hash, content_hash, run_differences
 
 UNFINISHED = (RecordStatus.pending, RecordStatus.running)
+
+
+def shown(db: str) -> str:
+    """``db`` as it may be printed or logged: a URL's password masked."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: print nothing that could hold a secret
+        return db.split("://", 1)[0] + "://***"
 
 
 def database_url(db: str) -> str:

@@ -150,3 +150,58 @@ def test_several_random_kills_lose_nothing_and_repeat_little(tmp_path, tiny_mode
     assert [r["id"] for r in R.read_jsonl(out)] == [f"r{i}" for i in range(6)]
     # at most the requests in flight at each kill were paid for twice (one per record, n=2 each)
     assert generated - stored <= kills * concurrency * 2, (generated, stored, kills)
+
+
+def test_no_secret_reaches_an_output_a_log_the_store_or_a_child(tmp_path, tiny_model_dirs, monkeypatch):
+    """The API key and the database password, with a scorer token in the environment too: the
+    key reaches the endpoint only; nothing printed, logged or stored holds any of them, and the
+    children (the scorer) do not inherit them."""
+    import uuid
+
+    from sqlalchemy import create_engine, inspect, text
+
+    pg = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    try:
+        with create_engine(pg).connect() as c:
+            c.execute(text("select 1"))
+    except Exception:
+        import pytest
+
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    key, password, token = "sk-test-" + "7" * 24, "pw" + "5" * 14, "tok" + "3" * 14
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with create_engine(pg).begin() as c:
+        c.execute(text(f"create schema {schema}"))
+    url = f"postgresql+psycopg://postgres:{password}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setenv("REER_SCORER_TOKEN", token)
+    inp = R.write_input(tmp_path / "in.jsonl", many_records(2))
+    out = tmp_path / "out.jsonl"
+    scorer_log = R.ROOT / "runs" / "scorer.log"  # where a run on a database URL logs its scorer
+    log_before = scorer_log.read_bytes() if scorer_log.exists() else b""
+    try:
+        with FakeOpenAI(api_key=key, delay_s=0.3) as fake:
+            cmd = R.run_cmd(fake.url, inp, url, out, tiny_model_dirs["llama"], "--max-steps", "1")
+            mark = f"secrets-{schema}"  # its own: no process of an earlier run can answer to it
+            proc = R.start(cmd, mark=mark)
+            assert R.wait_for(lambda: len(R.marked(mark)) >= 2, timeout=120), "the scorer never started"
+            for pid in set(R.marked(mark)) - {proc.pid}:
+                environ = open(f"/proc/{pid}/environ", "rb").read()
+                assert key.encode() not in environ and token.encode() not in environ
+            stdout, stderr = proc.communicate(timeout=300)
+            again = R.run(cmd)  # resumed: the line that names the database
+        assert proc.returncode == 0 and again.returncode == 0, stderr + again.stderr
+        assert "resumed run in postgresql+psycopg://postgres:***@127.0.0.1" in again.stdout
+        printed = stdout + stderr + again.stdout + again.stderr
+        files = b"".join(f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
+        logged = scorer_log.read_bytes()[len(log_before):] if scorer_log.exists() else b""
+        engine = create_engine(url)
+        with engine.connect() as c:
+            stored = "".join(str(row) for table in inspect(engine).get_table_names()
+                             for row in c.execute(text(f"select * from {table}")))
+        for secret in (key, password, token):
+            assert secret not in printed and secret not in stored
+            assert secret.encode() not in files and secret.encode() not in logged
+    finally:
+        with create_engine(pg).begin() as c:
+            c.execute(text(f"drop schema {schema} cascade"))
