@@ -45,6 +45,24 @@ class PromptSet:
     prompts_dir: Path | None = None
     _cache: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        """A ``prompts_dir`` that would silently change nothing (missing, a file, holding no
+        prompt file) or could not be read is refused here, before anything runs; every file it
+        overrides is loaded now, so a bad one stops the run at once too."""
+        if self.prompts_dir is None:
+            return
+        d = Path(self.prompts_dir)
+        if not d.exists():
+            raise PromptError(f"--prompts-dir {d} does not exist")
+        if not d.is_dir():
+            raise PromptError(f"--prompts-dir {d} is not a directory")
+        found = [(name, lang) for lang in ("en", "zh") for name in PROMPT_NAMES if (d / lang / f"{name}.txt").is_file()]
+        if not found:
+            expected = ", ".join(f"{n}.txt" for n in sorted(PROMPT_NAMES))
+            raise PromptError(f"--prompts-dir {d} holds no prompt file: put any of {expected} under {d}/en/ or {d}/zh/")
+        for name, lang in found:
+            self.template(name, lang)
+
     def template(self, name: str, lang: Lang) -> str:
         if name not in PROMPT_NAMES:
             raise PromptError(f"unknown prompt {name!r}; known: {', '.join(sorted(PROMPT_NAMES))}")
@@ -60,7 +78,12 @@ class PromptSet:
             path = Path(self.prompts_dir) / rel
         if not path.is_file():
             raise PromptError(f"prompt file {path} not found")
-        text = path.read_text(encoding="utf-8").rstrip("\n")
+        try:
+            text = path.read_text(encoding="utf-8").rstrip("\n")
+        except UnicodeDecodeError as exc:
+            raise PromptError(f"prompt file {path} is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+        except OSError as exc:
+            raise PromptError(f"prompt file {path} cannot be read: {exc.strerror}") from None
         missing = PROMPT_NAMES[name] - set(_FIELD.findall(text))
         if missing:
             raise PromptError(f"prompt {path} must use the field(s) {', '.join('{' + m + '}' for m in sorted(missing))}")

@@ -129,3 +129,15 @@ def test_an_unexpected_error_exits_2_with_one_line_and_the_traceback_in_a_log(tm
     [line] = p.stderr.strip().splitlines()
     assert line.startswith("reer: error: unexpected TypeError") and f"traceback in {db}.error.log" in line
     assert "Traceback (most recent call last)" in (tmp_path / "run.db.error.log").read_text()
+
+
+def test_a_prompts_dir_typo_stops_the_run_before_anything_starts(tmp_path):
+    inp = R.write_input(tmp_path / "in.jsonl", records(2))
+    db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
+    with FakeOpenAI() as fake, FakeScorer() as scorer:
+        p = R.run(R.run_cmd(fake.url, inp, db, out, "unused", "--scorer-url", scorer.url,
+                            "--prompts-dir", str(tmp_path / "promtps")))
+        assert not fake.log and not fake.refused  # not even the preflight
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [f"reer: error: --prompts-dir {tmp_path / 'promtps'} "
+                                                                    "does not exist"]
+    assert not db.exists()

@@ -36,3 +36,17 @@ def test_gemma_format_merges_system_into_first_user_turn():
     assert text == "<start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n"
     with pytest.raises(ValueError):
         render_chat([], "nope")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "nope", "does not exist"),
+    (lambda d: (d / "file.txt").write_text("x") and d / "file.txt", "is not a directory"),
+    (lambda d: (d / "en").mkdir() or (d / "en" / "other.txt").write_text("x") and d, "holds no prompt file"),
+    (lambda d: (d / "en").mkdir() or (d / "en" / "standard_inference.txt").write_bytes(b"\xff{question}") and d,
+     r"is not UTF-8 \(byte 0\)"),
+    (lambda d: (d / "zh").mkdir() or (d / "zh" / "segment_edit.txt").write_text("{question}") and d,
+     r"must use the field\(s\)"),
+])
+def test_a_prompts_dir_that_would_change_nothing_or_cannot_be_read_is_refused_at_once(tmp_path, make, message):
+    with pytest.raises(PromptError, match=message):
+        PromptSet(make(tmp_path))
