@@ -54,9 +54,11 @@ class Generation:
 
 class Generator:
     def __init__(self, cfg: GeneratorConfig, stats: Stats | None = None, rng: random.Random | None = None,
-                 max_connections: int = 64, breaker: CircuitBreaker | None = None):
+                 max_connections: int = 64, breaker: CircuitBreaker | None = None,
+                 log: Callable[[str], None] | None = None):
         self.cfg = cfg
         self.breaker = breaker or CircuitBreaker()
+        self.log = log or (lambda line: None)  # the endpoint's state changes, as they happen
         self.stats = stats or Stats()
         self.rng = rng or random.Random()
         self.model = cfg.model or ""
@@ -244,7 +246,10 @@ class Generator:
                 out = await translated(call)
             except RetryableError as exc:
                 counts = not (down_when_sent or breaker.is_open())
+                trips = breaker.trips
                 breaker.record_failure(time.monotonic())
+                if breaker.trips > trips:
+                    self._log_down(exc)
                 self.stats.error(str(exc))
                 if counts:
                     attempt += 1
@@ -253,9 +258,24 @@ class Generator:
                 self.stats.retries += 1
                 await asyncio.sleep(policy.wait_s(max(attempt, 1), exc.retry_after_s, self.rng.random()))
                 continue
+            if breaker.down_since is not None:
+                self.log(f"the endpoint {self.cfg.endpoint} is back after "
+                         f"{breaker.down_for_s(time.monotonic()):.0f} s; requests go on")
             breaker.record_success()
             self.stats.endpoint_down = False
             return out
+
+    def _log_down(self, exc: EndpointError) -> None:
+        """A new cooldown of the breaker: the endpoint went down, or is still down."""
+        now, b = time.monotonic(), self.breaker
+        wait = b.wait_s(now)
+        if b.trips == 1:
+            self.log(f"the endpoint {self.cfg.endpoint} looks down ({b.failures} failures in a row, last: {exc}); "
+                     f"every request waits {wait:.0f} s, then tries again (the run stops if it stays down "
+                     f"{b.max_down_s / 60:.0f} min)")
+        else:
+            self.log(f"the endpoint {self.cfg.endpoint} is still down after {b.down_for_s(now):.0f} s "
+                     f"(last: {exc}); waiting {wait:.0f} s")
 
     async def _wait_for_endpoint(self) -> None:
         while (wait := self.breaker.wait_s(time.monotonic())) > 0:

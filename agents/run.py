@@ -100,7 +100,7 @@ async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng
         local = ChildService("local endpoint", "agents.local_server", [], log_path(cfg.db, "endpoint"))
         stack.push_async_callback(_quietly, local.stop)
         cfg = replace(cfg, generator=replace(cfg.generator, endpoint=await local.start()))
-    generator = Generator(cfg.generator, stats, rng, max_connections=max(64, 4 * cfg.concurrency))
+    generator = Generator(cfg.generator, stats, rng, max_connections=max(64, 4 * cfg.concurrency), log=display.log)
     stack.push_async_callback(_quietly, generator.aclose)
     stats.phase = "connecting"
     endpoint = await generator.start(cfg.search.expansions, draft_stop(cfg.search.acceptance))

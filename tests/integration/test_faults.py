@@ -46,6 +46,11 @@ def test_endpoint_down_waits_instead_of_failing_records(tmp_path, tiny_model_dir
                             "--max-retries", "2", "--record-failures", "1", "--concurrency", "4"), timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     assert R.query(db, "select distinct status from record") == [("done",)]
+    # plain mode (no terminal) says so at once, not only the dashboard: down, then back
+    down = [line for line in p.stdout.splitlines() if f"the endpoint {fake.url} looks down" in line]
+    assert len(down) == 1 and "HTTP 503" in down[0] and "waits" in down[0], p.stdout
+    back = p.stdout.index(f"the endpoint {fake.url} is back after")
+    assert p.stdout.index(down[0]) < back
 
 
 def test_retry_failed_reruns_only_failed_records(tmp_path, tiny_model_dirs):
