@@ -20,6 +20,7 @@ from store import RecordIn
 
 ANSWER_FIELDS = ("solution", "answer", "response", "output")  # the first present wins
 ID_FIELDS = ("id", "index")
+MAX_ID_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,13 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            yield where, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield where, InputError(str(path), where, f"broken JSON ({exc.msg} at column {exc.colno})")
+            yield where, _loads(str(path), where, line)
+        except InputError as exc:
+            yield where, exc
 
 
 def _read_json(path: Path) -> Iterator[tuple[str, Any]]:
-    try:
-        data = json.loads(_decode(path))
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"line {exc.lineno}", f"broken JSON ({exc.msg} at column {exc.colno})") from None
+    data = _loads(str(path), None, _decode(path))
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -114,6 +112,32 @@ def _read_parquet(path: Path) -> Iterator[tuple[str, Any]]:
         yield f"row {n}", obj
 
 
+def _loads(path: str, where: str | None, text: str) -> Any:
+    """JSON, or the ``InputError`` that says what is wrong with it: broken, nested deeper than
+    the parser goes (about a thousand levels), or holding a number too long to read."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = where if where is not None else f"line {exc.lineno}"
+        raise InputError(path, where, f"broken JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise InputError(path, where, "JSON nested too deeply to read (over ~1000 levels)") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4300)
+        raise InputError(path, where, f"a number too long to read ({str(exc).split(';')[0]})") from None
+
+
+def _text_problem(value: str) -> str | None:
+    """What in a text no supported store can keep: PostgreSQL refuses NUL, and a lone surrogate
+    is not text at all (it cannot be encoded)."""
+    if "\x00" in value:
+        return "holds a NUL character (\\u0000), which PostgreSQL cannot store: remove it"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds a lone surrogate (\\u{ord(value[exc.start]):04x}), which is not text: fix the encoding"
+    return None
+
+
 def _to_record(path: str, where: str, position: int, obj: Any) -> RecordIn:
     if not isinstance(obj, dict):
         raise InputError(path, where, f"expected an object with 'question' and 'solution', got {type(obj).__name__}")
@@ -126,6 +150,9 @@ def _to_record(path: str, where: str, position: int, obj: Any) -> RecordIn:
     solution = obj[field]
     if not isinstance(solution, str):
         raise InputError(path, where, f"{field!r} must be a string, got {type(solution).__name__}")
+    for name, value in (("question", question), (field, solution)):
+        if problem := _text_problem(value):
+            raise InputError(path, where, f"{name!r} {problem}")
     meta: dict[str, Any] = {}
     answer = solution
     if THINK_CLOSE in solution:
@@ -139,5 +166,9 @@ def _to_record(path: str, where: str, position: int, obj: Any) -> RecordIn:
     key = next((obj[f] for f in ID_FIELDS if obj.get(f) is not None), position)
     if not isinstance(key, (str, int)) or isinstance(key, bool):
         raise InputError(path, where, f"id must be a string or an integer, got {type(key).__name__}")
+    if len(str(key)) > MAX_ID_CHARS:
+        raise InputError(path, where, f"id of {len(str(key))} characters; ids are at most {MAX_ID_CHARS}")
+    if isinstance(key, str) and (problem := _text_problem(key)):
+        raise InputError(path, where, f"id {problem}")
     return RecordIn(key=str(key), position=position, question=question, answer=answer,
                     lang=detect_lang(question), meta=meta)

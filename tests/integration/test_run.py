@@ -81,6 +81,7 @@ def test_changed_settings_are_refused_then_forced(tmp_path, inp, tiny_model_dirs
         ('{"question": "q", "solution": "a"}\n{"question": "q2", "solution": \n', "line 2: broken JSON"),
         ('{"question": "q", "solution": ""}\n', "line 1: empty answer"),
         ('{"solution": "a"}\n', "line 1: missing or empty 'question'"),
+        ('{"question": "q", "solution": "a"}\n' + "[" * 100_000 + "]" * 100_000 + "\n", "line 2: JSON nested too deeply"),
     ],
 )
 def test_strict_bad_input_fails_at_once_with_one_line_and_writes_nothing(tmp_path, tiny_model_dirs, content, fragment):
@@ -103,14 +104,18 @@ def test_bad_records_are_skipped_listed_and_the_rest_runs(tmp_path, tiny_model_d
                     + b'{"question": "", "solution": "a"}\n'        # empty question
                     + b'{"question": "q", "solution": ["a"]}\n'     # not a string
                     + b'{"question": "q", "solution": "\xff\xfe"}\n'  # not UTF-8
-                    + json.dumps({**good, "question": "other"}).encode() + b"\n")  # duplicate id
+                    + json.dumps({**good, "question": "other"}).encode() + b"\n"  # duplicate id
+                    + b'{"question": "q\\ud800", "solution": "a"}\n'  # a lone surrogate
+                    + b'{"question": "q", "solution": "a\\u0000"}\n'  # NUL, which PostgreSQL cannot store
+                    + b'{"id": ' + b"9" * 5000 + b', "question": "q", "solution": "a"}\n')  # a 5,000-digit id
     db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
     with FakeOpenAI() as fake:
         p = R.run(R.run_cmd(fake.url, bad, db, out, tiny_model_dirs["llama"], "--max-steps", "1"))
     assert p.returncode == 1, p.stderr  # the run finished, but not every input record was usable
     assert [r["id"] for r in R.read_jsonl(out)] == [good["id"]]
     for where in ("line 2: broken JSON", "line 3: missing or empty 'question'", "line 4: 'solution' must be a string",
-                  "line 5: not valid UTF-8", "line 6: duplicate id"):
+                  "line 5: not valid UTF-8", "line 6: duplicate id", "line 7: 'question' holds a lone surrogate",
+                  "line 8: 'solution' holds a NUL character", "line 9: a number too long to read"):
         assert where in p.stdout
 
 

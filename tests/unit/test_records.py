@@ -79,3 +79,29 @@ def test_by_default_bad_records_are_skipped_and_reported(tmp_path):
     assert "UTF-8" in str(inputs.problems[1]) and "duplicate id '1'" in str(inputs.problems[2])
     with pytest.raises(InputError, match="line 2"):
         read_records(path, strict=True)
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('{"question": "q \\ud800", "solution": "a"}', "'question' holds a lone surrogate (\\ud800)"),
+    ('{"question": "q", "solution": "a\\u0000b"}', "'solution' holds a NUL character"),
+    ('{"id": "x\\u0000", "question": "q", "solution": "a"}', "id holds a NUL character"),
+    ('{"id": ' + "9" * 5000 + ', "question": "q", "solution": "a"}', "a number too long to read"),
+    ('{"id": "' + "k" * 300 + '", "question": "q", "solution": "a"}', "id of 300 characters; ids are at most 256"),
+    ("[" * 200_000 + "]" * 200_000, "JSON nested too deeply to read"),
+])
+def test_input_no_store_can_keep_is_a_bad_record_not_a_crash(tmp_path, line, reason):
+    path = tmp_path / "in.jsonl"
+    path.write_text(line + '\n{"question": "ok", "solution": "fine"}\n', encoding="utf-8", errors="surrogatepass")
+    inputs = read_records(path, strict=False)
+    assert [r.question for r in inputs.records] == ["ok"]
+    [problem] = inputs.problems
+    assert str(problem).startswith(f"{path}: line 1: ") and reason in str(problem)
+    with pytest.raises(InputError, match="line 1"):
+        read_records(path, strict=True)
+
+
+def test_a_json_file_nested_too_deeply_cannot_be_read_at_all(tmp_path):
+    path = tmp_path / "in.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(InputError, match="JSON nested too deeply to read"):
+        read_records(path, strict=False)
