@@ -82,12 +82,13 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
         store = Store.open(cfg.db)
         stack.callback(store.close)
         start, to_run = _begin(store, fingerprint, cfg, inputs, display, stats)
-        scorer = await _start_scorer(cfg, display, stats, stack)
-        searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
-                                edit_prefill=cfg.generator.edit_prefill, prefill_supported=generator.prefills,
-                                failure_budget=cfg.record_failures, seed=cfg.seed)
-        stats.phase = "checking"
-        await _search_all(searcher, await searcher.precheck(to_run), cfg.concurrency, shutdown, display, stats)
+        if to_run:  # a finished run has nothing to score: no scorer to load
+            scorer = await _start_scorer(cfg, display, stats, stack)
+            searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
+                                    edit_prefill=cfg.generator.edit_prefill, prefill_supported=generator.prefills,
+                                    failure_budget=cfg.record_failures, seed=cfg.seed)
+            stats.phase = "checking"
+            await _search_all(searcher, await searcher.precheck(to_run), cfg.concurrency, shutdown, display, stats)
         return _report(store, start.run_id, cfg.out, inputs, display, stats)
 
 
@@ -119,7 +120,7 @@ def _begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, display: D
         display.log(f"--retry-failed: {store.reset_failed(start.run_id)} failed records will run again")
     to_run = store.records_to_run(start.run_id)
     if start.resumed:
-        display.log(f"resumed run in {shown(cfg.db)}: resumed {start.to_run} records, {start.steps_kept} steps kept, "
+        display.log(f"resumed run in {shown(cfg.db)}: resumed {len(to_run)} records, {start.steps_kept} steps kept, "
                     f"{start.done} done earlier" + (f" ({', '.join(start.changes)})" if start.changes else ""))
     stats.total, stats.already_done = start.total, start.total - len(to_run)
     return start, to_run

@@ -60,6 +60,8 @@ class ScorerSettings:
         "time for a request's whole body to arrive (408 past it)", float, minimum=1e-6))
 
     def __post_init__(self) -> None:
+        if len(self.model) > 1:  # "models/qwen/" and "models/qwen" are one model (and one stored config)
+            object.__setattr__(self, "model", self.model.rstrip("/"))
         for f in fields(self):
             value, meta = getattr(self, f.name), f.metadata
             if value is None or meta["type"] is bool:

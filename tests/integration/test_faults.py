@@ -67,6 +67,7 @@ def test_retry_failed_reruns_only_failed_records(tmp_path, tiny_model_dirs):
         p = R.run(cmd + ["--retry-failed"])
         assert p.returncode == 0, p.stdout + p.stderr
         assert f"{len(failed)} failed records will run again" in p.stdout
+        assert f"resumed {len(failed)} records" in p.stdout  # the count of what this run will do
         assert {r.task for r in fake.log[before:] if r.kind == "draft"} <= {x["question"] for x in many_records(3)}
         assert fake.count("draft") - (3 - len(failed)) == len(failed)  # only the failed ones drafted again
     assert R.query(db, "select distinct status from record") == [("done",)]

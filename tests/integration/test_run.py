@@ -60,6 +60,7 @@ def test_rerun_of_a_finished_run_generates_nothing(tmp_path, inp, tiny_model_dir
         again = R.run(cmd)
         assert again.returncode == 0, again.stderr
         assert len([r for r in fake.log[before:] if r.kind != "other"]) == 0
+        assert "resumed 0 records" in again.stdout and "starting the scorer" not in again.stdout  # nothing to score
         assert R.read_jsonl(out) == first
 
 

@@ -32,6 +32,13 @@ def test_the_run_and_the_scorer_have_the_same_defaults():
     assert (got.dtype, got.compile, got.scoring_prompt, got.single_segment_answer) == ("auto", False, "brief", "whole")
 
 
+def test_a_trailing_slash_does_not_make_another_scorer_model():
+    with_slash, without = settings_of("--scorer-model", "/models/qwen3-8b/")[0], settings_of("--scorer-model",
+                                                                                             "/models/qwen3-8b")[0]
+    assert with_slash.scorer.settings.model == "/models/qwen3-8b"
+    assert with_slash.fingerprint({}) == without.fingerprint({})
+
+
 def test_a_bad_scorer_option_is_one_clear_error():
     import pytest
 
