@@ -67,16 +67,10 @@ class Generator:
         self._prefill = "completions" if cfg.mode == "completions" else "off"
         self._max_tokens_field = "max_tokens"
         self._thinking_field: str | None = None
-        self.info: EndpointInfo | None = None
         self._throttler = Throttler(rate_limit=cfg.rps, period=1.0) if cfg.rps else None
         http = http_client(max_connections, httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)))
         self._client = openai.AsyncOpenAI(base_url=cfg.endpoint, api_key=cfg.api_key or "EMPTY", max_retries=0,
                                           http_client=http)
-
-    @property
-    def prefills(self) -> bool:
-        """Whether requests carry the prefill (known once ``start`` has run)."""
-        return self._prefill != "off"
 
     async def start(self, n: int = 1, stop: Sequence[str] = ()) -> EndpointInfo:
         """Resolve the model name and how to render the chat, then run the preflight with ``n``
@@ -108,9 +102,8 @@ class Generator:
                 if i + 1 == len(forms):
                     raise self._refusal(exc) from exc
                 no_prefill_reason = str(exc)  # try the next form: a server that cannot continue
-        self.info = EndpointInfo(self._prefill, self._n_supported, self._max_tokens_field, self._thinking_field,
-                                 no_prefill_reason)
-        return self.info
+        return EndpointInfo(self._prefill, self._n_supported, self._max_tokens_field, self._thinking_field,
+                            no_prefill_reason)
 
     async def _preflight(self, n: int, stop: list[str]) -> None:
         """Small requests with the run's parameters: one of a single choice (with retries), then,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from agents import config as C
 from agents.dashboard import Display, summary_line
+from agents.endpoint import EndpointInfo
 from agents.errors import ReerError
 from agents.export import write_jsonl
 from agents.generator import Generator
@@ -75,17 +76,17 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
     shutdown = Shutdown(cfg.grace_s, display, stats)
     shutdown.install()
     async with contextlib.AsyncExitStack() as stack:
-        cfg, generator = await _start_generator(cfg, display, stats, rng, stack)
+        cfg, generator, endpoint = await _start_generator(cfg, display, stats, rng, stack)
         fingerprint = cfg.fingerprint(prompts.fingerprint())
         fingerprint["generator_model"] = generator.model
-        fingerprint["prefill"] = generator.prefills  # what shapes the drafts, whichever way it is sent
+        fingerprint["prefill"] = endpoint.prefills  # what shapes the drafts, whichever way it is sent
         store = Store.open(cfg.db)
         stack.callback(store.close)
         start, to_run = _begin(store, fingerprint, cfg, inputs, display, stats)
         if to_run:  # a finished run has nothing to score: no scorer to load
             scorer = await _start_scorer(cfg, display, stats, stack)
             searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
-                                    edit_prefill=cfg.generator.edit_prefill, prefill_supported=generator.prefills,
+                                    edit_prefill=cfg.generator.edit_prefill, prefill_supported=endpoint.prefills,
                                     failure_budget=cfg.record_failures, seed=cfg.seed)
             stats.phase = "checking"
             await _search_all(searcher, await searcher.precheck(to_run), cfg.concurrency, shutdown, display, stats)
@@ -93,7 +94,7 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
 
 
 async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng: random.Random,
-                           stack: contextlib.AsyncExitStack) -> tuple[C.RunConfig, Generator]:
+                           stack: contextlib.AsyncExitStack) -> tuple[C.RunConfig, Generator, EndpointInfo]:
     """The embedded endpoint if asked for, then the generator and its preflight."""
     if cfg.generator.endpoint == LOCAL:
         display.log(DEMO_NOTICE)
@@ -110,7 +111,7 @@ async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng
     if not endpoint.prefills:
         why = f" ({endpoint.no_prefill_reason})" if endpoint.no_prefill_reason else " (--chat-prefill off)"
         display.log(NO_PREFILL_WARNING.format(why=why))
-    return cfg, generator
+    return cfg, generator, endpoint
 
 
 def _begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, display: Display, stats: Stats):

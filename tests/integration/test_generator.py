@@ -143,7 +143,7 @@ async def test_openai_runs_without_prefill_and_says_why():
     with FakeOpenAI(flavor="openai", model="gpt-4o-mini") as fake:
         g = gen(fake.url)
         info = await g.start(2, [])
-        assert info.prefill == "off" and not g.prefills and info.n_supported
+        assert info.prefill == "off" and not info.prefills and info.n_supported
         assert "continue_final_message" in info.no_prefill_reason
         await g.generate(DRAFT, "", 1, [])
         body = fake.log[-1].body
