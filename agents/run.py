@@ -75,13 +75,13 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
     rng = random.Random(cfg.seed)
     shutdown = Shutdown(cfg.grace_s, display, stats)
     shutdown.install()
+    store = Store.open(cfg.db)  # a database that cannot be written stops the run before anything is paid for
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(store.close)
         cfg, generator, endpoint = await _start_generator(cfg, display, stats, rng, stack)
         fingerprint = cfg.fingerprint(prompts.fingerprint())
         fingerprint["generator_model"] = generator.model
         fingerprint["prefill"] = endpoint.prefills  # what shapes the drafts, whichever way it is sent
-        store = Store.open(cfg.db)
-        stack.callback(store.close)
         start, to_run = _begin(store, fingerprint, cfg, inputs, display, stats)
         if to_run:  # a finished run has nothing to score: no scorer to load
             scorer = await _start_scorer(cfg, display, stats, stack)
@@ -90,7 +90,8 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
                                     failure_budget=cfg.record_failures, seed=cfg.seed)
             stats.phase = "checking"
             await _search_all(searcher, await searcher.precheck(to_run), cfg.concurrency, shutdown, display, stats)
-        return _report(store, start.run_id, cfg.out, inputs, display, stats)
+        code = _report(store, start.run_id, cfg.out, inputs, display, stats)
+        return EXIT_INTERRUPTED if shutdown.requested else code  # a stopped run says so, however it ended
 
 
 async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng: random.Random,
@@ -155,6 +156,9 @@ async def _search_all(searcher: RecordSearch, records: list, concurrency: int, s
             stats.running += 1
             try:
                 await searcher.run(rec)
+            except Exception:
+                shutdown.stop_now()  # what stops this record stops the run: nothing more in flight
+                raise
             finally:
                 stats.running -= 1
 

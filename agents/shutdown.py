@@ -38,8 +38,14 @@ class Shutdown:
                          "(Ctrl-C again to stop now). Progress is saved either way.")
         asyncio.get_running_loop().call_later(self.grace_s, self._cancel_all)
 
+    def stop_now(self) -> None:
+        """An error no record survives (the store cannot be written, the endpoint is gone): stop
+        every other record at once, so that no more generations are paid for that could be lost."""
+        self.requested = True
+        self._cancel_all()
+
     def _cancel_all(self) -> None:
-        pending = [t for t in self.tasks if not t.done()]
+        pending = [t for t in self.tasks if not t.done() and t is not asyncio.current_task()]
         for t in pending:
             t.cancel()
         if not self.tasks and self.main is not None:

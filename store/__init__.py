@@ -1,11 +1,13 @@
 """The search tree in SQLModel: runs, records, nodes, steps. All store access lives here."""
 
-from store.errors import RunMismatch, StoreError, StoreStateError
+from store.database import shown
+from store.errors import RunMismatch, StoreError, StoreStateError, StoreUnavailable
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step
-from store.store import Store, shown
+from store.store import Store
 from store.values import Progress, RecordIn, RunStart, content_hash
 
 __all__ = [
     "Node", "NodeKind", "Progress", "Record", "RecordIn", "RecordStatus", "Run", "RunMismatch",
-    "RunStart", "Step", "Store", "StoreError", "StoreStateError", "content_hash", "shown",
+    "RunStart", "Step", "Store", "StoreError", "StoreStateError", "StoreUnavailable",
+    "content_hash", "shown",
 ]

@@ -1,6 +1,7 @@
 """Errors of the store.
 
     StoreError                 root: anything the store refuses or cannot do
+    ├── StoreUnavailable       the database cannot be opened or written (names it and what to do)
     ├── RunMismatch            the database holds a run with another config or input (use --force)
     └── StoreStateError        an operation out of order (e.g. completing a step twice)
 """
@@ -8,6 +9,16 @@
 
 class StoreError(Exception):
     """Root of the store's errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be opened, created or written: a folder given as the file, a full
+    disk, a read-only file, a server that refuses, a missing database, an unknown URL scheme."""
+
+    def __init__(self, db: str, cause: str, hint: str | None = None):
+        self.db, self.cause, self.hint = db, cause, hint  # db: as it may be shown (password masked)
+        super().__init__(f"database {db}: {cause}. To go on: {hint or 'fix that'}, then run the same command; "
+                         "what is stored so far is kept")
 
 
 class RunMismatch(StoreError):

@@ -7,38 +7,19 @@ so a crash between two calls loses at most the call in flight.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import bindparam, event, func, insert, update
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col, create_engine, delete, select
+from sqlmodel import Session, col, delete, select
 
+from store.database import open_engine
 from store.errors import RunMismatch, StoreStateError
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, utcnow
 from store.values import Progress, RecordIn, RunStart, config_hash, content_hash, run_differences
 
 UNFINISHED = (RecordStatus.pending, RecordStatus.running)
-
-
-def shown(db: str) -> str:
-    """``db`` as it may be printed or logged: a URL's password masked."""
-    if "://" not in db:
-        return db
-    try:
-        return make_url(db).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can read: print nothing that could hold a secret
-        return db.split("://", 1)[0] + "://***"
-
-
-def database_url(db: str) -> str:
-    """A SQLAlchemy URL as is; anything else is a SQLite file path (its folder is created)."""
-    if "://" in db:
-        return db
-    path = Path(db).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
 
 
 class Store:
@@ -47,12 +28,9 @@ class Store:
 
     @classmethod
     def open(cls, db: str) -> "Store":
-        url = database_url(db)
-        engine = create_engine(url)
-        if url.startswith("sqlite"):
-            event.listen(engine, "connect", _sqlite_pragmas)
-        SQLModel.metadata.create_all(engine)
-        return cls(engine)
+        """The store in ``db``, its tables created; StoreUnavailable (one line: the database,
+        the cause, what to do) if it cannot be opened, and later if a write fails."""
+        return cls(open_engine(db))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -303,12 +281,3 @@ def _set(conn, table: type, row_id: int, **values: Any) -> None:
 
 def _write_scores(conn, scores: dict[int, float]) -> None:
     conn.execute(_update_statement(Node, ("score",)), [{"row_id": k, "score": v} for k, v in scores.items()])
-
-
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; crash-safe commits
-    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.close()

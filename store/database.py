@@ -1,0 +1,158 @@
+"""Opening a database, and every way that can fail said as one line.
+
+A path is a SQLite file; anything with ``://`` is a SQLAlchemy URL. Whatever goes wrong — a
+folder given as the file, a read-only file system, a full disk, a server that refuses the
+connection, a missing database, an unknown scheme — becomes a :class:`StoreUnavailable` that
+names the database (password masked), the cause and what to do. A write failing mid-run is
+translated the same way by the engine's ``handle_error`` hook, so the search never sees a raw
+driver error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
+from sqlmodel import SQLModel, create_engine
+
+from store.errors import StoreUnavailable
+
+# Below this much free space a run would fail within its first writes: refuse before anything
+# is paid for. SQLite's schema and a few hundred nodes fit well within it.
+MIN_FREE_BYTES = 1 << 20
+
+# (pattern in the driver's message, what to do), first match wins.
+_HINTS = [
+    (r"disk is full|no space left|disk quota", "free space on its file system"),
+    (r"disk i/o error", "check that its file system has free space and is healthy"),
+    (r"readonly database|read-only file system", "make the file, its -wal and -shm files and their folder writable"),
+    (r"unable to open database file", "check that the path names a file in a folder you can write to"),
+    (r"file is not a database|malformed", "it is not a reer database (or it is damaged): use another --db"),
+    (r"database is locked", "another process holds it locked: stop it, or use another --db"),
+    (r'database "[^"]*" does not exist', "create it (createdb NAME) or fix the URL"),
+    (r"password authentication failed|role \"[^\"]*\" does not exist|no password supplied",
+     "check the user and password in the URL"),
+    (r"connection refused|could not connect|failed to resolve host|timeout expired|no route to host"
+     r"|server closed the connection|terminating connection",
+     "check that the database server is running and reachable at that host and port"),
+]
+
+
+def shown(db: str) -> str:
+    """``db`` as it may be printed or logged: a URL's password masked."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: print nothing that could hold a secret
+        return db.split("://", 1)[0] + "://***"
+
+
+def open_engine(db: str) -> Engine:
+    """An engine on ``db`` with reer's tables created and checked; StoreUnavailable otherwise."""
+    url = _sqlite_url(db) if "://" not in db else db
+    try:
+        engine = create_engine(url)
+    except (NoSuchModuleError, ArgumentError) as exc:
+        raise StoreUnavailable(shown(db), f"not a database URL reer can use ({_first_line(exc)})",
+                               "give a SQLite file path, or a URL such as postgresql+psycopg://USER@HOST/DB") from exc
+    except ImportError as exc:
+        raise StoreUnavailable(shown(db), f"its driver is not installed ({exc})",
+                               f"install the package that provides {exc.name!r} (for postgresql+psycopg: "
+                               "pip install 'psycopg[binary]')") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "handle_error", lambda ctx: _translate(db, ctx))
+    try:
+        SQLModel.metadata.create_all(engine)
+        _check_tables(db, engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _sqlite_url(db: str) -> str:
+    """Check a SQLite path before SQLite does (it says only "unable to open database file")."""
+    path = Path(db).expanduser()
+    if path.is_dir():
+        raise StoreUnavailable(db, "it is a folder", f"give a file path, such as {path / 'run.db'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreUnavailable(db, f"its folder cannot be created ({exc.strerror or exc})",
+                               "give a path in a folder you can write to") from exc
+    for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if f.exists():
+            _probe_writable(db, f)
+    _probe_folder(db, path.parent)
+    free = shutil.disk_usage(path.parent).free
+    if free < MIN_FREE_BYTES:
+        raise StoreUnavailable(db, f"its file system is full ({free // 1024} KiB free)",
+                               "free space on it, or give a --db on another disk")
+    return f"sqlite:///{path}"
+
+
+def _probe_writable(db: str, f: Path) -> None:
+    # A real open for writing, not os.access: root passes access checks on files it still cannot
+    # write (read-only mounts, immutable files), and SQLite then fails mid-run instead of now.
+    try:
+        os.close(os.open(f, os.O_WRONLY | os.O_APPEND))
+    except OSError as exc:
+        raise StoreUnavailable(db, f"{f.name} cannot be written ({exc.strerror or exc})",
+                               "make the file, its -wal and -shm files and their folder writable") from exc
+
+
+def _probe_folder(db: str, folder: Path) -> None:
+    # SQLite creates the -wal and -shm files beside the database as it goes.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".reer-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise StoreUnavailable(db, f"its folder {folder} cannot be written ({exc.strerror or exc})",
+                               "give a path in a folder you can write to") from exc
+
+
+def _check_tables(db: str, engine: Engine) -> None:
+    """Tables of the same names but other columns (another program's, or a damaged database)
+    would fail at the first write, after generations were paid for: refuse now."""
+    found = inspect(engine)
+    for table in SQLModel.metadata.sorted_tables:
+        missing = {c.name for c in table.columns} - {c["name"] for c in found.get_columns(table.name)}
+        if missing:
+            raise StoreUnavailable(shown(db), f"its table {table.name!r} lacks the columns {sorted(missing)}",
+                                   "it was not made by this version of reer: use another --db")
+
+
+def _translate(db: str, ctx) -> None:
+    """handle_error: a driver failure becomes StoreUnavailable; a UNIQUE violation stays what it
+    is, for the store to report as the state error it means."""
+    if isinstance(ctx.sqlalchemy_exception, IntegrityError):
+        return
+    cause = _first_line(ctx.original_exception)
+    hint = next((h for pattern, h in _HINTS if re.search(pattern, cause, re.IGNORECASE)), None)
+    if "://" not in db and hint in (_HINTS[0][1], _HINTS[1][1]):
+        free = shutil.disk_usage(Path(db).expanduser().parent).free
+        cause += f"; {free // 1024} KiB free on its file system"
+    raise StoreUnavailable(shown(db), cause, hint) from ctx.original_exception
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^connection failed: ", "", " ".join(text.split()))
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; crash-safe commits
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
