@@ -99,6 +99,14 @@ def test_sigint_stops_cleanly_and_resume_finishes(tmp_path, tiny_model_dirs):
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130 and time.monotonic() - t0 < 20, stderr
         assert R.none_left("sigint2")
+        # every record in flight, and all of them finish within the grace: still an interrupted run
+        n0 = R.query(db, "select count(*) from step")[0][0]
+        proc = R.start(cmd[:-2] + ["--grace-s", "120", "--concurrency", "6"], mark="sigint3")
+        assert R.wait_for(lambda: R.query(db, "select count(*) from step")[0][0] > n0, timeout=120)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 130 and "interrupted; progress is saved" in stderr, stdout + stderr
+        assert R.query(db, "select distinct status from record") == [("done",)]
         p = R.run(cmd)
         assert p.returncode == 0, p.stdout + p.stderr
     assert len(R.read_jsonl(out)) == 6
