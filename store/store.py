@@ -17,7 +17,8 @@ from sqlmodel import Session, col, delete, select
 from store.database import open_engine
 from store.errors import RunMismatch, StoreStateError
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, utcnow
-from store.values import Progress, RecordIn, RunStart, config_hash, content_hash, run_differences
+from store.values import (Progress, RecordIn, RunStart, config_hash, content_hash, input_changes,
+                          run_differences)
 
 UNFINISHED = (RecordStatus.pending, RecordStatus.running)
 
@@ -68,15 +69,24 @@ class Store:
 
     def _resume_run(self, s: Session, run: Run, config: dict[str, Any], chash: str, input_path: str, ihash: str,
                     records: Sequence[RecordIn], force: bool) -> RunStart:
-        differences = run_differences(run, config, chash, ihash)
+        stored, inputs = {}, None
+        if run.input_hash != ihash:
+            stored = {r.key: r for r in s.exec(select(Record).where(Record.run_id == run.id))}
+            inputs = input_changes({k: r.content_hash for k, r in stored.items() if r.status != RecordStatus.removed},
+                                   records)
+        differences = run_differences(run, config, chash, inputs)
         if differences and not force:
             raise RunMismatch(differences)
-        changes = self._sync_records(s, run, records) if differences else []
         if differences:
+            changes = inputs.counts() if inputs else []
+            if inputs:
+                self._sync_records(s, run, stored, records)
             run.history = [*run.history, {"at": utcnow().isoformat(), "old_config": run.config,
                                           "old_input_hash": run.input_hash, "changes": changes}]
             run.config, run.config_hash, run.input_hash = config, chash, ihash
             run.input_path = input_path
+        else:
+            changes = []
         run.updated_at = utcnow()
         s.add(run)
         s.commit()
@@ -91,29 +101,29 @@ class Store:
                         to_run=sum(counts.get(st, 0) for st in UNFINISHED), done=counts.get(RecordStatus.done, 0),
                         steps_kept=steps_kept, changes=changes)
 
-    def _sync_records(self, s: Session, run: Run, records: Sequence[RecordIn]) -> list[str]:
-        stored = {r.key: r for r in s.exec(select(Record).where(Record.run_id == run.id))}
+    def _sync_records(self, s: Session, run: Run, stored: dict[str, Record], records: Sequence[RecordIn]) -> None:
+        """The input given with --force becomes the run's: new records added, changed ones
+        restarted, missing ones marked removed. A removed record that comes back unchanged keeps
+        its search tree: done if it had finished, else resumed from what is stored."""
         incoming = {r.key: r for r in records}
-        added = changed = removed = 0
         for key, r in incoming.items():
             old = stored.get(key)
             if old is None:
                 s.add(_new_record(run.id, r))
-                added += 1
-            elif old.content_hash != r.content_hash or old.status == RecordStatus.removed:
+                continue
+            if old.content_hash != r.content_hash:
                 self._reset_record(s, old)
                 old.question, old.answer, old.lang, old.meta = r.question, r.answer, r.lang, r.meta
-                old.content_hash, old.position = r.content_hash, r.position
-                changed += 1
-            else:
-                old.position = r.position
-                s.add(old)
+                old.content_hash = r.content_hash
+            elif old.status == RecordStatus.removed:
+                old.status = RecordStatus.done if old.final_thinking is not None else RecordStatus.pending
+                old.updated_at = utcnow()
+            old.position = r.position
+            s.add(old)
         for key, old in stored.items():
             if key not in incoming and old.status != RecordStatus.removed:
                 old.status = RecordStatus.removed
                 s.add(old)
-                removed += 1
-        return [f"{added} records added", f"{changed} changed (restarted)", f"{removed} removed"]
 
     @staticmethod
     def _reset_record(s: Session, rec: Record) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from store.models import Node, Run, Step
 
@@ -67,15 +67,43 @@ class Progress:
         return next((d for d in self.drafts if not d.rejected), None)
 
 
-def run_differences(run: Run, config: dict[str, Any], chash: str, ihash: str) -> list[str]:
-    """What differs between a stored run and the config and input given now, for the refusal."""
+@dataclass(frozen=True)
+class InputChanges:
+    """The records of a new input against the stored ones, by key."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+
+    def describe(self, limit: int = 5) -> str:
+        parts = [f"{len(keys)} {label}: " + ", ".join(keys[:limit]) + (", …" if len(keys) > limit else "")
+                 for label, keys in (("changed", self.changed), ("added", self.added), ("removed", self.removed))
+                 if keys]
+        return "; ".join(parts) or "the same records in another order"
+
+    def counts(self) -> list[str]:
+        return [f"{len(self.added)} records added", f"{len(self.changed)} changed (restarted)",
+                f"{len(self.removed)} removed"]
+
+
+def input_changes(stored: dict[str, str], records: Sequence[RecordIn]) -> InputChanges:
+    """``stored``: key -> content hash of the records in the run now (not those removed)."""
+    incoming = {r.key: r.content_hash for r in records}
+    return InputChanges(added=[k for k in incoming if k not in stored],
+                        changed=[k for k, h in incoming.items() if k in stored and stored[k] != h],
+                        removed=[k for k in stored if k not in incoming])
+
+
+def run_differences(run: Run, config: dict[str, Any], chash: str, inputs: InputChanges | None) -> list[str]:
+    """What differs between a stored run and the config and input given now, for the refusal;
+    ``inputs`` is None when the input is the stored one."""
     out = []
     if run.config_hash != chash:
         old, new = _flatten(run.config), _flatten(config)
         keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         out.append("config (" + ", ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in keys) + ")")
-    if run.input_hash != ihash:
-        out.append("input")
+    if inputs is not None:
+        out.append(f"input ({inputs.describe()})")
     return out
 
 

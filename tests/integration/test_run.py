@@ -74,6 +74,10 @@ def test_changed_settings_are_refused_then_forced(tmp_path, inp, tiny_model_dirs
         assert p.stderr.count("\n") == 1  # one clear line
         f = R.run(R.run_cmd(fake.url, inp, db, out, tiny_model_dirs["llama"], "--max-steps", "2", "--force"))
         assert f.returncode == 0, f.stderr
+        R.write_input(inp, [R.RECORDS[0], {**R.RECORDS[1], "solution": "Fresh bread.\n\nEvery morning, from six."}])
+        p = R.run(R.run_cmd(fake.url, inp, db, out, tiny_model_dirs["llama"], "--max-steps", "2"))
+        assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+        assert "different input (1 changed: shop; 2 removed: autumn, essay)" in p.stderr
 
 
 @pytest.mark.parametrize(

@@ -94,11 +94,39 @@ def test_changed_config_or_input_is_refused_without_force(db):
         st.begin_run({"search": {"max_steps": 3}}, "in.jsonl", RECS)
     changed = [RECS[0], RecordIn(key="1", position=1, question="q1", answer="NEW", lang="en"),
                RecordIn(key="9", position=2, question="q9", answer="a9", lang="en")]
-    with pytest.raises(RunMismatch, match="input"):
+    with pytest.raises(RunMismatch, match=r"different input \(1 changed: 1; 1 added: 9; 1 removed: 2\)"):
         st.begin_run(CFG, "in.jsonl", changed)
+    with pytest.raises(RunMismatch, match=r"input \(the same records in another order\)"):
+        st.begin_run(CFG, "in.jsonl", RECS[::-1])
+    many = [RecordIn(key=f"n{i}", position=i, question="q", answer="a", lang="en") for i in range(8)]
+    with pytest.raises(RunMismatch, match=r"8 added: n0, n1, n2, n3, n4, …; 3 removed: 0, 1, 2\)"):
+        st.begin_run(CFG, "in.jsonl", many)
     r1 = [r for r in st.records_to_run(run) if r.key == "1"][0]
     st.finish_record(r1.id, "old thinking", 0.1)
     start = st.begin_run(CFG, "in.jsonl", changed, force=True)
     assert start.changes == ["1 records added", "1 changed (restarted)", "1 removed"]
     assert sorted(r.key for r in st.records_to_run(run)) == ["0", "1", "9"]
     assert st.status_counts(run)[RecordStatus.removed] == 1
+
+
+def test_a_removed_record_that_comes_back_keeps_its_tree(db):
+    st = Store.open(db)
+    run = st.begin_run(CFG, "in.jsonl", RECS).run_id
+    r0, r1, _ = st.records_to_run(run)
+    for r in (r0, r1):  # r0 finished, r1 half-way: a draft and one step
+        d = st.add_node(node(r.id, -1, 0, NodeKind.draft))
+        st.set_initial_score(r.id, d.id, 2.0)
+        c = st.add_node(node(r.id, 0, 0))
+        st.complete_step(r.id, Step(record_id=r.id, step=0, segment="s", kept="k", chosen_node_id=c.id, best_after=1.0))
+    st.finish_record(r0.id, "thinking", 1.0)
+    st.begin_run(CFG, "in.jsonl", RECS[2:], force=True)
+    assert st.status_counts(run)[RecordStatus.removed] == 2
+
+    back = st.begin_run(CFG, "in.jsonl", RECS, force=True)
+    assert back.changes == ["2 records added", "0 changed (restarted)", "0 removed"]
+    assert back.done == 1 and back.steps_kept == 1  # r0 done as it was; r1 resumes from its step
+    assert [r.key for r in st.records_to_run(run)] == ["1", "2"]
+    assert [r.key for r, _ in st.finished_records(run)] == ["0"]
+    for r in (r0, r1):
+        p = st.load_progress(r.id)
+        assert p.draft.score == 2.0 and [s.kept for s in p.steps] == ["k"]
