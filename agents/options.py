@@ -22,7 +22,7 @@ LOCAL = "local"
 # much as the scorer, so they carry no --scorer- prefix; the request limits are the scorer's own.
 SCORER_FLAGS = {"max_context": "--max-context", "scoring_prompt": "--scoring-prompt",
                 "single_segment_answer": "--single-segment-answer"}
-SCORER_SERVER_ONLY = ("prompts_dir", "max_body_mb", "max_items", "read_timeout_s")
+SCORER_SERVER_ONLY = ("prompts_dir", "max_body_mb", "max_items", "read_timeout_s", "max_large_requests")
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):

@@ -65,6 +65,11 @@ class ScoringModel:
         self.chat_format = chat_format or self._fallback_format()
         cfg = self.model.config
         self.max_context = max_context or getattr(cfg, "max_position_embeddings", None)
+        # No token stands for more characters than its vocabulary entry has (byte-level and
+        # SentencePiece alike), so a text longer than this cannot fit the context whatever it
+        # says: refused without tokenizing it, which for a hostile multi-megabyte text costs
+        # seconds and gigabytes.
+        self.max_token_chars = max(map(len, self.tokenizer.get_vocab()), default=1)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.engine = Engine(self.model, pad_id=pad_id, reuse_prefix=reuse_prefix,
                              prefix_cache_bytes=prefix_cache_bytes)
@@ -87,6 +92,9 @@ class ScoringModel:
 
     def encode(self, question: str, thinking: str, answer: str, lang: str) -> Encoded:
         st = scoring_text(self.prompt(question, lang), thinking, answer, self.single_segment_answer)
+        if self.max_context and len(st.text) > self.max_context * self.max_token_chars:
+            raise ScoringInputError(f"scoring text is {len(st.text)} characters, more than {self.max_context} "
+                                    "tokens can hold (the scorer's context)")
         # The chat template already holds any BOS, so no special tokens are added here.
         enc = self.tokenizer(st.text, add_special_tokens=False, return_offsets_mapping=True)
         ids = enc["input_ids"]

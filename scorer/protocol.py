@@ -6,7 +6,8 @@
 
 Either POST answers 422 (``ErrorBody``) when no item at all can be taken, 413 when the body or
 its item count is over the server's limits, 408 when the body does not arrive within the read
-timeout, and 400 when it is not this schema. A client splits a request the server found too
+timeout, 503 when every large-request slot stayed taken past that timeout, and 400 when it is
+not this schema. A client splits a request the server found too
 large (``Limits`` are stated in ``/health``).
 """
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 DEFAULT_MAX_BODY_BYTES = 32 << 20  # a step's candidates, or /check for a few hundred long records
 DEFAULT_MAX_ITEMS = 4096  # items in one request
 DEFAULT_READ_TIMEOUT_S = 60.0  # for a request's whole body to arrive
+DEFAULT_MAX_LARGE_REQUESTS = 2  # bodies over 1 MiB held at once: bounds memory under a flood of them
 
 
 class _Strict(BaseModel):
@@ -66,6 +68,7 @@ class Limits(BaseModel):
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0)
     max_items: int = Field(DEFAULT_MAX_ITEMS, gt=0)
     read_timeout_s: float = Field(DEFAULT_READ_TIMEOUT_S, gt=0)
+    max_large_requests: int = Field(DEFAULT_MAX_LARGE_REQUESTS, gt=0)  # bodies over 1 MiB held at once
 
 
 class Health(BaseModel):

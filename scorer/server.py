@@ -9,13 +9,21 @@ REER_SCORER_TOKEN), and every request must then carry ``Authorization: Bearer <t
 
 A request's body is read with a size cap and a deadline (413, 408), and its item count capped
 (413), so no client can make the scorer hold more than ``--max-body-mb`` per request or keep a
-connection waiting forever. SIGTERM stops taking requests and lets those in flight finish.
+connection waiting forever; past its first MiB a body needs one of ``--max-large-requests``
+slots, so however many clients send large bodies at once, memory holds at most that many (the
+others wait for a slot within the read deadline, then get 503). Tokenizing runs in its own
+thread, so a large request never stops the server from answering the others, and memory the
+large requests took is handed back to the system once none is in flight. SIGTERM stops taking
+requests and lets those in flight finish.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
+import gc
 import hmac
 import ipaddress
 import json
@@ -24,6 +32,7 @@ import socket
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -39,6 +48,7 @@ from scorer.service import (CUDA_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS, Sco
 from scorer.settings import ScorerSettings, add_options, from_namespace
 
 GRACEFUL_SHUTDOWN_S = 30.0  # SIGTERM: how long requests in flight may finish
+LARGE_BODY_BYTES = 1 << 20  # past this a body needs a large-request slot; a step's candidates stay under it
 
 
 class _Refused(Exception):
@@ -50,30 +60,88 @@ def _json(status: int, body: BaseModel) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status)
 
 
-async def _read(request: Request, schema: type[BaseModel], limits: Limits) -> BaseModel:
+class _LargeSlots:
+    """At most ``n`` large bodies held (read, parsed, encoded) at once; the memory they took is
+    handed back to the system when the last of them is done."""
+
+    def __init__(self, n: int):
+        self._gate = asyncio.Semaphore(n)
+        self._held = 0
+
+    @contextlib.asynccontextmanager
+    async def request(self):
+        """One request's claim: ``await slot.take()`` once its body turns out large."""
+        slot = _Slot(self)
+        try:
+            yield slot
+        finally:
+            if slot.large:
+                self._held -= 1
+                self._gate.release()
+                if self._held == 0:
+                    await asyncio.to_thread(_return_memory)
+
+    async def _acquire(self) -> None:
+        await self._gate.acquire()
+        self._held += 1
+
+
+class _Slot:
+    def __init__(self, slots: _LargeSlots):
+        self._slots, self.large = slots, False
+
+    async def take(self) -> None:
+        await self._slots._acquire()
+        self.large = True
+
+
+def _return_memory() -> None:
+    gc.collect()
+    if _malloc_trim is not None:
+        _malloc_trim(0)  # glibc keeps freed heap pages otherwise: RSS would stay at its peak
+
+
+try:
+    _malloc_trim = ctypes.CDLL(None).malloc_trim
+except (AttributeError, OSError):  # not glibc: its allocator returns memory as it sees fit
+    _malloc_trim = None
+
+
+async def _read(request: Request, schema: type[BaseModel], limits: Limits, slot: _Slot) -> BaseModel:
     """The request's body, within the limits, as ``schema``; else ``_Refused`` with its status."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise _Refused(413, f"body of {declared} bytes, over the scorer's limit of {limits.max_body_bytes}")
     chunks: list[bytes] = []
     size = 0
+    waiting = False
 
     async def read() -> None:
-        nonlocal size
+        nonlocal size, waiting
         async for chunk in request.stream():
             size += len(chunk)
             if size > limits.max_body_bytes:
                 raise _Refused(413, f"body over the scorer's limit of {limits.max_body_bytes} bytes")
+            if size > LARGE_BODY_BYTES and not slot.large:
+                waiting = True
+                await slot.take()
+                waiting = False
             chunks.append(chunk)
 
     try:
         await asyncio.wait_for(read(), limits.read_timeout_s)
     except asyncio.TimeoutError:
+        if waiting:
+            raise _Refused(503, f"busy: {limits.max_large_requests} large requests in flight; try again") from None
         raise _Refused(408, f"the body did not arrive within {limits.read_timeout_s:g} s") from None
     try:
         data = json.loads(b"".join(chunks))
     except ValueError as exc:
         raise _Refused(400, f"bad request: not JSON ({exc})") from None
+    except RecursionError:
+        raise _Refused(400, "bad request: JSON nested too deeply") from None
+    finally:
+        chunks.clear()
     items = data.get("items") if isinstance(data, dict) else None
     if isinstance(items, list) and len(items) > limits.max_items:
         raise _Refused(413, f"{len(items)} items, over the scorer's limit of {limits.max_items}")
@@ -93,6 +161,15 @@ def _per_item(results: list, response: type[BaseModel], key: str, **extra) -> JS
 
 
 def make_app(service: ScoringService, info: dict, limits: Limits, token: str | None = None) -> Starlette:
+    slots = _LargeSlots(limits.max_large_requests)
+    # The tokenizer runs off the event loop, and large requests on a thread of their own, so
+    # that a step's few candidates never queue behind a multi-megabyte /check.
+    encoders = {False: ThreadPoolExecutor(1, thread_name_prefix="encode"),
+                True: ThreadPoolExecutor(1, thread_name_prefix="encode-large")}
+
+    async def encoding(slot: _Slot, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(encoders[slot.large], fn, *args)
+
     def authorized(request: Request) -> bool:
         given = request.headers.get("authorization", "")
         return token is None or hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
@@ -108,12 +185,12 @@ def make_app(service: ScoringService, info: dict, limits: Limits, token: str | N
                                  max_wait_s=round(service.max_wait_s, 3), engine=service.model.engine.snapshot(),
                                  **info))
 
-    async def admit(request: Request, schema: type[BaseModel]) -> BaseModel | JSONResponse:
+    async def admit(request: Request, schema: type[BaseModel], slot: _Slot) -> BaseModel | JSONResponse:
         """The request, parsed within the limits; or the error response that refuses it."""
         if not authorized(request):
             return _json(401, ErrorBody(error="missing or wrong token"))
         try:
-            req = await _read(request, schema, limits)
+            req = await _read(request, schema, limits, slot)
         except _Refused as exc:
             return _json(exc.status, ErrorBody(error=exc.message))
         if service.model is None:
@@ -121,17 +198,20 @@ def make_app(service: ScoringService, info: dict, limits: Limits, token: str | N
         return req
 
     async def check(request: Request) -> JSONResponse:
-        req = await admit(request, CheckRequest)
-        if isinstance(req, JSONResponse):
-            return req
-        results = [or_error(service.check, it) for it in req.items]
-        return _per_item(results, CheckResponse, "tokens", max_context=service.model.max_context)
+        async with slots.request() as slot:
+            req = await admit(request, CheckRequest, slot)
+            if isinstance(req, JSONResponse):
+                return req
+            results = await encoding(slot, lambda: [or_error(service.check, it) for it in req.items])
+            return _per_item(results, CheckResponse, "tokens", max_context=service.model.max_context)
 
     async def score(request: Request) -> JSONResponse:
-        req = await admit(request, ScoreRequest)
-        if isinstance(req, JSONResponse):
-            return req
-        futures = service.submit(req.items)
+        async with slots.request() as slot:
+            req = await admit(request, ScoreRequest, slot)
+            if isinstance(req, JSONResponse):
+                return req
+            futures = await encoding(slot, service.submit, req.items)
+            del req  # the texts are not needed once encoded: the slot is free before the wait for scores
         await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
         try:
             results = [result_or_error(f) for f in futures]
@@ -191,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as exc:
         p.error(str(exc))
     limits = Limits(max_body_bytes=int(st.max_body_mb * (1 << 20)), max_items=st.max_items,
-                    read_timeout_s=st.read_timeout_s)
+                    read_timeout_s=st.read_timeout_s, max_large_requests=st.max_large_requests)
     service = ScoringService(st.max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
     info: dict = {"model": st.model, "scoring_prompt": st.scoring_prompt,
                   "single_segment_answer": st.single_segment_answer}

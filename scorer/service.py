@@ -72,7 +72,7 @@ class ScoringService:
             try:
                 enc = self.model.encode(it.question, it.thinking, it.answer, it.lang)
             except ScoringInputError as exc:
-                fut.set_exception(exc)
+                fut.set_exception(exc.with_traceback(None))  # its frames hold the item's whole encoding
                 fut.tokens = 0  # type: ignore[attr-defined]
             else:
                 fut.tokens = len(enc.positions)  # type: ignore[attr-defined]
@@ -133,7 +133,9 @@ def or_error(fn, item):
     try:
         return fn(item)
     except ScoringInputError as exc:
-        return exc
+        # Without its traceback: the frames hold the item's encoding, and a request of thousands
+        # of refused items would keep every one of them alive until the response is sent.
+        return exc.with_traceback(None)
 
 
 def result_or_error(fut: Future):

@@ -15,7 +15,8 @@ from typing import Any
 
 from prompts import SCORING_PROMPTS
 from scorer.loading import DEMO_MODEL
-from scorer.protocol import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ITEMS, DEFAULT_READ_TIMEOUT_S
+from scorer.protocol import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ITEMS, DEFAULT_MAX_LARGE_REQUESTS,
+                             DEFAULT_READ_TIMEOUT_S)
 from scorer.service import CUDA_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS
 from scorer.span import SINGLE_SEGMENT_MODES
 
@@ -58,6 +59,8 @@ class ScorerSettings:
         "most items in one request (413 past it)", int, minimum=1))
     read_timeout_s: float = field(default=DEFAULT_READ_TIMEOUT_S, metadata=_opt(
         "time for a request's whole body to arrive (408 past it)", float, minimum=1e-6))
+    max_large_requests: int = field(default=DEFAULT_MAX_LARGE_REQUESTS, metadata=_opt(
+        "requests with a body over 1 MiB held at once; others wait for one to finish", int, minimum=1))
 
     def __post_init__(self) -> None:
         if len(self.model) > 1:  # "models/qwen/" and "models/qwen" are one model (and one stored config)

@@ -2,7 +2,9 @@
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -103,11 +105,12 @@ def item(i: int, thinking: str = THINK) -> dict:
 
 
 async def test_the_scorer_refuses_what_is_over_its_limits_and_keeps_scoring(tiny_model_dirs):
-    proc, url = start_scorer(tiny_model_dirs["llama"], "--max-body-mb", "0.01", "--max-items", "3",
+    proc, url = start_scorer(tiny_model_dirs["llama"], "--max-body-mb", "0.01", "--max-items", "3", "--max-large-requests", "1",
                              "--read-timeout-s", "1")
     try:
         health = httpx.get(f"{url}/health").json()
-        assert health["limits"] == {"max_body_bytes": 10485, "max_items": 3, "read_timeout_s": 1.0}
+        assert health["limits"] == {"max_body_bytes": 10485, "max_items": 3, "read_timeout_s": 1.0,
+                                    "max_large_requests": 1}
         big = httpx.post(f"{url}/score", json={"items": [item(0, THINK * 120)]})
         assert big.status_code == 413 and "over the scorer's limit of 10485" in big.json()["error"]
         many = httpx.post(f"{url}/score", json={"items": [item(i) for i in range(4)]})
@@ -148,3 +151,110 @@ def test_sigterm_lets_the_requests_in_flight_finish(tiny_model_dirs):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def rss_mb(pid: int) -> tuple[int, int]:
+    """(resident now, resident at its peak) in MiB."""
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    return int(status["VmRSS"].split()[0]) >> 10, int(status["VmHWM"].split()[0]) >> 10
+
+
+def hostile(url: str, kind: str, mb: float) -> int:
+    """One hostile request; the status it got (0: the connection was closed without one)."""
+    big = int(mb * (1 << 20))
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        if kind == "declared":  # says it is huge, sends nothing
+            s.sendall(b"POST /check HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (50 * big))
+        elif kind == "streamed":  # no length, more than the limit, in chunks
+            s.sendall(b"POST /check HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            piece = b"x" * (1 << 20)
+            with contextlib.suppress(OSError):  # the server may answer and close before the end
+                for _ in range(int(mb) + 2):
+                    s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                s.sendall(b"0\r\n\r\n")
+        elif kind == "slow":  # a large body that trickles
+            s.sendall(b"POST /check HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % big)
+            s.sendall(b"{" * (3 << 19))  # past 1 MiB: it holds a large-request slot
+            with contextlib.suppress(OSError):
+                while not select.select([s], [], [], 0.25)[0]:  # until the server answers
+                    s.sendall(b"{" * 1000)
+        elif kind in ("malformed", "many"):  # under the limit: not JSON, or far more items than allowed
+            item = b'{"question":"q","answer":"a"},'
+            body = b"[" * (big - 1024) if kind == "malformed" else b'{"items":[' + item * ((big - 1024) // len(item)) + b"{}]}"
+            s.sendall(b"POST /check HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        answer = s.recv(64)
+    return int(answer.split()[1]) if answer.startswith(b"HTTP/1.1") else 0
+
+
+def valid_large(url: str, mb: float) -> int:
+    answer = ANSWER * 40
+    n = int(mb * (1 << 20) * 0.9) // (len(answer) + 40)
+    body = {"items": [{"question": f"q{i}", "answer": answer, "lang": "en"} for i in range(n)]}
+    return httpx.post(f"{url}/check", json=body, timeout=120).status_code
+
+
+async def test_a_flood_of_hostile_requests_leaves_memory_bounded_and_real_scores_unchanged(tiny_model_dirs):
+    mb = 8
+    proc, url = start_scorer(tiny_model_dirs["llama"], "--max-body-mb", str(mb), "--read-timeout-s", "5",
+                             "--max-large-requests", "2")
+    try:
+        client = ScorerClient(url)
+        items = [(f"question {i}", THINK * (1 + i % 3), ANSWER) for i in range(6)]
+        alone = [await client.score(q, t, a, "en") for q, t, a in items]
+        await client.score_many("q", [THINK] * 4, ANSWER, "en")
+        base, _ = rss_mb(proc.pid)
+
+        kinds = ["declared"] * 8 + ["streamed"] * 6 + ["slow"] * 4 + ["malformed"] * 6 + ["many"] * 12
+        with concurrent.futures.ThreadPoolExecutor(len(kinds) + 8) as pool:
+            flood = [pool.submit(hostile, url, k, mb) for k in kinds]
+            flood += [pool.submit(valid_large, url, mb - 1) for _ in range(8)]
+            during, health_s = [], []
+            while not all(f.done() for f in flood):  # real scoring goes on, and /health answers at once
+                during.append(await asyncio.gather(*(client.score(q, t, a, "en") for q, t, a in items)))
+                t0 = time.monotonic()
+                assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+                health_s.append(time.monotonic() - t0)
+            statuses = [f.result() for f in flood]
+        _, peak = rss_mb(proc.pid)
+        after = await asyncio.gather(*(client.score(q, t, a, "en") for q, t, a in items))
+        await client.aclose()
+        time.sleep(1.0)
+        now, _ = rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    by_kind = dict(zip(kinds + ["valid"] * 8, statuses))
+    assert [s for k, s in zip(kinds, statuses) if k == "declared"] == [413] * 8, statuses
+    # each refused for what it is, or, waiting for a large-request slot, timed out or told to retry
+    assert set(s for k, s in zip(kinds, statuses) if k == "streamed") <= {413, 408, 503, 0}, statuses
+    assert set(s for k, s in zip(kinds, statuses) if k == "slow") <= {408, 503}, statuses
+    assert set(s for k, s in zip(kinds, statuses) if k == "malformed") <= {400, 408, 503}, statuses
+    assert set(s for k, s in zip(kinds, statuses) if k == "many") <= {413, 408, 503}, statuses
+    assert set(statuses[len(kinds):]) <= {200, 503} and statuses[len(kinds):].count(200) >= 2, by_kind
+    assert during and max(health_s) < 2.0, health_s
+    for scores in [*during, after]:
+        assert scores == pytest.approx(alone, abs=1e-5)
+    # at most two large bodies are held at once, and what they took is handed back
+    assert peak - base < 400, (base, peak, now)
+    assert now - base < 50, (base, peak, now)
+
+
+def test_a_large_body_waits_for_a_slot_and_a_small_one_does_not(tiny_model_dirs):
+    proc, url = start_scorer(tiny_model_dirs["llama"], "--max-body-mb", "8", "--read-timeout-s", "3",
+                             "--max-large-requests", "1")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            t0 = time.monotonic()
+            holder = pool.submit(lambda: (hostile(url, "slow", 4), time.monotonic() - t0))
+            time.sleep(0.5)  # it has sent its first 1.5 MiB: the one slot is taken
+            large = pool.submit(lambda: (valid_large(url, 2), time.monotonic() - t0))
+            small = httpx.post(f"{url}/score", json={"items": [item(0)]}, timeout=30)
+            small_s = time.monotonic() - t0
+            (held, held_s), (waited, waited_s) = holder.result(), large.result()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert small.status_code == 200 and small_s < held_s  # not behind the large bodies
+    assert held == 408 and waited == 200
+    assert waited_s > held_s  # the second large body was read only once the first let go

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from scorer.engine import Engine
+from scorer.errors import ScoringInputError
 from scorer.encoded import Encoded
 from scorer.model import ScoringModel
 from scorer.span import scoring_text
@@ -64,6 +65,21 @@ def test_one_segment_answer_is_scored_whole(scorer):
     assert offsets[enc.positions[0]][0] <= first < offsets[enc.positions[0]][1]
     [got] = scorer.score([enc])
     assert got == pytest.approx(direct_score(scorer, "q", THINKING, ONE_SEGMENT_ANSWER), abs=1e-5)
+
+
+def test_a_text_no_context_could_hold_is_refused_without_tokenizing(scorer, monkeypatch):
+    limit = scorer.max_context * scorer.max_token_chars
+    longest = max(scorer.tokenizer.get_vocab(), key=len)
+    assert len(longest) == scorer.max_token_chars
+    calls = []
+    real = scorer.tokenizer.__class__.__call__
+    monkeypatch.setattr(scorer.tokenizer.__class__, "__call__", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    with pytest.raises(ScoringInputError, match=r"characters, more than \d+ tokens can hold"):
+        scorer.encode("q", "word " * (limit // 5 + 1), ANSWER, "en")
+    assert not calls
+    with pytest.raises(ScoringInputError, match=r"tokens, over the scorer's context"):  # near it: counted
+        scorer.encode("q", "word " * scorer.max_context, ANSWER, "en")
+    assert calls
 
 
 def test_batched_equals_unbatched(scorer):
