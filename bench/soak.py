@@ -77,7 +77,7 @@ def main() -> int:
         while True:
             proc = R.start(cmd)
             if events:
-                time.sleep(rng.uniform(5.0, 30.0))
+                time.sleep(rng.uniform(4.0, 15.0))
                 if proc.poll() is None:
                     event = events.pop()
                     applied[event] += 1
