@@ -18,7 +18,6 @@ import argparse
 import collections
 import contextlib
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.support import disk  # noqa: E402
 from tests.support import runner as R  # noqa: E402
 from tests.support.fake_openai import FakeOpenAI  # noqa: E402
 from tests.support.hostile import KINDS, hostile, rss_mb, valid_large  # noqa: E402
@@ -57,7 +57,9 @@ def main() -> int:
     inp = R.write_input(tmp / "in.jsonl", records)
     out = tmp / "soak.jsonl"
     with contextlib.ExitStack() as stack:
-        store_dir = stack.enter_context(_tmpfs(tmp / "store")) if a.store_faults else tmp
+        if a.store_faults and not disk.can_mount():
+            sys.exit("--store-faults puts the database on a tmpfs of its own: run as root")
+        store_dir = stack.enter_context(disk.tmpfs(tmp / "store", "512m")) if a.store_faults else tmp
         db = store_dir / "soak.db"
         fake = stack.enter_context(FakeOpenAI(fault_rate=a.fault_rate, hang_s=3.0, seed=a.seed))
         extra: list[str] = []
@@ -118,21 +120,9 @@ def main() -> int:
     return 0 if lost == 0 and lost_steps == 0 and clean else 1
 
 
-@contextlib.contextmanager
-def _tmpfs(path: Path, size: str = "512m"):
-    path.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]).returncode != 0:
-        sys.exit("--store-faults puts the database on a tmpfs of its own: run as root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)])
-
-
 def _fill_until_stopped(proc, folder: Path) -> str:
     """Fill the database's disk, wait for the run to stop, make room again; how it stopped."""
-    filler = folder / "filler"
-    subprocess.run(["fallocate", "-l", str(shutil.disk_usage(folder).free), str(filler)], check=True)
+    filler = disk.fill(folder)
     try:
         _, stderr = proc.communicate(timeout=300)
     except subprocess.TimeoutExpired:

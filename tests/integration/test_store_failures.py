@@ -2,49 +2,15 @@
 the endpoint when the database cannot even open, and a full disk mid-run that loses nothing
 stored and resumes once there is room."""
 
-import contextlib
-import shutil
 import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.support import runner as R
+from tests.support.disk import can_mount, fill, read_only, tmpfs
 from tests.support.fake_openai import FakeOpenAI
 from tests.unit.test_store import PG_URL, _pg_available
-
-
-@contextlib.contextmanager
-def mounted(target: Path, *args: str):
-    """A mount of our own at ``target`` (root only), gone afterwards."""
-    if subprocess.run(["mount", *args, str(target)], capture_output=True).returncode != 0:
-        pytest.skip("cannot mount here (not root)")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], capture_output=True)
-
-
-@contextlib.contextmanager
-def read_only(path: Path):
-    """``path`` (a file or a folder) read-only: root writes through permissions, not through this."""
-    with mounted(path, "--bind", str(path)):
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], check=True)
-        yield path
-
-
-def tmpfs(folder: Path, size: str):
-    folder.mkdir()
-    return mounted(folder, "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
-
-
-def fill(folder: Path) -> Path:
-    """Take every free byte of ``folder``'s file system."""
-    filler = folder / "filler"
-    free = shutil.disk_usage(folder).free
-    subprocess.run(["fallocate", "-l", str(free), str(filler)], check=True)
-    return filler
 
 
 def refused_at_open(tmp_path, tiny_model_dirs, db: str) -> subprocess.CompletedProcess:
@@ -87,6 +53,10 @@ def test_an_unknown_dialect(tmp_path, tiny_model_dirs):
     assert "not a database URL reer can use" in p.stderr
 
 
+needs_mount = pytest.mark.skipif(not can_mount(), reason="cannot mount here (not root)")
+
+
+@needs_mount
 def test_a_read_only_folder_or_wal(tmp_path, tiny_model_dirs):
     (tmp_path / "ro").mkdir()
     with read_only(tmp_path / "ro"):
@@ -101,6 +71,7 @@ def test_a_read_only_folder_or_wal(tmp_path, tiny_model_dirs):
     assert "run.db-wal cannot be written" in p.stderr
 
 
+@needs_mount
 def test_a_full_disk_before_start(tmp_path, tiny_model_dirs):
     with tmpfs(tmp_path / "fs", "4m") as fs:
         fill(fs)
@@ -108,6 +79,7 @@ def test_a_full_disk_before_start(tmp_path, tiny_model_dirs):
     assert "its file system is full (0 KiB free)" in p.stderr and "free space" in p.stderr
 
 
+@needs_mount
 def test_a_disk_filling_mid_run_stops_it_and_the_run_resumes_after(tmp_path, tiny_model_dirs):
     inp = R.write_input(tmp_path / "in.jsonl")
     out = tmp_path / "out.jsonl"
