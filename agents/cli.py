@@ -2,6 +2,8 @@
 
     reer run ARGS      = python -m agents.run ARGS      synthesize thinking for an input file
     reer export ARGS   = python -m agents.export ARGS   write a run's results from its store
+    reer status ARGS   = python -m agents.status ARGS   a run at a glance, from its store
+    reer show ARGS     = python -m agents.show ARGS     one record's search tree
     reer scorer ARGS   = python -m scorer.server ARGS   a standalone scorer (--scorer-url)
 """
 
@@ -13,6 +15,8 @@ import sys
 COMMANDS = {
     "run": ("agents.run", "synthesize REER thinking for every record of an input file"),
     "export": ("agents.export", "write a run's results as JSONL from its store alone"),
+    "status": ("agents.status", "a run at a glance from its store: counts, failures by reason, config"),
+    "show": ("agents.show", "one record's search tree: draft, steps, candidates, scores"),
     "scorer": ("scorer.server", "run a scorer process for other runs to use (--scorer-url)"),
 }
 

@@ -62,11 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", required=True, help="the run's database (SQLite path or SQLAlchemy URL)")
     p.add_argument("--out", required=True, type=Path, help="the JSONL file to write")
     args = p.parse_args(argv)
-    if "://" not in args.db and not Path(args.db).is_file():
-        print(f"reer: error: {shown(args.db)}: no such database", file=sys.stderr)
-        return 2
     try:
-        store = Store.open(args.db)
+        store = Store.open(args.db, create=False)
         run_id = store.latest_run_id()
         if run_id is None:
             print(f"reer: error: {shown(args.db)} holds no run", file=sys.stderr)

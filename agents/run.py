@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import re
 import sys
 import time
 import traceback
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from agents.records import read_records
 from agents.scoring import SupervisedScorer
 from agents.shutdown import Shutdown
 from agents.stats import Stats
+from agents.status import reasons_summary
 from agents.worker import RecordSearch, draft_stop
 from prompts import PromptError, PromptSet
 from scorer import ScorerClient, ScorerError
@@ -202,17 +201,6 @@ async def _quietly(close) -> None:
     """Closing one service must not keep the others open."""
     with contextlib.suppress(Exception):
         await close()
-
-
-def reasons_summary(problems) -> list[str]:
-    """Records that ended without a result, grouped by reason (numbers folded), most common first."""
-    groups: Counter[str] = Counter()
-    examples: dict[str, str] = {}
-    for rec in problems:
-        reason = f"{rec.status.value}: " + re.sub(r"\d+", "N", rec.error or "no reason recorded")
-        groups[reason] += 1
-        examples.setdefault(reason, rec.key)
-    return [f"{count} x {reason} (e.g. record {examples[reason]})" for reason, count in groups.most_common()]
 
 
 async def _tick(display: Display) -> None:

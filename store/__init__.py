@@ -4,10 +4,10 @@ from store.database import shown
 from store.errors import RunMismatch, StoreError, StoreStateError, StoreUnavailable
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step
 from store.store import Store
-from store.values import Progress, RecordIn, RunStart, content_hash
+from store.values import Overview, Progress, RecordIn, RunStart, content_hash
 
 __all__ = [
-    "Node", "NodeKind", "Progress", "Record", "RecordIn", "RecordStatus", "Run", "RunMismatch",
+    "Node", "NodeKind", "Overview", "Progress", "Record", "RecordIn", "RecordStatus", "Run", "RunMismatch",
     "RunStart", "Step", "Store", "StoreError", "StoreStateError", "StoreUnavailable",
     "content_hash", "shown",
 ]

@@ -54,8 +54,11 @@ def shown(db: str) -> str:
         return db.split("://", 1)[0] + "://***"
 
 
-def open_engine(db: str) -> Engine:
-    """An engine on ``db`` with reer's tables created and checked; StoreUnavailable otherwise."""
+def open_engine(db: str, create: bool = True) -> Engine:
+    """An engine on ``db`` with reer's tables created (or, without ``create``, found) and
+    checked; StoreUnavailable otherwise."""
+    if not create and "://" not in db and not Path(db).expanduser().is_file():
+        raise StoreUnavailable(db, "no such database", "give the --db of a run", resumable=False)
     url = _sqlite_url(db) if "://" not in db else db
     try:
         engine = create_engine(url)
@@ -70,7 +73,8 @@ def open_engine(db: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "handle_error", lambda ctx: _translate(db, ctx))
     try:
-        SQLModel.metadata.create_all(engine)
+        if create:
+            SQLModel.metadata.create_all(engine)
         _check_tables(db, engine)
     except BaseException:
         engine.dispose()
@@ -125,6 +129,8 @@ def _check_tables(db: str, engine: Engine) -> None:
     would fail at the first write, after generations were paid for: refuse now."""
     found = inspect(engine)
     for table in SQLModel.metadata.sorted_tables:
+        if not found.has_table(table.name):
+            raise StoreUnavailable(shown(db), "it holds no reer run", "give the --db of a run", resumable=False)
         missing = {c.name for c in table.columns} - {c["name"] for c in found.get_columns(table.name)}
         if missing:
             raise StoreUnavailable(shown(db), f"its table {table.name!r} lacks the columns {sorted(missing)}",

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, delete, select
 from store.database import open_engine
 from store.errors import RunMismatch, StoreStateError
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, utcnow
-from store.values import (Progress, RecordIn, RunStart, config_hash, content_hash, input_changes,
+from store.values import (Overview, Progress, RecordIn, RunStart, config_hash, content_hash, input_changes,
                           run_differences)
 
 UNFINISHED = (RecordStatus.pending, RecordStatus.running)
@@ -28,10 +28,11 @@ class Store:
         self.engine = engine
 
     @classmethod
-    def open(cls, db: str) -> "Store":
-        """The store in ``db``, its tables created; StoreUnavailable (one line: the database,
-        the cause, what to do) if it cannot be opened, and later if a write fails."""
-        return cls(open_engine(db))
+    def open(cls, db: str, create: bool = True) -> "Store":
+        """The store in ``db``, its tables created (``create``) or required to exist already;
+        StoreUnavailable (one line: the database, the cause, what to do) if it cannot be
+        opened, and later if a write fails."""
+        return cls(open_engine(db, create))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -248,6 +249,31 @@ class Store:
             records = list(s.exec(q.order_by(col(Record.position))))
         for rec in records:
             yield rec, self.load_progress(rec.id)
+
+    def run(self, run_id: int) -> Run | None:
+        with self._session() as s:
+            return s.get(Run, run_id)
+
+    def record_by_key(self, run_id: int, key: str) -> Record | None:
+        with self._session() as s:
+            return s.exec(select(Record).where(Record.run_id == run_id, Record.key == key)).first()
+
+    def overview(self, run_id: int) -> Overview:
+        """The run's numbers, from the store alone: what the dashboard shows, for any run."""
+        with self._session() as s:
+            of_run = col(Node.record_id).in_(select(Record.id).where(Record.run_id == run_id))
+            steps, accepted = s.exec(select(func.count(col(Step.id)), func.count(col(Step.chosen_node_id)))
+                                     .join(Record).where(Record.run_id == run_id)).one()
+            nodes, rejected, prompt, completion = s.exec(select(
+                func.count(col(Node.id)), func.count(col(Node.rejected)),
+                func.coalesce(func.sum(Node.prompt_tokens), 0), func.coalesce(func.sum(Node.completion_tokens), 0),
+            ).where(of_run)).one()
+            initial, final = s.exec(select(func.avg(Record.initial_score), func.avg(Record.final_score))
+                                    .where(Record.run_id == run_id, Record.status == RecordStatus.done)).one()
+            updated = s.exec(select(func.max(Record.updated_at)).where(Record.run_id == run_id)).one()
+            return Overview(counts=self._status_counts(s, run_id), steps=steps, accepted=accepted, nodes=nodes,
+                            rejected=rejected, prompt_tokens=int(prompt), completion_tokens=int(completion),
+                            mean_initial=initial, mean_final=final, updated_at=updated)
 
     def latest_run_id(self) -> int | None:
         with self._session() as s:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Sequence
 
-from store.models import Node, Run, Step
+from store.models import Node, RecordStatus, Run, Step
 
 
 def content_hash(*parts: str) -> str:
@@ -50,6 +51,22 @@ class RunStart:
     done: int
     steps_kept: int
     changes: list[str]
+
+
+@dataclass(frozen=True)
+class Overview:
+    """A run's numbers at a glance (``Store.overview``); the scores are means over done records."""
+
+    counts: dict[RecordStatus, int]
+    steps: int
+    accepted: int
+    nodes: int
+    rejected: int
+    prompt_tokens: int
+    completion_tokens: int
+    mean_initial: float | None
+    mean_final: float | None
+    updated_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,15 @@ def test_a_write_on_a_full_database_fails_whole_and_the_run_goes_on_after(tmp_pa
 
 def pages(conn) -> int:
     return conn.execute("PRAGMA page_count").fetchone()[0] + 2
+
+
+def test_reading_a_database_that_holds_no_run_creates_nothing(tmp_path):
+    with pytest.raises(StoreUnavailable, match=r"no such database\. To go on: give the --db of a run$"):
+        Store.open(str(tmp_path / "none.db"), create=False)
+    assert not (tmp_path / "none.db").exists()
+    import sqlite3
+    sqlite3.connect(tmp_path / "empty.db").close()
+    with pytest.raises(StoreUnavailable, match="it holds no reer run"):
+        Store.open(str(tmp_path / "empty.db"), create=False)
+    Store.open(str(tmp_path / "run.db")).close()
+    Store.open(str(tmp_path / "run.db"), create=False).close()

@@ -1,0 +1,156 @@
+"""``python -m agents.status --db PATH``: a run at a glance, from its store alone.
+
+    python -m agents.status --db runs/x.db           the numbers, failures by reason, the config
+    python -m agents.status --db URL --watch         follow a run in progress, here or elsewhere
+    python -m agents.status --db runs/x.db --json    the same as JSON
+
+It reads the store and nothing else, so it works on a run that is not running, or one running
+on another machine against the same PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from rich.console import Console, Group
+from rich.json import JSON
+from rich.live import Live
+from rich.table import Table
+
+from store import Record, RecordStatus, Store, StoreError
+
+
+def reason_groups(problems: list[Record]) -> list[dict[str, Any]]:
+    """Records that ended without a result, grouped by reason (numbers folded to N), most
+    common first, each with a count and an example record."""
+    groups: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    for rec in problems:
+        reason = f"{rec.status.value}: " + re.sub(r"\d+", "N", rec.error or "no reason recorded")
+        groups[reason] += 1
+        examples.setdefault(reason, rec.key)
+    return [{"reason": reason, "count": n, "example": examples[reason]} for reason, n in groups.most_common()]
+
+
+def reasons_summary(problems: list[Record]) -> list[str]:
+    return [f"{g['count']} x {g['reason']} (e.g. record {g['example']})" for g in reason_groups(problems)]
+
+
+def snapshot(store: Store, run_id: int) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain data."""
+    run = store.run(run_id)
+    ov = store.overview(run_id)
+    counts = {st.value: ov.counts.get(st, 0) for st in RecordStatus}
+    return {
+        "run": run_id, "input": run.input_path, "created_at": run.created_at.isoformat(),
+        "updated_at": ov.updated_at.isoformat() if ov.updated_at else None,
+        "records": {"total": sum(n for st, n in counts.items() if st != "removed"), **counts},
+        "steps": ov.steps, "accepted_steps": ov.accepted,
+        "acceptance": round(ov.accepted / ov.steps, 4) if ov.steps else None,
+        "mean_score": {"initial": ov.mean_initial, "final": ov.mean_final},
+        "generations": {"stored": ov.nodes, "rejected": ov.rejected},
+        "tokens": {"prompt": ov.prompt_tokens, "completion": ov.completion_tokens},
+        "problems": reason_groups(store.unfinished_problems(run_id)),
+        "config": run.config, "history": run.history,
+    }
+
+
+def _score(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def render(snap: dict[str, Any], db: str, with_config: bool = True) -> Group:
+    r = snap["records"]
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("run", f"{snap['run']} in {db}, input {snap['input']}, started {snap['created_at'][:19]}, "
+                     f"last write {(snap['updated_at'] or '-')[:19]}")
+    finished = r["done"] + r["failed"] + r["skipped"]
+    t.add_row("records", f"{finished}/{r['total']}  done [green]{r['done']}[/]  failed [red]{r['failed']}[/]  "
+                         f"skipped [yellow]{r['skipped']}[/]  running [cyan]{r['running']}[/]  pending {r['pending']}"
+                         + (f"  removed {r['removed']}" if r["removed"] else ""))
+    acc = snap["acceptance"]
+    t.add_row("steps", f"{snap['steps']}  accepted {snap['accepted_steps']}"
+                       + (f" ({acc:.0%})" if acc is not None else ""))
+    t.add_row("mean score", f"{_score(snap['mean_score']['initial'])} → {_score(snap['mean_score']['final'])}"
+                            "  (done records; clipped NLL of the answer, lower is better)")
+    g, tok = snap["generations"], snap["tokens"]
+    t.add_row("generations", f"{g['stored']} stored, {g['rejected']} rejected; "
+                             f"tokens {tok['prompt']} prompt, {tok['completion']} completion")
+    parts: list[Any] = [t]
+    if snap["problems"]:
+        p = Table(title="without a result, by reason", title_justify="left", show_edge=False)
+        p.add_column("count", justify="right")
+        p.add_column("reason")
+        p.add_column("e.g. record")
+        for grp in snap["problems"]:
+            p.add_row(str(grp["count"]), grp["reason"], grp["example"])
+        parts.append(p)
+    if with_config:
+        parts += ["[bold]config[/] (--json gives the prompts' texts)", JSON.from_data(_brief(snap["config"]))]
+        if snap["history"]:
+            parts.append(f"[bold]forced changes[/]: {len(snap['history'])} (the last at "
+                         f"{snap['history'][-1]['at'][:19]}: {', '.join(snap['history'][-1]['changes']) or 'config'})")
+    return Group(*parts)
+
+
+def _brief(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with each prompt's text shown by its length: the settings fit a screen."""
+    prompts = config.get("prompts")
+    if not isinstance(prompts, dict):
+        return config
+    return {**config, "prompts": {k: f"{len(v)} characters" if isinstance(v, str) else v for k, v in prompts.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m agents.status", description="A run at a glance, from its store.")
+    p.add_argument("--db", required=True, help="the run's database (SQLite path or SQLAlchemy URL)")
+    p.add_argument("--json", action="store_true", help="print the same as JSON")
+    p.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
+                   help="follow the run, refreshing every SECONDS (2); Ctrl-C to stop")
+    args = p.parse_args(argv)
+    try:
+        store = Store.open(args.db, create=False)
+        run_id = store.latest_run_id()
+        if run_id is None:
+            print(f"reer: error: {args.db} holds no run", file=sys.stderr)
+            return 2
+        if args.json:
+            print(json.dumps(snapshot(store, run_id), ensure_ascii=False, indent=2))
+        elif args.watch:
+            _watch(store, run_id, args.db, args.watch)
+        else:
+            Console().print(render(snapshot(store, run_id), args.db))
+    except StoreError as exc:
+        print(f"reer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _watch(store: Store, run_id: int, db: str, every_s: float) -> None:
+    console = Console()
+    if not console.is_terminal:  # a log: one line per refresh
+        while True:
+            snap = snapshot(store, run_id)
+            r = snap["records"]
+            print(f"{time.strftime('%H:%M:%S')} done {r['done']}, failed {r['failed']}, skipped {r['skipped']}, "
+                  f"running {r['running']}, pending {r['pending']} of {r['total']} | steps {snap['steps']} "
+                  f"(accepted {snap['accepted_steps']})", flush=True)
+            time.sleep(every_s)
+    with Live(render(snapshot(store, run_id), db, with_config=False), console=console, auto_refresh=False) as live:
+        while True:
+            time.sleep(every_s)
+            live.update(render(snapshot(store, run_id), db, with_config=False), refresh=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
