@@ -52,6 +52,14 @@ class Generation:
     latency_s: float
 
 
+def split_evenly(total: int | None, n: int) -> list[int | None]:
+    """``total`` in ``n`` whole shares that add up to it, the larger ones first."""
+    if total is None:
+        return [None] * n
+    q, r = divmod(total, n)
+    return [q + (i < r) for i in range(n)]
+
+
 class Generator:
     def __init__(self, cfg: GeneratorConfig, stats: Stats | None = None, rng: random.Random | None = None,
                  max_connections: int = 64, breaker: CircuitBreaker | None = None,
@@ -203,12 +211,15 @@ class Generator:
                 raise RetryableError("the endpoint returned an empty 'choices' list")
             latency = time.monotonic() - t0
             usage = data.get("usage") or {}
-            completion = usage.get("completion_tokens")
-            per_choice = completion // len(texts) if completion else None
-            self.stats.prompt_tokens += usage.get("prompt_tokens") or 0
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            self.stats.prompt_tokens += prompt or 0
             self.stats.completion_tokens += completion or 0
-            return [Generation(t, fr, data.get("model") or self.model, usage.get("prompt_tokens"), per_choice, latency)
-                    for t, fr in texts]
+            # A request's usage is for all its choices: its prompt is counted on the first output
+            # only and its completion tokens shared out, so that sums over outputs are what the
+            # endpoint billed (the API gives no per-choice counts).
+            shares = split_evenly(completion, len(texts))
+            return [Generation(t, fr, data.get("model") or self.model, prompt if i == 0 else None, shares[i], latency)
+                    for i, (t, fr) in enumerate(texts)]
 
         return await (self._with_retries(call) if retry else translated(call))
 

@@ -82,6 +82,8 @@ class Node(SQLModel, table=True):
     score: float | None = None  # None until scored
     model: str = ""
     finish_reason: str | None = None
+    # A request's usage counted once: its prompt tokens on its first output (idx) only, its
+    # completion tokens shared out among its outputs, so that sums are what was billed.
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_s: float | None = None

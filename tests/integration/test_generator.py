@@ -8,7 +8,7 @@ import pytest
 from agents.config import GeneratorConfig, RetryPolicy, Sampling
 from agents.breaker import CircuitBreaker
 from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
-from agents.generator import Generator
+from agents.generator import Generator, split_evenly
 from agents.stats import Stats
 from tests.support.fake_openai import FakeOpenAI
 
@@ -186,3 +186,8 @@ async def test_completions_mode_on_openai_stops_at_once_pointing_at_mode():
             await g.start(2, [])
         assert len(fake.refused) == 1  # a 404 is not retried
         await g.aclose()
+
+
+def test_a_requests_completion_tokens_are_shared_out_whole():
+    assert split_evenly(7, 3) == [3, 2, 2] and sum(split_evenly(1001, 4)) == 1001
+    assert split_evenly(None, 2) == [None, None] and split_evenly(5, 1) == [5]

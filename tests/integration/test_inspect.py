@@ -13,18 +13,21 @@ from tests.support.fake_openai import FakeOpenAI
 
 
 @pytest.fixture(scope="module")
-def run_db(tmp_path_factory, tiny_model_dirs):
+def run(tmp_path_factory, tiny_model_dirs):
     tmp = tmp_path_factory.mktemp("inspect")
     inp = R.write_input(tmp / "in.jsonl")
     db = tmp / "run.db"
     with FakeOpenAI(faults=["400"]) as fake:  # a 400 is not retried: one record fails, with its reason
         p = R.run(R.run_cmd(fake.url, inp, db, tmp / "out.jsonl", tiny_model_dirs["llama"], "--max-steps", "3",
                             "--record-failures", "1", "--concurrency", "4"))
+        billed = {k: sum(r.usage[k] for r in fake.log if r.kind != "other")
+                  for k in ("prompt_tokens", "completion_tokens")}
     assert p.returncode == 1, p.stdout + p.stderr
-    return db
+    return db, billed
 
 
-def test_status_shows_the_stores_numbers(run_db, capsys, monkeypatch):
+def test_status_shows_the_stores_numbers(run, capsys, monkeypatch):
+    run_db, billed = run
     monkeypatch.setenv("COLUMNS", "10000")
     assert status.main(["--db", str(run_db), "--json"]) == 0
     snap = json.loads(capsys.readouterr().out)
@@ -35,8 +38,9 @@ def test_status_shows_the_stores_numbers(run_db, capsys, monkeypatch):
     assert snap["accepted_steps"] == R.query(run_db, "select count(chosen_node_id) from step")[0][0]
     [(initial, final)] = R.query(run_db, "select avg(initial_score), avg(final_score) from record where status='done'")
     assert snap["mean_score"] == {"initial": pytest.approx(initial), "final": pytest.approx(final)}
-    [(prompt, completion)] = R.query(run_db, "select sum(prompt_tokens), sum(completion_tokens) from node")
-    assert snap["tokens"] == {"prompt": prompt, "completion": completion}
+    # each request's usage counted once: the sums are what the endpoint billed
+    assert snap["tokens"] == {"prompt": billed["prompt_tokens"], "completion": billed["completion_tokens"]}
+    assert R.query(run_db, "select count(*) from node where idx > 0 and prompt_tokens is not null") == [(0,)]
     [(key, error)] = R.query(run_db, "select key, error from record where status = 'failed'")
     assert "HTTP 400" in error
     assert snap["problems"] == [{"reason": "failed: " + re.sub(r"\d+", "N", error), "count": 1, "example": key}]
@@ -55,7 +59,8 @@ def test_status_of_a_missing_database_creates_nothing(tmp_path, capsys):
     assert "no such database" in capsys.readouterr().err and not (tmp_path / "none.db").exists()
 
 
-def test_show_gives_a_records_tree_as_stored(run_db, capsys, monkeypatch):
+def test_show_gives_a_records_tree_as_stored(run, capsys, monkeypatch):
+    run_db, _ = run
     monkeypatch.setenv("COLUMNS", "10000")  # a line per line: no wrapping to read through
     [(key, rid)] = R.query(run_db, "select key, id from record where status = 'done' and steps_done > 0 "
                                    "order by position limit 1")
@@ -80,12 +85,14 @@ def test_show_gives_a_records_tree_as_stored(run_db, capsys, monkeypatch):
     assert long_segment.splitlines()[-1] in capsys.readouterr().out
 
 
-def test_show_of_an_unknown_record(run_db, capsys):
+def test_show_of_an_unknown_record(run, capsys):
+    run_db, _ = run
     assert show.main(["--db", str(run_db), "--record", "nope"]) == 2
     assert "holds no record 'nope'" in capsys.readouterr().err
 
 
-def test_status_watch_follows_until_ctrl_c(run_db):
+def test_status_watch_follows_until_ctrl_c(run):
+    run_db, _ = run
     proc = R.start([sys.executable, "-m", "agents.status", "--db", str(run_db), "--watch", "0.2"])
     lines = [proc.stdout.readline() for _ in range(2)]
     proc.send_signal(signal.SIGINT)

@@ -78,6 +78,7 @@ class Logged:
     prompt: str
     body: dict = field(default_factory=dict)
     continued: bool = False  # the output continued a prefilled assistant turn
+    usage: dict = field(default_factory=dict)  # what the response said it cost
 
 
 class Refused(Exception):
@@ -212,8 +213,9 @@ class FakeOpenAI(LoopbackServer):
         n_out = n if self.supports_n else 1
         stops = body.get("stop") or []
         stops = [stops] if isinstance(stops, str) else stops
+        logged = Logged(kind, endpoint, task, segment, n_out, prompt, body, prefill is not None)
         with self._lock:
-            self.log.append(Logged(kind, endpoint, task, segment, n_out, prompt, body, prefill is not None))
+            self.log.append(logged)
             texts = []
             for _ in range(n_out):
                 if fault == "notags":
@@ -246,6 +248,7 @@ class FakeOpenAI(LoopbackServer):
         if fault == "empty":
             choices = []
         prompt_tokens = len(prompt.split())
+        logged.usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sum(toks)}
         return {"id": f"fake-{len(self.log)}", "object": obj, "created": int(time.time()), "model": self.model,
                 "choices": choices, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sum(toks),
                                               "total_tokens": prompt_tokens + sum(toks)}}
