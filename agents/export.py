@@ -50,11 +50,18 @@ def write_jsonl(store: Store, run_id: int, out: Path) -> int:
             for rec, progress in store.finished_records(run_id):
                 f.write(json.dumps(result_row(rec, progress), ensure_ascii=False) + "\n")
                 n += 1
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; the file is the user's, as any other
         os.replace(tmp, out)
     except BaseException:
         os.unlink(tmp)
         raise
     return n
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def main(argv: list[str] | None = None) -> int:

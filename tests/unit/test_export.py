@@ -1,0 +1,22 @@
+"""Writing the results file: atomically, with the mode the user's umask gives any new file."""
+
+import os
+import stat
+
+import pytest
+
+from agents.export import write_jsonl
+from store import Store
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_the_results_file_follows_the_umask(tmp_path, umask, mode):
+    st = Store.open(str(tmp_path / "x.db"))
+    run = st.begin_run({}, "in", []).run_id
+    old = os.umask(umask)
+    try:
+        assert write_jsonl(st, run, tmp_path / "out" / "r.jsonl") == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out" / "r.jsonl").stat().st_mode) == mode
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["r.jsonl"]  # no temporary file left
