@@ -74,10 +74,11 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
     rng = random.Random(cfg.seed)
     shutdown = Shutdown(cfg.grace_s, display, stats)
     shutdown.install()
-    store = Store.open(cfg.db)  # a database that cannot be written stops the run before anything is paid for
+    Store.check(cfg.db)  # a database that cannot be written stops the run before the endpoint is asked
     async with contextlib.AsyncExitStack() as stack:
-        stack.callback(store.close)
         cfg, generator, endpoint = await _start_generator(cfg, display, stats, rng, stack)
+        store = Store.open(cfg.db)  # created only once the endpoint has answered
+        stack.callback(store.close)
         fingerprint = cfg.fingerprint(prompts.fingerprint())
         fingerprint["generator_model"] = generator.model
         fingerprint["prefill"] = endpoint.prefills  # what shapes the drafts, whichever way it is sent

@@ -54,24 +54,31 @@ def shown(db: str) -> str:
         return db.split("://", 1)[0] + "://***"
 
 
+def check(db: str) -> None:
+    """StoreUnavailable unless ``db`` can be opened and written; creates nothing. For a SQLite
+    path: its files and the folder it would go in; for a URL: the driver, the server, the
+    database and the credentials. A run checks this before it asks an endpoint anything, and
+    opens the store (creating it) only once the endpoint has answered."""
+    if "://" not in db:
+        _check_sqlite(db)
+        return
+    engine = _engine(db)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
 def open_engine(db: str, create: bool = True) -> Engine:
     """An engine on ``db`` with reer's tables created (or, without ``create``, found) and
     checked; StoreUnavailable otherwise."""
-    if not create and "://" not in db and not Path(db).expanduser().is_file():
-        raise StoreUnavailable(db, "no such database", "give the --db of a run", resumable=False)
-    url = _sqlite_url(db) if "://" not in db else db
-    try:
-        engine = create_engine(url)
-    except (NoSuchModuleError, ArgumentError) as exc:
-        raise StoreUnavailable(shown(db), f"not a database URL reer can use ({_first_line(exc)})",
-                               "give a SQLite file path, or a URL such as postgresql+psycopg://USER@HOST/DB") from exc
-    except ImportError as exc:
-        raise StoreUnavailable(shown(db), f"its driver is not installed ({exc})",
-                               f"install the package that provides {exc.name!r} (for postgresql+psycopg: "
-                               "pip install 'psycopg[binary]')") from exc
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    event.listen(engine, "handle_error", lambda ctx: _translate(db, ctx))
+    if "://" not in db:
+        if not create and not Path(db).expanduser().is_file():
+            raise StoreUnavailable(db, "no such database", "give the --db of a run", resumable=False)
+        _make_folder(db)
+        _check_sqlite(db)
+    engine = _engine(db)
     try:
         if create:
             SQLModel.metadata.create_all(engine)
@@ -82,25 +89,46 @@ def open_engine(db: str, create: bool = True) -> Engine:
     return engine
 
 
-def _sqlite_url(db: str) -> str:
+def _engine(db: str) -> Engine:
+    try:
+        engine = create_engine(db if "://" in db else f"sqlite:///{Path(db).expanduser()}")
+    except (NoSuchModuleError, ArgumentError) as exc:
+        raise StoreUnavailable(shown(db), f"not a database URL reer can use ({_first_line(exc)})",
+                               "give a SQLite file path, or a URL such as postgresql+psycopg://USER@HOST/DB") from exc
+    except ImportError as exc:
+        raise StoreUnavailable(shown(db), f"its driver is not installed ({exc})",
+                               f"install the package that provides {exc.name!r} (for postgresql+psycopg: "
+                               "pip install 'psycopg[binary]')") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "handle_error", lambda ctx: _translate(db, ctx))
+    return engine
+
+
+def _make_folder(db: str) -> None:
+    try:
+        Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreUnavailable(db, f"its folder cannot be created ({exc.strerror or exc})",
+                               "give a path in a folder you can write to") from exc
+
+
+def _check_sqlite(db: str) -> None:
     """Check a SQLite path before SQLite does (it says only "unable to open database file")."""
     path = Path(db).expanduser()
     if path.is_dir():
         raise StoreUnavailable(db, "it is a folder", f"give a file path, such as {path / 'run.db'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreUnavailable(db, f"its folder cannot be created ({exc.strerror or exc})",
-                               "give a path in a folder you can write to") from exc
     for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         if f.exists():
             _probe_writable(db, f)
-    _probe_folder(db, path.parent)
-    free = shutil.disk_usage(path.parent).free
+    folder = next(p for p in path.absolute().parents if p.exists())  # its own, or where it would be made
+    if not folder.is_dir():
+        raise StoreUnavailable(db, f"{folder} is not a folder", "give a path in a folder you can write to")
+    _probe_folder(db, folder)
+    free = shutil.disk_usage(folder).free
     if free < MIN_FREE_BYTES:
         raise StoreUnavailable(db, f"its file system is full ({free // 1024} KiB free)",
                                "free space on it, or give a --db on another disk")
-    return f"sqlite:///{path}"
 
 
 def _probe_writable(db: str, f: Path) -> None:

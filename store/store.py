@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
-from store.database import open_engine
+from store.database import check, open_engine
 from store.errors import RunMismatch, StoreStateError
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, utcnow
 from store.values import (Overview, Progress, RecordIn, RunStart, config_hash, content_hash, input_changes,
@@ -26,6 +26,11 @@ UNFINISHED = (RecordStatus.pending, RecordStatus.running)
 class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
+
+    @staticmethod
+    def check(db: str) -> None:
+        """StoreUnavailable unless ``db`` can be opened and written; creates nothing."""
+        check(db)
 
     @classmethod
     def open(cls, db: str, create: bool = True) -> "Store":

@@ -102,3 +102,13 @@ def test_reading_a_database_that_holds_no_run_creates_nothing(tmp_path):
         Store.open(str(tmp_path / "empty.db"), create=False)
     Store.open(str(tmp_path / "run.db")).close()
     Store.open(str(tmp_path / "run.db"), create=False).close()
+
+
+def test_checking_a_database_creates_nothing(tmp_path):
+    Store.check(str(tmp_path / "new" / "deeper" / "x.db"))
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("")
+    for db, cause in [(str(tmp_path), "it is a folder"), (str(tmp_path / "file" / "x.db"), "is not a folder"),
+                      (f"postgresql+psycopg://u@127.0.0.1:{closed_port()}/x", "Connection refused")]:
+        with pytest.raises(StoreUnavailable, match=cause):
+            Store.check(db)
