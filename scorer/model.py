@@ -93,8 +93,8 @@ class ScoringModel:
     def encode(self, question: str, thinking: str, answer: str, lang: str) -> Encoded:
         st = scoring_text(self.prompt(question, lang), thinking, answer, self.single_segment_answer)
         if self.max_context and len(st.text) > self.max_context * self.max_token_chars:
-            raise ScoringInputError(f"scoring text is {len(st.text)} characters, more than {self.max_context} "
-                                    "tokens can hold (the scorer's context)")
+            raise ScoringInputError(f"scoring text is {len(st.text)} characters: over the scorer's context of "
+                                    f"{self.max_context} tokens however it is tokenized")
         # The chat template already holds any BOS, so no special tokens are added here.
         enc = self.tokenizer(st.text, add_special_tokens=False, return_offsets_mapping=True)
         ids = enc["input_ids"]

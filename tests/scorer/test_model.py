@@ -74,7 +74,7 @@ def test_a_text_no_context_could_hold_is_refused_without_tokenizing(scorer, monk
     calls = []
     real = scorer.tokenizer.__class__.__call__
     monkeypatch.setattr(scorer.tokenizer.__class__, "__call__", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
-    with pytest.raises(ScoringInputError, match=r"characters, more than \d+ tokens can hold"):
+    with pytest.raises(ScoringInputError, match=r"characters: over the scorer's context of \d+ tokens however"):
         scorer.encode("q", "word " * (limit // 5 + 1), ANSWER, "en")
     assert not calls
     with pytest.raises(ScoringInputError, match=r"tokens, over the scorer's context"):  # near it: counted
