@@ -3,6 +3,11 @@
 Each option is defined here once, with its default and its help; the scorer's options come
 from ``scorer.settings``; options a user leaves unset take the endpoint's profile
 (``agents.config``). Validation happens in ``config_from_args``, before anything starts.
+
+Any option can also come from ``--config FILE`` (TOML, YAML or JSON; keys are the long flags
+without their dashes, e.g. ``max-steps = 3``). A flag overrides the file and an environment
+variable (OPENAI_BASE_URL, OPENAI_API_KEY, REER_SCORER_TOKEN) overrides it too; the file fills
+the rest. ``--dump-config`` prints the resolved options as a TOML file that reproduces the run.
 """
 
 from __future__ import annotations
@@ -49,7 +54,122 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-s", type=float, default=C.DEFAULT_GRACE_S,
                    help="on Ctrl-C/SIGTERM, how long in-flight records may finish before they are cancelled")
     p.add_argument("--no-dashboard", action="store_true", help="plain log lines instead of the live dashboard")
+    p.add_argument("--config", type=Path, default=None,
+                   help="options from a TOML, YAML or JSON file (keys: the long flags without dashes); flags and "
+                        "environment variables override it")
+    p.add_argument("--dump-config", action="store_true",
+                   help="print the resolved options as a TOML file that reproduces this run (no secrets), and exit")
     return p
+
+
+# Options an environment variable fills: the variable outranks a config file, a flag outranks both.
+ENV = {"endpoint": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY", "scorer_token": "REER_SCORER_TOKEN"}
+# Not written by --dump-config: secrets, one-off actions, and the file options themselves.
+NOT_DUMPED = {"help", "config", "dump_config", "api_key", "scorer_token", "force", "retry_failed"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, over the options of ``--config`` if one is given (ConfigError if the
+    file cannot be used)."""
+    p = build_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path, default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.config is not None:
+        values = read_config_file(known.config, p)
+        values = {k: v for k, v in values.items() if not (k in ENV and os.environ.get(ENV[k]))}
+        p.set_defaults(**values)
+        for action in p._actions:
+            if action.dest in values:
+                action.required = False
+    return p.parse_args(argv)
+
+
+def read_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
+    """``{dest: value}`` from a config file, each value checked as its flag's would be."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path}: cannot be read ({exc})") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"--config {path}: not .toml, .yaml, .yml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:  # tomllib, yaml and json each raise their own
+        raise ConfigError(f"--config {path}: not valid {path.suffix[1:].upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: must hold a table of options, not {type(data).__name__}")
+    by_name = {flag[2:].replace("-", "_"): a for a in parser._actions for flag in a.option_strings
+               if flag.startswith("--") and a.dest not in ("help", "config", "dump_config")}
+    out = {}
+    for key, value in data.items():
+        action = by_name.get(str(key).replace("-", "_"))
+        if action is None:
+            raise ConfigError(f"--config {path}: unknown option {key!r} (keys are reer run's long flags without "
+                              "the dashes, e.g. max-steps)")
+        out[action.dest] = _coerce(path, key, action, value)
+    return out
+
+
+def _coerce(path: Path, key: str, action: argparse.Action, value):
+    where = f"--config {path}: {key}"
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: must be true or false, not {value!r}")
+        return value
+    if action.type is not None and isinstance(value, str):
+        try:
+            value = action.type(value)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            if action.type in (int, float):
+                raise ConfigError(f"{where}: must be a number, not {value!r}") from None
+            raise ConfigError(f"{where}: {exc}") from None
+    elif action.type in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{where}: must be a number, not {value!r}")
+    elif action.type is int and isinstance(value, float):
+        raise ConfigError(f"{where}: must be a whole number, not {value!r}")
+    elif action.type is _json_object and not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a table or a JSON object string")
+    if action.choices is not None and value not in action.choices:
+        raise ConfigError(f"{where}: must be one of {', '.join(map(str, action.choices))}, not {value!r}")
+    return value
+
+
+def dump_config(a: argparse.Namespace) -> str:
+    """The resolved options as TOML (after ``config_from_args`` filled the profile's defaults):
+    ``--config`` with it reproduces the run's config."""
+    lines = ["# reer run --config THIS_FILE: the resolved options of a run. Secrets are not written:",
+             "# give the API key and scorer token by environment variable or flag."]
+    for action in build_parser()._actions:
+        if action.dest in NOT_DUMPED or not action.option_strings:
+            continue
+        value = getattr(a, action.dest, None)
+        if value is None:
+            continue
+        name = next(f for f in action.option_strings if f.startswith("--"))[2:]
+        lines.append(f"{name} = {_toml(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):  # as its flag takes it: a JSON string (TOML has no null)
+        value = json.dumps(value, ensure_ascii=False)
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
 
 
 def _io_options(io: argparse._ArgumentGroup) -> None:

@@ -21,10 +21,10 @@ from pathlib import Path
 from agents import config as C
 from agents.dashboard import Display, summary_line
 from agents.endpoint import EndpointInfo
-from agents.errors import ReerError
+from agents.errors import ConfigError, ReerError
 from agents.export import write_jsonl
 from agents.generator import Generator
-from agents.options import LOCAL, build_parser, config_from_args, scorer_args
+from agents.options import LOCAL, config_from_args, dump_config, parse_args, scorer_args
 from agents.process import ChildService, ServiceError
 from agents.records import read_records
 from agents.scoring import SupervisedScorer
@@ -211,11 +211,18 @@ async def _tick(display: Display) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except ConfigError as exc:
+        print(f"reer: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     stats = Stats()
     db = args.db or f"runs/{args.input.stem}.db"
     try:
         cfg = config_from_args(args)
+        if args.dump_config:
+            print(dump_config(args), end="")
+            return EXIT_OK
         with Display(stats, str(cfg.input), live=None if cfg.dashboard else False) as display:
             code = asyncio.run(run(cfg, display, stats))
     except (KeyboardInterrupt, asyncio.CancelledError):
