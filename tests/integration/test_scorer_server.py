@@ -176,6 +176,7 @@ async def test_a_flood_of_hostile_requests_leaves_memory_bounded_and_real_scores
             statuses = [f.result() for f in flood]
         _, peak = rss_mb(proc.pid)
         after = await asyncio.gather(*(client.score(q, t, a, "en") for q, t, a in items))
+        large_after = valid_large(url, mb - 1)
         await client.aclose()
         time.sleep(1.0)
         now, _ = rss_mb(proc.pid)
@@ -189,7 +190,8 @@ async def test_a_flood_of_hostile_requests_leaves_memory_bounded_and_real_scores
     assert set(s for k, s in zip(kinds, statuses) if k == "slow") <= {408, 503}, statuses
     assert set(s for k, s in zip(kinds, statuses) if k == "malformed") <= {400, 408, 503}, statuses
     assert set(s for k, s in zip(kinds, statuses) if k == "many") <= {413, 408, 503}, statuses
-    assert set(statuses[len(kinds):]) <= {200, 503} and statuses[len(kinds):].count(200) >= 2, by_kind
+    # a large valid request may be told to retry while the flood holds the slots; once it is over, it is served
+    assert set(statuses[len(kinds):]) <= {200, 408, 503} and large_after == 200, by_kind
     assert during and max(health_s) < 2.0, health_s
     for scores in [*during, after]:
         assert scores == pytest.approx(alone, abs=1e-5)
