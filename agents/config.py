@@ -139,6 +139,7 @@ class RunConfig:
     prompts_dir: Path | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     dashboard: bool = True
+    log_json: bool = False
     force: bool = False
     seed: int | None = None
     retry_failed: bool = False

@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from agents.runlog import RunLog
 from agents.stats import Stats
 
 PLAIN_INTERVAL_S = 10.0
@@ -41,8 +42,15 @@ def summary_line(st: Stats) -> str:
         f"steps {st.steps} (accepted {st.accepted}) | "
         f"score {_fmt_score(st.mean(st.initial_scores))} -> {_fmt_score(st.mean(st.final_scores))} | "
         f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s | "
-        f"errors {st.errors} | ETA {_fmt_eta(st.eta_s())}"
+        f"errors {st.errors}{_last_error(st)} | ETA {_fmt_eta(st.eta_s())}"
     )
+
+
+def _last_error(st: Stats, width: int = 120) -> str:
+    if not st.last_errors:
+        return ""
+    last = " ".join(st.last_errors[-1].split())
+    return f" (last: {last if len(last) <= width else last[: width - 1] + '…'})"
 
 
 def render(st: Stats, title: str) -> Panel:
@@ -70,8 +78,9 @@ def render(st: Stats, title: str) -> Panel:
 class Display:
     """Either a Live panel (terminal) or a line every ``PLAIN_INTERVAL_S`` seconds."""
 
-    def __init__(self, stats: Stats, title: str, live: bool | None = None, stream: TextIO | None = None):
-        self.stats, self.title = stats, title
+    def __init__(self, stats: Stats, title: str, live: bool | None = None, stream: TextIO | None = None,
+                 runlog: RunLog | None = None):
+        self.stats, self.title, self.runlog = stats, title, runlog
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty() if live is None else live
         self._live: Live | None = None
@@ -89,16 +98,21 @@ class Display:
             self._live.__exit__(*exc)
             self._live = None
 
-    def log(self, message: str) -> None:
-        """A line above the dashboard, or in the plain log."""
+    def log(self, message: str, level: str = "INFO") -> None:
+        """A line above the dashboard, or in the plain log; and in the run's log file."""
+        if self.runlog is not None:
+            self.runlog.write(level, message)
         if self._live is not None:
             self._live.console.print(message)
         else:
             print(message, file=self.stream, flush=True)
 
     def tick(self) -> None:
-        """Called periodically; in plain mode prints a status line now and then."""
+        """Called periodically: now and then a status line, printed in plain mode, and logged."""
         now = time.monotonic()
-        if self._live is None and now - self._last >= PLAIN_INTERVAL_S:
+        if now - self._last >= PLAIN_INTERVAL_S:
             self._last = now
-            self.log(summary_line(self.stats))
+            if self._live is None:
+                self.log(summary_line(self.stats))
+            elif self.runlog is not None:  # the dashboard shows it; the log file keeps it
+                self.runlog.write("INFO", summary_line(self.stats))

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-s", type=float, default=C.DEFAULT_GRACE_S,
                    help="on Ctrl-C/SIGTERM, how long in-flight records may finish before they are cancelled")
     p.add_argument("--no-dashboard", action="store_true", help="plain log lines instead of the live dashboard")
+    p.add_argument("--log-json", action="store_true",
+                   help="write the run's log file (<db>.run.log) as JSON lines instead of text")
     p.add_argument("--config", type=Path, default=None,
                    help="options from a TOML, YAML or JSON file (keys: the long flags without dashes); flags and "
                         "environment variables override it")
@@ -297,7 +299,7 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         search=C.SearchConfig(a.stop_score, a.max_steps, a.expansions, a.min_draft_tokens, a.cut_drafts,
                               a.draft_attempts, a.acceptance),
         scorer=C.ScorerConfig(settings, url=a.scorer_url, token=a.scorer_token),
-        prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard,
+        prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard, log_json=a.log_json,
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
         record_failures=a.record_failures,
     )

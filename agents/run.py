@@ -27,6 +27,7 @@ from agents.generator import Generator
 from agents.options import LOCAL, config_from_args, dump_config, parse_args, scorer_args
 from agents.process import ChildService, ServiceError
 from agents.records import read_records
+from agents.runlog import RunLog
 from agents.scoring import SupervisedScorer
 from agents.shutdown import Shutdown
 from agents.stats import Stats
@@ -69,7 +70,7 @@ def unexpected_log(db: str, exc: BaseException) -> str:
 async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
     inputs = read_records(cfg.input, strict=cfg.strict)  # all validated before anything is written
     for problem in inputs.problems:
-        display.log(f"skipping input record: {problem}")
+        display.log(f"skipping input record: {problem}", "WARN")
     prompts = PromptSet(cfg.prompts_dir)
     rng = random.Random(cfg.seed)
     shutdown = Shutdown(cfg.grace_s, display, stats)
@@ -111,7 +112,7 @@ async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng
                 f"{endpoint.describe()})")
     if not endpoint.prefills:
         why = f" ({endpoint.no_prefill_reason})" if endpoint.no_prefill_reason else " (--chat-prefill off)"
-        display.log(NO_PREFILL_WARNING.format(why=why))
+        display.log(NO_PREFILL_WARNING.format(why=why), "WARN")
     return cfg, generator, endpoint
 
 
@@ -218,28 +219,41 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     stats = Stats()
     db = args.db or f"runs/{args.input.stem}.db"
+    runlog: RunLog | None = None
     try:
         cfg = config_from_args(args)
         if args.dump_config:
             print(dump_config(args), end="")
             return EXIT_OK
-        with Display(stats, str(cfg.input), live=None if cfg.dashboard else False) as display:
-            code = asyncio.run(run(cfg, display, stats))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        code = EXIT_INTERRUPTED
+        runlog = RunLog(log_path(cfg.db, "run"), cfg.log_json)
+        stats.on_error = lambda message: runlog.write("ERROR", message)
+        try:
+            with Display(stats, str(cfg.input), live=None if cfg.dashboard else False, runlog=runlog) as display:
+                code = asyncio.run(run(cfg, display, stats))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            code = EXIT_INTERRUPTED
+        if code == EXIT_INTERRUPTED:
+            return _last_word(runlog, "reer: interrupted; progress is saved, run the same command to resume. "
+                                      + summary_line(stats), code)
+        return _last_word(runlog, summary_line(stats), code, sys.stdout, "INFO")
     except (ReerError, ScorerError, StoreError, PromptError, ServiceError) as exc:
-        print(f"reer: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return _last_word(runlog, f"reer: error: {exc}", EXIT_ERROR)
     except Exception as exc:  # a defect: one line for the user, the traceback for the report
+        if runlog is not None:
+            runlog.write("ERROR", "".join(traceback.format_exception(exc)))
         what = " ".join(str(exc).split())[:300]
-        print(f"reer: error: unexpected {type(exc).__name__}: {what} ({unexpected_log(db, exc)}; progress is "
-              "saved, run the same command to resume)", file=sys.stderr)
-        return EXIT_ERROR
-    if code == EXIT_INTERRUPTED:
-        print(f"reer: interrupted; progress is saved, run the same command to resume. {summary_line(stats)}",
-              file=sys.stderr)
-        return code
-    print(summary_line(stats))
+        return _last_word(runlog, f"reer: error: unexpected {type(exc).__name__}: {what} ({unexpected_log(db, exc)}; "
+                                  "progress is saved, run the same command to resume)", EXIT_ERROR)
+    finally:
+        if runlog is not None:
+            runlog.close()
+
+
+def _last_word(runlog: RunLog | None, line: str, code: int, stream=None, level: str = "ERROR") -> int:
+    """The run's closing line, on the terminal and in its log file; the exit code."""
+    print(line, file=stream or sys.stderr)
+    if runlog is not None:
+        runlog.write(level if code != EXIT_INTERRUPTED else "WARN", line)
     return code
 
 

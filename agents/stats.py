@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     phase: str = "starting"
     endpoint_down: bool = False  # the circuit breaker is open: requests are waiting
+    on_error: Callable[[str], None] | None = None  # each error in full, as it happens (the run's log)
 
     def elapsed_s(self) -> float:
         return max(time.monotonic() - self.started, 1e-9)
@@ -36,6 +38,8 @@ class Stats:
     def error(self, message: str) -> None:
         self.errors += 1
         self.last_errors.append(message)
+        if self.on_error is not None:
+            self.on_error(message)
 
     @property
     def finished(self) -> int:

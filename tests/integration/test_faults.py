@@ -1,7 +1,9 @@
 """Endpoint faults, signals, a dying scorer, secrets: every case ends in a defined state."""
 
+import json
 import os
 import random
+import re
 import signal
 import time
 
@@ -51,6 +53,13 @@ def test_endpoint_down_waits_instead_of_failing_records(tmp_path, tiny_model_dir
     assert len(down) == 1 and "HTTP 503" in down[0] and "waits" in down[0], p.stdout
     back = p.stdout.index(f"the endpoint {fake.url} is back after")
     assert p.stdout.index(down[0]) < back
+    # the log file beside the database keeps every error in full, with a time and a level
+    log = (tmp_path / "run.db.run.log").read_text(encoding="utf-8").splitlines()
+    errors = [line for line in log if " ERROR " in line]
+    assert len(errors) == 12 and all("HTTP 503" in line for line in errors), errors
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO  generator: ", log[0]), log[0]
+    assert any("looks down" in line for line in log) and log[-1].endswith(p.stdout.strip().splitlines()[-1])
+    assert "errors 12 (last: " in p.stdout.strip().splitlines()[-1]  # the plain progress line names it
 
 
 def test_retry_failed_reruns_only_failed_records(tmp_path, tiny_model_dirs):
@@ -64,10 +73,15 @@ def test_retry_failed_reruns_only_failed_records(tmp_path, tiny_model_dirs):
         failed = {k for k, in R.query(db, "select key from record where status='failed'")}
         assert failed
         before = len(fake.log)
-        p = R.run(cmd + ["--retry-failed"])
+        logged = (tmp_path / "run.db.run.log").read_text().splitlines()
+        assert any(" ERROR " in line and "HTTP 400" in line for line in logged)
+        p = R.run(cmd + ["--retry-failed", "--log-json"])
         assert p.returncode == 0, p.stdout + p.stderr
         assert f"{len(failed)} failed records will run again" in p.stdout
         assert f"resumed {len(failed)} records" in p.stdout  # the count of what this run will do
+        lines = [json.loads(line) for line in (tmp_path / "run.db.run.log").read_text().splitlines()[len(logged):]]
+        assert all(set(e) == {"ts", "level", "message"} for e in lines) and lines[-1]["level"] == "INFO"
+        assert any(e["message"].startswith("--retry-failed:") for e in lines)
         assert {r.task for r in fake.log[before:] if r.kind == "draft"} <= {x["question"] for x in many_records(3)}
         assert fake.count("draft") - (3 - len(failed)) == len(failed)  # only the failed ones drafted again
     assert R.query(db, "select distinct status from record") == [("done",)]
