@@ -1,9 +1,14 @@
-"""Writing the results as JSONL, from the store alone.
+"""Writing a run's results from the store alone: JSONL, Parquet, or a Hugging Face dataset.
 
     python -m agents.export --db runs/x.db --out results.jsonl
+    python -m agents.export --db runs/x.db --out results.parquet --max-score 1.5 --clean-ending
+    python -m agents.export --db runs/x.db --out dataset/ --format hf [--push-to-hub USER/NAME]
 
-One line per finished record, in input order, with an SFT-ready ``messages`` field. The file is
-written to a temporary name and renamed, so a reader never sees half of it.
+One row per finished record, in input order: the input's own columns, the thinking, the scores,
+the language, where it came from (generator, scorer, reer version, config hash) and an
+SFT-ready ``messages`` column. Filters leave records out, each counted by reason. Files are
+written under a temporary name and renamed, so a reader never sees half of one, with the mode
+the umask gives any new file.
 """
 
 from __future__ import annotations
@@ -11,18 +16,49 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import sys
 import tempfile
+from collections import Counter
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from agents.curation import Filters
 from prompts.tags import THINK_CLOSE, THINK_OPEN
-from store import Progress, Record, Store, StoreError, shown
+from store import Progress, Record, Run, Store, StoreError, shown
+
+FORMATS = ("jsonl", "parquet", "hf")
+MESSAGES_FORMATS = ("think", "reasoning_content")
 
 
-def result_row(rec: Record, progress: Progress) -> dict[str, Any]:
+def reer_version() -> str:
+    try:
+        return version("reer")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def provenance(run: Run) -> dict[str, Any]:
+    return {"generator_model": run.config.get("generator_model"), "scorer_model": run.config.get("scorer_model"),
+            "reer_version": reer_version(), "config_hash": run.config_hash}
+
+
+def messages(rec: Record, thinking: str, fmt: str = "think") -> list[dict[str, str]]:
+    """The SFT conversation: the thinking inside ``<think>`` in the assistant's content, or apart
+    in ``reasoning_content`` as the chat templates of current reasoning models take it."""
+    if fmt == "reasoning_content":
+        assistant = {"role": "assistant", "content": rec.answer, "reasoning_content": thinking}
+    else:
+        assistant = {"role": "assistant", "content": f"{THINK_OPEN}\n{thinking}\n{THINK_CLOSE}\n\n{rec.answer}"}
+    return [{"role": "user", "content": rec.question}, assistant]
+
+
+def result_row(rec: Record, progress: Progress, origin: dict[str, Any] | None = None,
+               messages_format: str = "think") -> dict[str, Any]:
     thinking = rec.final_thinking or ""
-    return {
+    row: dict[str, Any] = {
         "id": rec.key,
         "question": rec.question,
         "answer": rec.answer,
@@ -32,24 +68,51 @@ def result_row(rec: Record, progress: Progress) -> dict[str, Any]:
         "final_score": rec.final_score,
         "steps": len(progress.steps),
         "accepted_steps": sum(1 for s in progress.steps if s.chosen_node_id is not None),
-        "messages": [
-            {"role": "user", "content": rec.question},
-            {"role": "assistant", "content": f"{THINK_OPEN}\n{thinking}\n{THINK_CLOSE}\n\n{rec.answer}"},
-        ],
-        **({"meta": rec.meta} if rec.meta else {}),
+        "lang": rec.lang,
+        "messages": messages(rec, thinking, messages_format),
+        **(origin or {}),
     }
+    if "original_thinking" in rec.meta:
+        row["original_thinking"] = rec.meta["original_thinking"]
+    for name, value in rec.meta.get("extra", {}).items():  # the input's own columns, never over reer's
+        row[name if name not in row else f"input_{name}"] = value
+    return row
+
+
+def export_rows(store: Store, run_id: int, filters: Filters = Filters(), messages_format: str = "think",
+                dropped: Counter | None = None) -> Iterator[dict[str, Any]]:
+    """The done records' rows that pass ``filters``; ``dropped`` counts the others by reason."""
+    origin = provenance(store.run(run_id))
+    for rec, progress in store.finished_records(run_id):
+        row = result_row(rec, progress, origin, messages_format)
+        reason = filters.reason_out(row)
+        if reason is None:
+            yield row
+        elif dropped is not None:
+            dropped[reason] += 1
 
 
 def write_jsonl(store: Store, run_id: int, out: Path) -> int:
-    out = Path(out)
+    """Every done record as JSONL (what a run writes to --out)."""
+    return write_rows(export_rows(store, run_id), Path(out), "jsonl")
+
+
+def write_rows(rows, out: Path, fmt: str, card: str | None = None) -> int:
+    """Write the rows atomically in ``fmt``; how many."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "hf":
+        return _write_hf(list(rows), out, card)
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    n = 0
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for rec, progress in store.finished_records(run_id):
-                f.write(json.dumps(result_row(rec, progress), ensure_ascii=False) + "\n")
-                n += 1
+        if fmt == "jsonl":
+            n = 0
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    n += 1
+        else:
+            os.close(fd)
+            n = _write_parquet(list(rows), Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; the file is the user's, as any other
         os.replace(tmp, out)
     except BaseException:
@@ -58,28 +121,142 @@ def write_jsonl(store: Store, run_id: int, out: Path) -> int:
     return n
 
 
+def _write_parquet(rows: list[dict[str, Any]], path: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ExportError(f"the rows do not make one Parquet table ({exc}); an input column of mixed types? "
+                          "Use --format jsonl") from None
+    pq.write_table(table, path)
+    return len(rows)
+
+
+def _write_hf(rows: list[dict[str, Any]], out: Path, card: str | None) -> int:
+    try:
+        import datasets
+    except ImportError:
+        raise ExportError("--format hf needs the datasets package: pip install 'reer[hf]'") from None
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
+    try:
+        datasets.Dataset.from_list(rows).save_to_disk(str(tmp))
+        if card is not None:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
+        os.chmod(tmp, 0o777 & ~_umask())
+        if out.exists():
+            old = out.with_name(out.name + ".old")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return len(rows)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.export", description="Write a run's results as JSONL.")
+class ExportError(Exception):
+    """An export that cannot be written as asked (one line for the user)."""
+
+
+def dataset_card(run: Run, rows: list[dict[str, Any]], done: int, dropped: Counter, filters: Filters) -> str:
+    """A dataset card: where the data came from, with what settings, and what it holds."""
+    def stats(key: str) -> str:
+        xs = [r[key] for r in rows if r[key] is not None]
+        return f"mean {statistics.fmean(xs):.4f}, median {statistics.median(xs):.4f}" if xs else "-"
+
+    origin = provenance(run)
+    config = {k: v for k, v in run.config.items() if k != "prompts"}
+    left_out = "; ".join(f"{n} {reason}" for reason, n in dropped.most_common()) or "none"
+    used = {k: v for k, v in vars(filters).items() if v not in (None, False)}
+    return "\n".join([
+        "---", "tags:", "- reasoning", "- reer", "- synthetic", "---", "",
+        "# REER thinking trajectories", "",
+        "Deep-reasoning training data made by reverse-engineered reasoning (REER, arXiv 2509.06160) with reer:",
+        "each row's thinking was searched for so that it best explains the given answer.", "",
+        f"- records: {len(rows)} (of {done} done; left out: {left_out})",
+        f"- filters: {json.dumps(used) if used else 'none'}",
+        f"- generator: {origin['generator_model']}; scorer: {origin['scorer_model']}",
+        f"- reer {origin['reer_version']}, config hash {origin['config_hash']}",
+        f"- initial score: {stats('initial_score')}; final score: {stats('final_score')} "
+        "(clipped mean NLL of the answer given the thinking; lower is better)", "",
+        "## Settings", "", "```json", json.dumps(config, indent=2, ensure_ascii=False), "```", "",
+    ])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m agents.export",
+                                description="Write a run's results (done records) from its store.")
     p.add_argument("--db", required=True, help="the run's database (SQLite path or SQLAlchemy URL)")
-    p.add_argument("--out", required=True, type=Path, help="the JSONL file to write")
-    args = p.parse_args(argv)
+    p.add_argument("--out", required=True, type=Path, help="the file (jsonl, parquet) or folder (hf) to write")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="jsonl, parquet, or hf (a datasets.save_to_disk folder with a dataset card); default: "
+                        "from --out's suffix")
+    p.add_argument("--messages-format", choices=MESSAGES_FORMATS, default="think",
+                   help="the thinking in the messages column: inside <think> in the assistant's content, or apart "
+                        "in reasoning_content")
+    p.add_argument("--push-to-hub", metavar="REPO", default=None, help="with --format hf: push the dataset there")
+    f = p.add_argument_group("filters (each reported with how many records it left out)")
+    f.add_argument("--max-score", type=float, default=None, help="leave out records whose final score is above")
+    f.add_argument("--min-improvement", type=float, default=None,
+                   help="leave out records whose score improved (initial - final) by less")
+    f.add_argument("--lang", choices=["en", "zh"], default=None, help="only records in this language")
+    f.add_argument("--min-thinking-chars", type=int, default=None, help="leave out shorter thinking")
+    f.add_argument("--max-thinking-chars", type=int, default=None, help="leave out longer thinking")
+    f.add_argument("--max-repetition", type=float, default=None,
+                   help="leave out thinking whose share of repeated 4-grams is above this (0..1; a looping phrase)")
+    f.add_argument("--clean-ending", action="store_true",
+                   help="leave out thinking that does not end as a sentence does (cut off mid-way)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    fmt = args.format or {".jsonl": "jsonl", ".parquet": "parquet"}.get(args.out.suffix)
+    if fmt is None:
+        print(f"reer: error: cannot tell the format from {args.out}: give --format jsonl, parquet or hf",
+              file=sys.stderr)
+        return 2
+    if args.push_to_hub and fmt != "hf":
+        print("reer: error: --push-to-hub needs --format hf", file=sys.stderr)
+        return 2
+    filters = Filters(args.max_score, args.min_improvement, args.lang, args.min_thinking_chars,
+                      args.max_thinking_chars, args.max_repetition, args.clean_ending)
     try:
         store = Store.open(args.db, create=False)
         run_id = store.latest_run_id()
         if run_id is None:
             print(f"reer: error: {shown(args.db)} holds no run", file=sys.stderr)
             return 2
-        n = write_jsonl(store, run_id, args.out)
-    except StoreError as exc:
+        dropped: Counter = Counter()
+        rows = list(export_rows(store, run_id, filters, args.messages_format, dropped))
+        done = len(rows) + sum(dropped.values())
+        card = dataset_card(store.run(run_id), rows, done, dropped, filters) if fmt == "hf" else None
+        n = write_rows(rows, args.out, fmt, card)
+    except (StoreError, ExportError) as exc:
         print(f"reer: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {n} records to {args.out}")
+    left_out = "; ".join(f"{k} x {reason}" for reason, k in dropped.most_common())
+    print(f"wrote {n} records to {args.out} ({fmt}; {done} done" + (f"; left out: {left_out})" if left_out else ")"))
+    if args.push_to_hub:
+        try:
+            import datasets
+
+            datasets.load_from_disk(str(args.out)).push_to_hub(args.push_to_hub)
+        except Exception as exc:  # no network, no token, no such repo: the local copy is written either way
+            print(f"reer: error: push to {args.push_to_hub} failed ({type(exc).__name__}: "
+                  f"{' '.join(str(exc).split())[:300]}); the dataset is in {args.out}", file=sys.stderr)
+            return 2
+        print(f"pushed to https://huggingface.co/datasets/{args.push_to_hub}")
     return 0
 
 

@@ -9,6 +9,7 @@ its file and line, or, with ``strict``, fails the run the same way.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -138,6 +139,33 @@ def _text_problem(value: str) -> str | None:
     return None
 
 
+def _jsonable(value: Any) -> Any:
+    """``value`` as any store's JSON column takes it: NaN and infinities (a Parquet column's
+    missing values) as null, anything else JSON has no type for (timestamps, bytes) as text."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def _texts(value: Any, name: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in a JSON value (keys too), with the top-level column it is in."""
+    if isinstance(value, str):
+        yield name, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield name or k, k
+            yield from _texts(v, name or k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _texts(v, name)
+
+
 def _to_record(path: str, where: str, position: int, obj: Any) -> RecordIn:
     if not isinstance(obj, dict):
         raise InputError(path, where, f"expected an object with 'question' and 'solution', got {type(obj).__name__}")
@@ -170,5 +198,13 @@ def _to_record(path: str, where: str, position: int, obj: Any) -> RecordIn:
         raise InputError(path, where, f"id of {len(str(key))} characters; ids are at most {MAX_ID_CHARS}")
     if isinstance(key, str) and (problem := _text_problem(key)):
         raise InputError(path, where, f"id {problem}")
+    extra = {k: v for k, v in obj.items() if k not in ("question", field, *ID_FIELDS)}
+    if extra:
+        # The input's own columns, kept for the export; made JSON (a Parquet timestamp or bytes
+        # as text) so that any store can hold them.
+        meta["extra"] = _jsonable(extra)
+        for name, text in _texts(meta["extra"]):
+            if problem := _text_problem(text):
+                raise InputError(path, where, f"column {name!r} {problem}")
     return RecordIn(key=str(key), position=position, question=question, answer=answer,
                     lang=detect_lang(question), meta=meta)

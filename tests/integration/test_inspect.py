@@ -1,4 +1,4 @@
-"""`status` and `show` on a real run's store: the numbers they show are the store's."""
+"""`status`, `show` and `export` on a real run's store: what they show and write is the store's."""
 
 import json
 import re
@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
-from agents import show, status
+import datasets
+import pyarrow.parquet as pq
+
+from agents import export, show, status
 from tests.support import runner as R
 from tests.support.fake_openai import FakeOpenAI
 
@@ -15,7 +18,7 @@ from tests.support.fake_openai import FakeOpenAI
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_model_dirs):
     tmp = tmp_path_factory.mktemp("inspect")
-    inp = R.write_input(tmp / "in.jsonl")
+    inp = R.write_input(tmp / "in.jsonl", [{**r, "source": f"s{i}", "rating": i} for i, r in enumerate(R.RECORDS)])
     db = tmp / "run.db"
     with FakeOpenAI(faults=["400"]) as fake:  # a 400 is not retried: one record fails, with its reason
         p = R.run(R.run_cmd(fake.url, inp, db, tmp / "out.jsonl", tiny_model_dirs["llama"], "--max-steps", "3",
@@ -99,3 +102,47 @@ def test_status_watch_follows_until_ctrl_c(run):
     assert proc.wait(timeout=30) == 0, proc.stderr.read()
     for line in lines:
         assert "done 3, failed 1, skipped 0, running 0, pending 0 of 4" in line, lines
+
+
+def test_export_formats_round_trip_with_the_inputs_columns_and_provenance(run, tmp_path, capsys, tiny_model_dirs):
+    run_db, _ = run
+    assert export.main(["--db", str(run_db), "--out", str(tmp_path / "r.jsonl")]) == 0
+    rows = R.read_jsonl(tmp_path / "r.jsonl")
+    assert "wrote 3 records" in capsys.readouterr().out
+    done = R.query(run_db, "select key, final_score, lang from record where status = 'done' order by position")
+    assert [(r["id"], r["final_score"], r["lang"]) for r in rows] == done
+    by_id = {r["id"]: i for i, r in enumerate(R.RECORDS)}
+    assert all(r["source"] == f"s{by_id[r['id']]}" and r["rating"] == by_id[r["id"]] for r in rows)
+    assert {r["scorer_model"] for r in rows} == {str(tiny_model_dirs["llama"])} and rows[0]["reer_version"]
+    assert rows[0]["generator_model"] == "fake-model" and len(rows[0]["config_hash"]) == 32
+
+    assert export.main(["--db", str(run_db), "--out", str(tmp_path / "r.parquet")]) == 0
+    assert pq.read_table(tmp_path / "r.parquet").to_pylist() == rows
+    assert export.main(["--db", str(run_db), "--out", str(tmp_path / "ds"), "--format", "hf"]) == 0
+    ds = datasets.load_from_disk(str(tmp_path / "ds"))
+    assert ds.to_list() == rows
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert "records: 3 (of 3 done; left out: none)" in card and "generator: fake-model" in card
+
+    assert export.main(["--db", str(run_db), "--out", str(tmp_path / "rc.jsonl"),
+                        "--messages-format", "reasoning_content"]) == 0
+    assistant = R.read_jsonl(tmp_path / "rc.jsonl")[0]["messages"][1]
+    assert assistant == {"role": "assistant", "content": rows[0]["answer"], "reasoning_content": rows[0]["thinking"]}
+
+
+def test_export_filters_say_what_they_left_out(run, tmp_path, capsys):
+    run_db, _ = run
+    scores = sorted(s for s, in R.query(run_db, "select final_score from record where status = 'done'"))
+    cut = scores[1]  # keeps the two best
+    assert export.main(["--db", str(run_db), "--out", str(tmp_path / "f.jsonl"), "--max-score", str(cut),
+                        "--lang", "en"]) == 0
+    kept = R.read_jsonl(tmp_path / "f.jsonl")
+    langs = dict(R.query(run_db, "select key, lang from record where status = 'done'"))
+    assert {r["id"] for r in kept} == {k for k, s in R.query(run_db, "select key, final_score from record "
+                                                                     "where status = 'done'")
+                                       if s <= cut and langs[k] == "en"}
+    out = capsys.readouterr().out
+    zh = sum(1 for v in langs.values() if v == "zh")
+    assert f"wrote {len(kept)} records" in out and (f"{zh} x language not en" in out if zh else True)
+    assert export.main(["--db", str(run_db), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "give --format jsonl, parquet or hf" in capsys.readouterr().err

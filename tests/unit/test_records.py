@@ -105,3 +105,14 @@ def test_a_json_file_nested_too_deeply_cannot_be_read_at_all(tmp_path):
     path.write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(InputError, match="JSON nested too deeply to read"):
         read_records(path, strict=False)
+
+
+def test_the_inputs_own_columns_are_kept_as_any_store_takes_them(tmp_path):
+    f = tmp_path / "in.jsonl"
+    f.write_text(json.dumps({"id": "a", "question": "q", "solution": "s", "source": "wp", "score": float("nan"),
+                             "tags": ["x", {"k": 1.5}]}) + "\n"
+                 + json.dumps({"question": "q2", "solution": "s2", "note": "bad\u0000"}) + "\n")
+    got = read_records(f, strict=False)
+    assert got.records[0].meta["extra"] == {"source": "wp", "score": None, "tags": ["x", {"k": 1.5}]}
+    assert [str(p) for p in got.problems] == [f"{f}: line 2: column 'note' holds a NUL character (\\u0000), which "
+                                              "PostgreSQL cannot store: remove it"]
