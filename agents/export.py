@@ -139,6 +139,7 @@ def _write_hf(rows: list[dict[str, Any]], out: Path, card: str | None) -> int:
         import datasets
     except ImportError:
         raise ExportError("--format hf needs the datasets package: pip install 'reer[hf]'") from None
+    datasets.disable_progress_bars()  # the export says what it wrote in one line
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
     try:
         datasets.Dataset.from_list(rows).save_to_disk(str(tmp))

@@ -123,6 +123,13 @@ def test_export_formats_round_trip_with_the_inputs_columns_and_provenance(run, t
     assert ds.to_list() == rows
     card = (tmp_path / "ds" / "README.md").read_text()
     assert "records: 3 (of 3 done; left out: none)" in card and "generator: fake-model" in card
+    capsys.readouterr()
+    # no hub here (tests run offline): the push fails with one line, the local copy is written
+    assert export.main(["--db", str(run_db), "--out", str(tmp_path / "ds2"), "--format", "hf",
+                        "--push-to-hub", "someone/reer-test"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reer: error: push to someone/reer-test failed") and f"is in {tmp_path / 'ds2'}" in err
+    assert datasets.load_from_disk(str(tmp_path / "ds2")).to_list() == rows
 
     assert export.main(["--db", str(run_db), "--out", str(tmp_path / "rc.jsonl"),
                         "--messages-format", "reasoning_content"]) == 0
