@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scorer.settings import ScorerSettings
+from agents.stats import Prices
 
 # --- the search (reference section 5) ---
 DEFAULT_STOP_SCORE = 0.25  # clipped mean NLL; ≈ PPL 1.28
@@ -146,6 +147,7 @@ class RunConfig:
     strict: bool = False
     grace_s: float = DEFAULT_GRACE_S
     record_failures: int = DEFAULT_RECORD_FAILURES
+    prices: Prices | None = None  # what the endpoint charges, for the cost shown
 
     def fingerprint(self, prompts: dict[str, str]) -> dict[str, Any]:
         """What shapes the results, stored with the run: resuming with another value is refused.

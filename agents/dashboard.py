@@ -41,9 +41,13 @@ def summary_line(st: Stats) -> str:
         f"(done {st.done}, failed {st.failed}, skipped {st.skipped}, running {st.running}) | "
         f"steps {st.steps} (accepted {st.accepted}) | "
         f"score {_fmt_score(st.mean(st.initial_scores))} -> {_fmt_score(st.mean(st.final_scores))} | "
-        f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s | "
+        f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s{_cost(st)} | "
         f"errors {st.errors}{_last_error(st)} | ETA {_fmt_eta(st.eta_s())}"
     )
+
+
+def _cost(st: Stats) -> str:
+    return f", {st.prices.describe(st.prompt_tokens, st.completion_tokens)}" if st.prices else ""
 
 
 def _last_error(st: Stats, width: int = 120) -> str:
@@ -65,7 +69,7 @@ def render(st: Stats, title: str) -> Panel:
     t.add_row("mean score", f"{_fmt_score(st.mean(st.initial_scores))} → {_fmt_score(st.mean(st.final_scores))}"
                             "  (clipped NLL of the answer; lower is better)")
     t.add_row("generator", f"{st.requests} requests ({st.requests / el:.2f}/s), retries {st.retries}, "
-                           f"{st.completion_tokens} tokens ({st.completion_tokens / el:.0f}/s)")
+                           f"{st.completion_tokens} tokens ({st.completion_tokens / el:.0f}/s){_cost(st)}")
     t.add_row("elapsed / ETA", f"{_fmt_eta(el)} / {_fmt_eta(st.eta_s())}")
     t.add_row("errors", Text(str(st.errors), style="red" if st.errors else ""))
     parts: list = [t]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from agents import config as C
 from agents.errors import ConfigError
+from agents.stats import Prices
 from scorer.settings import add_options as add_scorer_options
 from scorer.settings import from_namespace as scorer_settings
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scorer-url", default=None, help="use a running scorer (python -m scorer.server) instead")
     sc.add_argument("--scorer-token", default=os.environ.get("REER_SCORER_TOKEN"),
                     help="bearer token of a --scorer-url that requires one (env REER_SCORER_TOKEN)")
+    add_price_options(p)
     p.add_argument("--grace-s", type=float, default=C.DEFAULT_GRACE_S,
                    help="on Ctrl-C/SIGTERM, how long in-flight records may finish before they are cancelled")
     p.add_argument("--no-dashboard", action="store_true", help="plain log lines instead of the live dashboard")
@@ -62,6 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump-config", action="store_true",
                    help="print the resolved options as a TOML file that reproduces this run (no secrets), and exit")
     return p
+
+
+def add_price_options(p: argparse.ArgumentParser) -> None:
+    """The endpoint's prices, for the cost a run, its status and its report show."""
+    p.add_argument("--price-in", type=float, default=None, metavar="USD",
+                   help="what the endpoint charges per million prompt tokens (shows the cost)")
+    p.add_argument("--price-out", type=float, default=None, metavar="USD",
+                   help="what the endpoint charges per million completion tokens")
+
+
+def prices_from_args(a: argparse.Namespace) -> Prices | None:
+    if a.price_in is None and a.price_out is None:
+        return None
+    if min(a.price_in or 0, a.price_out or 0) < 0:
+        raise ConfigError("--price-in and --price-out cannot be negative")
+    return Prices(a.price_in or 0.0, a.price_out or 0.0)
 
 
 # Options an environment variable fills: the variable outranks a config file, a flag outranks both.
@@ -301,7 +319,7 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         scorer=C.ScorerConfig(settings, url=a.scorer_url, token=a.scorer_token),
         prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard, log_json=a.log_json,
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
-        record_failures=a.record_failures,
+        record_failures=a.record_failures, prices=prices_from_args(a),
     )
 
 

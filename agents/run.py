@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             print(dump_config(args), end="")
             return EXIT_OK
         runlog = RunLog(log_path(cfg.db, "run"), cfg.log_json)
+        stats.prices = cfg.prices
         stats.on_error = lambda message: runlog.write("ERROR", message)
         try:
             with Display(stats, str(cfg.input), live=None if cfg.dashboard else False, runlog=runlog) as display:

@@ -8,6 +8,20 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 
+@dataclass(frozen=True)
+class Prices:
+    """What the endpoint charges, per million prompt and completion tokens."""
+
+    prompt: float = 0.0
+    completion: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1e6
+
+    def describe(self, prompt_tokens: int, completion_tokens: int) -> str:
+        return f"${self.cost(prompt_tokens, completion_tokens):,.2f}"
+
+
 @dataclass
 class Stats:
     total: int = 0
@@ -31,6 +45,7 @@ class Stats:
     phase: str = "starting"
     endpoint_down: bool = False  # the circuit breaker is open: requests are waiting
     on_error: Callable[[str], None] | None = None  # each error in full, as it happens (the run's log)
+    prices: "Prices | None" = None  # per million tokens: the dashboard shows the cost so far
 
     def elapsed_s(self) -> float:
         return max(time.monotonic() - self.started, 1e-9)

@@ -23,6 +23,9 @@ from rich.json import JSON
 from rich.live import Live
 from rich.table import Table
 
+from agents.errors import ConfigError
+from agents.options import add_price_options, prices_from_args
+from agents.stats import Prices
 from store import Record, RecordStatus, Store, StoreError
 
 
@@ -42,8 +45,8 @@ def reasons_summary(problems: list[Record]) -> list[str]:
     return [f"{g['count']} x {g['reason']} (e.g. record {g['example']})" for g in reason_groups(problems)]
 
 
-def snapshot(store: Store, run_id: int) -> dict[str, Any]:
-    """Everything ``status`` shows, as plain data."""
+def snapshot(store: Store, run_id: int, prices: Prices | None = None) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain data; the cost with ``prices``."""
     run = store.run(run_id)
     ov = store.overview(run_id)
     counts = {st.value: ov.counts.get(st, 0) for st in RecordStatus}
@@ -56,6 +59,7 @@ def snapshot(store: Store, run_id: int) -> dict[str, Any]:
         "mean_score": {"initial": ov.mean_initial, "final": ov.mean_final},
         "generations": {"stored": ov.nodes, "rejected": ov.rejected},
         "tokens": {"prompt": ov.prompt_tokens, "completion": ov.completion_tokens},
+        "cost_usd": round(prices.cost(ov.prompt_tokens, ov.completion_tokens), 6) if prices else None,
         "problems": reason_groups(store.unfinished_problems(run_id)),
         "config": run.config, "history": run.history,
     }
@@ -83,7 +87,8 @@ def render(snap: dict[str, Any], db: str, with_config: bool = True) -> Group:
                             "  (done records; clipped NLL of the answer, lower is better)")
     g, tok = snap["generations"], snap["tokens"]
     t.add_row("generations", f"{g['stored']} stored, {g['rejected']} rejected; "
-                             f"tokens {tok['prompt']} prompt, {tok['completion']} completion")
+                             f"tokens {tok['prompt']} prompt, {tok['completion']} completion"
+                             + (f"; cost ${snap['cost_usd']:,.2f}" if snap["cost_usd"] is not None else ""))
     parts: list[Any] = [t]
     if snap["problems"]:
         p = Table(title="without a result, by reason", title_justify="left", show_edge=False)
@@ -113,22 +118,24 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.status", description="A run at a glance, from its store.")
     p.add_argument("--db", required=True, help="the run's database (SQLite path or SQLAlchemy URL)")
     p.add_argument("--json", action="store_true", help="print the same as JSON")
+    add_price_options(p)
     p.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
                    help="follow the run, refreshing every SECONDS (2); Ctrl-C to stop")
     args = p.parse_args(argv)
     try:
+        prices = prices_from_args(args)
         store = Store.open(args.db, create=False)
         run_id = store.latest_run_id()
         if run_id is None:
             print(f"reer: error: {args.db} holds no run", file=sys.stderr)
             return 2
         if args.json:
-            print(json.dumps(snapshot(store, run_id), ensure_ascii=False, indent=2))
+            print(json.dumps(snapshot(store, run_id, prices), ensure_ascii=False, indent=2))
         elif args.watch:
-            _watch(store, run_id, args.db, args.watch)
+            _watch(store, run_id, args.db, args.watch, prices)
         else:
-            Console().print(render(snapshot(store, run_id), args.db))
-    except StoreError as exc:
+            Console().print(render(snapshot(store, run_id, prices), args.db))
+    except (StoreError, ConfigError) as exc:
         print(f"reer: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -136,20 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _watch(store: Store, run_id: int, db: str, every_s: float) -> None:
+def _watch(store: Store, run_id: int, db: str, every_s: float, prices: Prices | None) -> None:
     console = Console()
     if not console.is_terminal:  # a log: one line per refresh
         while True:
-            snap = snapshot(store, run_id)
+            snap = snapshot(store, run_id, prices)
             r = snap["records"]
             print(f"{time.strftime('%H:%M:%S')} done {r['done']}, failed {r['failed']}, skipped {r['skipped']}, "
                   f"running {r['running']}, pending {r['pending']} of {r['total']} | steps {snap['steps']} "
                   f"(accepted {snap['accepted_steps']})", flush=True)
             time.sleep(every_s)
-    with Live(render(snapshot(store, run_id), db, with_config=False), console=console, auto_refresh=False) as live:
+    with Live(render(snapshot(store, run_id, prices), db, with_config=False), console=console, auto_refresh=False) as live:
         while True:
             time.sleep(every_s)
-            live.update(render(snapshot(store, run_id), db, with_config=False), refresh=True)
+            live.update(render(snapshot(store, run_id, prices), db, with_config=False), refresh=True)
 
 
 if __name__ == "__main__":

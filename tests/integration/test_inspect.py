@@ -48,6 +48,10 @@ def test_status_shows_the_stores_numbers(run, capsys, monkeypatch):
     assert "HTTP 400" in error
     assert snap["problems"] == [{"reason": "failed: " + re.sub(r"\d+", "N", error), "count": 1, "example": key}]
     assert snap["config"]["search"]["max_steps"] == 3
+    assert snap["cost_usd"] is None
+    assert status.main(["--db", str(run_db), "--json", "--price-in", "2", "--price-out", "8"]) == 0
+    priced = json.loads(capsys.readouterr().out)
+    assert priced["cost_usd"] == pytest.approx((billed["prompt_tokens"] * 2 + billed["completion_tokens"] * 8) / 1e6)
 
     assert status.main(["--db", str(run_db)]) == 0
     text = capsys.readouterr().out

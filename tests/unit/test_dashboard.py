@@ -3,7 +3,13 @@ import io
 from rich.console import Console
 
 from agents.dashboard import Display, render, summary_line
-from agents.stats import Stats
+from agents.stats import Prices, Stats
+
+
+def _text(renderable) -> str:
+    out = io.StringIO()
+    Console(file=out, width=200).print(renderable)
+    return out.getvalue()
 
 
 def stats() -> Stats:
@@ -34,3 +40,13 @@ def test_plain_mode_logs_lines_when_not_a_terminal():
         d.log("hello")
         d.tick()
     assert out.getvalue().splitlines()[0] == "hello" and "records 5/10" in out.getvalue()
+
+
+def test_with_prices_the_cost_so_far_is_shown():
+    s = stats()
+    s.prompt_tokens, s.completion_tokens = 2_000_000, 500_000
+    assert "$" not in summary_line(s)
+    s.prices = Prices(prompt=0.5, completion=2.0)
+    assert ", $2.00 |" in summary_line(s)
+    assert "$2.00" in _text(render(s, "t"))
+    assert "errors 1 (last: HTTP 503 from the endpoint)" in summary_line(s)
