@@ -4,6 +4,7 @@
     reer export ARGS   = python -m agents.export ARGS   write a run's results from its store
     reer status ARGS   = python -m agents.status ARGS   a run at a glance, from its store
     reer show ARGS     = python -m agents.show ARGS     one record's search tree
+    reer report ARGS   = python -m agents.report ARGS   a run as one HTML page of plots
     reer scorer ARGS   = python -m scorer.server ARGS   a standalone scorer (--scorer-url)
 """
 
@@ -17,6 +18,7 @@ COMMANDS = {
     "export": ("agents.export", "write a run's results as JSONL from its store alone"),
     "status": ("agents.status", "a run at a glance from its store: counts, failures by reason, config"),
     "show": ("agents.show", "one record's search tree: draft, steps, candidates, scores"),
+    "report": ("agents.report", "a run as one HTML page of plots, with its best and worst records"),
     "scorer": ("scorer.server", "run a scorer process for other runs to use (--scorer-url)"),
 }
 

@@ -10,7 +10,7 @@ import pytest
 import datasets
 import pyarrow.parquet as pq
 
-from agents import export, show, status
+from agents import export, report, show, status
 from tests.support import runner as R
 from tests.support.fake_openai import FakeOpenAI
 
@@ -157,3 +157,23 @@ def test_export_filters_say_what_they_left_out(run, tmp_path, capsys):
     assert f"wrote {len(kept)} records" in out and (f"{zh} x language not en" in out if zh else True)
     assert export.main(["--db", str(run_db), "--out", str(tmp_path / "x.csv")]) == 2
     assert "give --format jsonl, parquet or hf" in capsys.readouterr().err
+
+
+def test_report_is_one_page_of_plots_with_the_stores_numbers(run, tmp_path, capsys):
+    run_db, billed = run
+    assert report.main(["--db", str(run_db), "--out", str(tmp_path / "rep"), "--price-in", "1"]) == 0
+    assert "6 plots, 3 done records" in capsys.readouterr().out
+    pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    assert pngs == ["acceptance_by_step.png", "failures_by_reason.png", "score_by_step.png", "scores.png",
+                    "thinking_length.png", "tokens_and_time.png"]
+    for name in pngs:
+        data = (tmp_path / "rep" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000  # a real image, not an empty canvas
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == 6  # self-contained
+    assert "done 3, failed 1, skipped 0" in page
+    steps = R.query(run_db, "select count(*) from step")[0][0]
+    assert f"<b>steps</b> {steps} (" in page and f"{billed['prompt_tokens']} prompt" in page
+    assert f"cost ${billed['prompt_tokens'] / 1e6:,.2f}" in page
+    for key, in R.query(run_db, "select key from record where status = 'done'"):
+        assert f"<a href='#rec-{key}'>" in page and f"<section id='rec-{key}'>" in page  # linked to its tree
