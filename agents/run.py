@@ -78,6 +78,7 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
     Store.check(cfg.db)  # a database that cannot be written stops the run before the endpoint is asked
     async with contextlib.AsyncExitStack() as stack:
         cfg, generator, endpoint = await _start_generator(cfg, display, stats, rng, stack)
+        stack.callback(Store.hold(cfg.db).release)  # one run process per database
         store = Store.open(cfg.db)  # created only once the endpoint has answered
         stack.callback(store.close)
         fingerprint = cfg.fingerprint(prompts.fingerprint())

@@ -2,6 +2,7 @@
 
     StoreError                 root: anything the store refuses or cannot do
     ├── StoreUnavailable       the database cannot be opened or written (names it and what to do)
+    ├── StoreBusy              another run process holds the database (names it)
     ├── RunMismatch            the database holds a run with another config or input (use --force)
     └── StoreStateError        an operation out of order (e.g. completing a step twice)
 """
@@ -19,6 +20,15 @@ class StoreUnavailable(StoreError):
         self.db, self.cause, self.hint = db, cause, hint  # db: as it may be shown (password masked)
         then = ", then run the same command; what is stored so far is kept" if resumable else ""
         super().__init__(f"database {db}: {cause}. To go on: {hint or 'fix that'}{then}")
+
+
+class StoreBusy(StoreError):
+    """Another run process holds this database."""
+
+    def __init__(self, db: str, holder: str):
+        self.db, self.holder = db, holder
+        super().__init__(f"database {db} is in use by another reer run ({holder}): wait for it to end or stop it, "
+                         "or give this run another --db")
 
 
 class RunMismatch(StoreError):

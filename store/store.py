@@ -16,6 +16,7 @@ from sqlmodel import Session, col, delete, select
 
 from store.database import check, open_engine
 from store.errors import RunMismatch, StoreStateError
+from store.holder import Holder
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, utcnow
 from store.values import (Overview, Progress, RecordIn, RunStart, config_hash, content_hash, input_changes,
                           run_differences)
@@ -31,6 +32,12 @@ class Store:
     def check(db: str) -> None:
         """StoreUnavailable unless ``db`` can be opened and written; creates nothing."""
         check(db)
+
+    @staticmethod
+    def hold(db: str) -> Holder:
+        """The right to run on ``db`` (``release`` it at the end); StoreBusy, naming the holder,
+        while another run process has it."""
+        return Holder(db)
 
     @classmethod
     def open(cls, db: str, create: bool = True) -> "Store":

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from store import Store
 from tests.support import runner as R
 from tests.support.disk import can_mount, fill, read_only, tmpfs
 from tests.support.fake_openai import FakeOpenAI
@@ -113,3 +114,22 @@ def test_a_disk_filling_mid_run_stops_it_and_the_run_resumes_after(tmp_path, tin
     assert [r["id"] for r in R.read_jsonl(out)] == ["sea", "shop", "autumn", "essay"]
     # the resumed run asked only for what was not stored: as many new outputs as new nodes
     assert sum(r.n for r in resumed) == nodes_after - nodes_before
+
+
+def test_a_second_run_on_the_same_database_is_refused_naming_the_first(tmp_path, tiny_model_dirs):
+    inp = R.write_input(tmp_path / "in.jsonl", [{**R.RECORDS[i % 4], "id": f"r{i}"} for i in range(12)])
+    db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
+    with FakeOpenAI(delay_s=0.5) as fake:  # slow enough that the first is still running
+        cmd = R.run_cmd(fake.url, inp, db, out, tiny_model_dirs["llama"], "--max-steps", "3", "--concurrency", "1")
+        first = R.start(cmd, mark="first")
+        try:
+            assert R.wait_for(lambda: R.query(db, "select count(*) from node")[0][0] > 0, timeout=120)
+            second = R.run(cmd, timeout=120)
+            assert second.returncode == 2, second.stdout + second.stderr
+            assert second.stderr.strip() == (f"reer: error: database {db} is in use by another reer run (pid "
+                                             f"{first.pid} on {socket.gethostname()}): wait for it to end or stop "
+                                             "it, or give this run another --db")
+        finally:
+            R.kill(first)
+    Store.hold(str(db)).release()  # a killed run leaves no stale lock (test_resume resumes after a kill)
+    assert R.query(db, "select count(*) from run") == [(1,)]
