@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from agents.curation import Filters
+from agents.stored import add_db_option, open_run
 from prompts.tags import THINK_CLOSE, THINK_OPEN
-from store import Progress, Record, Run, Store, StoreError, shown
+from store import Progress, Record, Run, Store, StoreError
 
 FORMATS = ("jsonl", "parquet", "hf")
 MESSAGES_FORMATS = ("think", "reasoning_content")
@@ -197,7 +198,7 @@ def dataset_card(run: Run, rows: list[dict[str, Any]], done: int, dropped: Count
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m agents.export",
                                 description="Write a run's results (done records) from its store.")
-    p.add_argument("--db", required=True, help="the run's database (SQLite path or SQLAlchemy URL)")
+    add_db_option(p)
     p.add_argument("--out", required=True, type=Path, help="the file (jsonl, parquet) or folder (hf) to write")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="jsonl, parquet, or hf (a datasets.save_to_disk folder with a dataset card); default: "
@@ -233,11 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     filters = Filters(args.max_score, args.min_improvement, args.lang, args.min_thinking_chars,
                       args.max_thinking_chars, args.max_repetition, args.clean_ending)
     try:
-        store = Store.open(args.db, create=False)
-        run_id = store.latest_run_id()
-        if run_id is None:
-            print(f"reer: error: {shown(args.db)} holds no run", file=sys.stderr)
-            return 2
+        store, run_id = open_run(args.db)
         dropped: Counter = Counter()
         rows = list(export_rows(store, run_id, filters, args.messages_format, dropped))
         done = len(rows) + sum(dropped.values())

@@ -26,6 +26,7 @@ from rich.console import Console
 from agents import show, status
 from agents.errors import ConfigError
 from agents.options import add_price_options, prices_from_args
+from agents.stored import add_db_option, open_run
 from store import Store, StoreError
 
 TABLE_ROWS = 10  # best and worst records listed
@@ -157,17 +158,13 @@ def _tree_html(tree: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.report", description="A run as one HTML page of plots.")
-    p.add_argument("--db", required=True, help="the run's database (SQLite path or SQLAlchemy URL)")
+    add_db_option(p)
     p.add_argument("--out", required=True, type=Path, help="the folder to write report.html and the plots to")
     add_price_options(p)
     args = p.parse_args(argv)
     try:
         prices = prices_from_args(args)
-        store = Store.open(args.db, create=False)
-        run_id = store.latest_run_id()
-        if run_id is None:
-            print(f"reer: error: {args.db} holds no run", file=sys.stderr)
-            return 2
+        store, run_id = open_run(args.db)
         snap = status.snapshot(store, run_id, prices)
         data = gather(store, run_id)
     except (StoreError, ConfigError) as exc:

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from store import Node, Progress, Record, Store, StoreError
+from agents.stored import add_db_option, open_run
+from store import Node, Progress, Record, StoreError
 
 LINE = 100  # characters of a text shown without --full
 
@@ -97,15 +98,14 @@ def render(data: dict[str, Any], full: bool = False) -> Tree:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.show", description="One record's search tree, from the store.")
-    p.add_argument("--db", required=True, help="the run's database (SQLite path or SQLAlchemy URL)")
+    add_db_option(p)
     p.add_argument("--record", required=True, help="the record's id (its input id, or its position)")
     p.add_argument("--full", action="store_true", help="print every text whole")
     p.add_argument("--json", action="store_true", help="print the same as JSON")
     args = p.parse_args(argv)
     try:
-        store = Store.open(args.db, create=False)
-        run_id = store.latest_run_id()
-        rec = store.record_by_key(run_id, args.record) if run_id is not None else None
+        store, run_id = open_run(args.db)
+        rec = store.record_by_key(run_id, args.record)
         if rec is None:
             print(f"reer: error: {args.db} holds no record {args.record!r}", file=sys.stderr)
             return 2

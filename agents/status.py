@@ -26,6 +26,7 @@ from rich.table import Table
 from agents.errors import ConfigError
 from agents.options import add_price_options, prices_from_args
 from agents.stats import Prices
+from agents.stored import add_db_option, open_run
 from store import Record, RecordStatus, Store, StoreError
 
 
@@ -116,7 +117,7 @@ def _brief(config: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.status", description="A run at a glance, from its store.")
-    p.add_argument("--db", required=True, help="the run's database (SQLite path or SQLAlchemy URL)")
+    add_db_option(p)
     p.add_argument("--json", action="store_true", help="print the same as JSON")
     add_price_options(p)
     p.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
@@ -124,11 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         prices = prices_from_args(args)
-        store = Store.open(args.db, create=False)
-        run_id = store.latest_run_id()
-        if run_id is None:
-            print(f"reer: error: {args.db} holds no run", file=sys.stderr)
-            return 2
+        store, run_id = open_run(args.db)
         if args.json:
             print(json.dumps(snapshot(store, run_id, prices), ensure_ascii=False, indent=2))
         elif args.watch:

@@ -20,3 +20,14 @@ def test_the_results_file_follows_the_umask(tmp_path, umask, mode):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out" / "r.jsonl").stat().st_mode) == mode
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["r.jsonl"]  # no temporary file left
+
+
+def test_reading_a_database_without_a_run_is_one_line(tmp_path, capsys):
+    from agents import export, report, show, status
+
+    Store.open(str(tmp_path / "x.db")).close()  # tables, no run
+    for main, extra in [(status.main, []), (show.main, ["--record", "a"]), (report.main, ["--out", str(tmp_path)]),
+                        (export.main, ["--out", str(tmp_path / "o.jsonl")])]:
+        assert main(["--db", str(tmp_path / "x.db"), *extra]) == 2
+        assert capsys.readouterr().err == (f"reer: error: database {tmp_path / 'x.db'}: it holds no run yet. "
+                                           "To go on: give the --db of a run\n")
