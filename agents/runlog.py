@@ -8,6 +8,7 @@ matters, reports the cause.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,9 @@ class RunLog:
         self.path, self.json_lines = path, json_lines
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8", buffering=1)  # a line reaches the file at once
+            # Unbuffered: each line is one write that lands or fails at once, so nothing is left
+            # in a buffer to fail again at close (a full disk would otherwise crash the exit).
+            self._file = path.open("ab", buffering=0)
         except OSError:
             self._file = None
 
@@ -31,11 +34,12 @@ class RunLog:
         else:
             line = f"{ts} {level:<5} " + message.replace("\n", "\n    ")
         try:
-            self._file.write(line + "\n")
+            self._file.write((line + "\n").encode("utf-8", "backslashreplace"))
         except OSError:
             pass
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
