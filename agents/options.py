@@ -111,21 +111,19 @@ def read_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--config {path}: cannot be read ({exc})") from None
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"--config {path}: not .toml, .yaml, .yml or .json")
     try:
         if path.suffix == ".toml":
             import tomllib
 
             data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
         elif path.suffix == ".json":
             data = json.loads(text)
         else:
-            raise ConfigError(f"--config {path}: not .toml, .yaml, .yml or .json")
-    except ConfigError:
-        raise
+            import yaml
+
+            data = yaml.safe_load(text)
     except Exception as exc:  # tomllib, yaml and json each raise their own
         raise ConfigError(f"--config {path}: not valid {path.suffix[1:].upper()}: {exc}") from None
     if not isinstance(data, dict):

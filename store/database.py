@@ -27,10 +27,12 @@ from store.errors import StoreUnavailable
 # is paid for. SQLite's schema and a few hundred nodes fit well within it.
 MIN_FREE_BYTES = 1 << 20
 
+_FREE_SPACE = "free space on its file system"
+_DISK_HEALTH = "check that its file system has free space and is healthy"
 # (pattern in the driver's message, what to do), first match wins.
 _HINTS = [
-    (r"disk is full|no space left|disk quota", "free space on its file system"),
-    (r"disk i/o error", "check that its file system has free space and is healthy"),
+    (r"disk is full|no space left|disk quota", _FREE_SPACE),
+    (r"disk i/o error", _DISK_HEALTH),
     (r"readonly database|read-only file system", "make the file, its -wal and -shm files and their folder writable"),
     (r"unable to open database file", "check that the path names a file in a folder you can write to"),
     (r"file is not a database|malformed", "it is not a reer database (or it is damaged): use another --db"),
@@ -62,7 +64,7 @@ def check(db: str) -> None:
     if "://" not in db:
         _check_sqlite(db)
         return
-    engine = _engine(db)
+    engine = engine_for(db)
     try:
         with engine.connect():
             pass
@@ -78,7 +80,7 @@ def open_engine(db: str, create: bool = True) -> Engine:
             raise StoreUnavailable(db, "no such database", "give the --db of a run", resumable=False)
         _make_folder(db)
         _check_sqlite(db)
-    engine = _engine(db)
+    engine = engine_for(db)
     try:
         if create:
             SQLModel.metadata.create_all(engine)
@@ -89,9 +91,11 @@ def open_engine(db: str, create: bool = True) -> Engine:
     return engine
 
 
-def _engine(db: str) -> Engine:
+def engine_for(db: str, **kwargs) -> Engine:
+    """An engine on ``db`` (``kwargs`` for ``create_engine``) whose every failure, at connect or
+    later, is a StoreUnavailable."""
     try:
-        engine = create_engine(db if "://" in db else f"sqlite:///{Path(db).expanduser()}")
+        engine = create_engine(db if "://" in db else f"sqlite:///{Path(db).expanduser()}", **kwargs)
     except (NoSuchModuleError, ArgumentError) as exc:
         raise StoreUnavailable(shown(db), f"not a database URL reer can use ({_first_line(exc)})",
                                "give a SQLite file path, or a URL such as postgresql+psycopg://USER@HOST/DB") from exc
@@ -172,7 +176,7 @@ def _translate(db: str, ctx) -> None:
         return
     cause = _first_line(ctx.original_exception)
     hint = next((h for pattern, h in _HINTS if re.search(pattern, cause, re.IGNORECASE)), None)
-    if "://" not in db and hint in (_HINTS[0][1], _HINTS[1][1]):
+    if "://" not in db and hint in (_FREE_SPACE, _DISK_HEALTH):
         free = shutil.disk_usage(Path(db).expanduser().parent).free
         cause += f"; {free // 1024} KiB free on its file system"
     raise StoreUnavailable(shown(db), cause, hint) from ctx.original_exception

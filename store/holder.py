@@ -14,10 +14,10 @@ import os
 import socket
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
-from store.database import check, shown
+from store.database import engine_for, shown
 from store.errors import StoreBusy
 
 LOCK_KEY = 0x5245_4552  # "REER": the advisory-lock namespace (the other key is the schema's hash)
@@ -57,8 +57,9 @@ class Holder:
         self._fd = fd
 
     def _lock_postgres(self) -> None:
-        check(self.db)  # a refused connection is said as such, not as a lock
-        engine = create_engine(self.db, poolclass=NullPool, connect_args={"application_name": f"reer run {me()}"})
+        # NullPool: closing the connection ends the session, and the lock with it. The store's
+        # engine says a refused connection as such (StoreUnavailable), not as a lock.
+        engine = engine_for(self.db, poolclass=NullPool, connect_args={"application_name": f"reer run {me()}"})
         conn = engine.connect()
         if not conn.execute(text(f"select pg_try_advisory_lock({LOCK_KEY}, {_SCHEMA_KEY})")).scalar():
             row = conn.execute(text(_HOLDER)).first()

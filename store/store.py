@@ -90,16 +90,14 @@ class Store:
         differences = run_differences(run, config, chash, inputs)
         if differences and not force:
             raise RunMismatch(differences)
+        changes = inputs.counts() if inputs else []  # inputs: set only when the input differs
         if differences:
-            changes = inputs.counts() if inputs else []
             if inputs:
                 self._sync_records(s, run, stored, records)
             run.history = [*run.history, {"at": utcnow().isoformat(), "old_config": run.config,
                                           "old_input_hash": run.input_hash, "changes": changes}]
             run.config, run.config_hash, run.input_hash = config, chash, ihash
             run.input_path = input_path
-        else:
-            changes = []
         run.updated_at = utcnow()
         s.add(run)
         s.commit()
