@@ -72,18 +72,21 @@ def check(db: str) -> None:
         engine.dispose()
 
 
-def open_engine(db: str, create: bool = True) -> Engine:
-    """An engine on ``db`` with reer's tables created (or, without ``create``, found) and
-    checked; StoreUnavailable otherwise."""
-    if "://" not in db:
-        if not create and not Path(db).expanduser().is_file():
-            raise StoreUnavailable(db, "no such database", "give the --db of a run", resumable=False)
-        _make_folder(db)
-        _check_sqlite(db)
+def prepare(db: str, create: bool = True) -> None:
+    """Before a SQLite database is opened: its folder made (with ``create``; without, the file
+    must exist) and its files checked, so that a failure is said as what it is."""
+    if "://" in db:
+        return
+    if not create and not Path(db).expanduser().is_file():
+        raise StoreUnavailable(db, "no such database", "give the --db of a run", resumable=False)
+    _make_folder(db)
+    _check_sqlite(db)
+
+
+def open_engine(db: str) -> Engine:
+    """An engine on ``db``, whose tables are checked to be reer's (StoreUnavailable otherwise)."""
     engine = engine_for(db)
     try:
-        if create:
-            SQLModel.metadata.create_all(engine)
         _check_tables(db, engine)
     except BaseException:
         engine.dispose()

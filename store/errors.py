@@ -3,6 +3,7 @@
     StoreError                 root: anything the store refuses or cannot do
     ├── StoreUnavailable       the database cannot be opened or written (names it and what to do)
     ├── StoreBusy              another run process holds the database (names it)
+    ├── LeaseLost              another worker took a record over after this one's lease ran out
     ├── RunMismatch            the database holds a run with another config or input (use --force)
     └── StoreStateError        an operation out of order (e.g. completing a step twice)
 """
@@ -29,6 +30,15 @@ class StoreBusy(StoreError):
         self.db, self.holder = db, holder
         super().__init__(f"database {db} is in use by another reer run ({holder}): wait for it to end or stop it, "
                          "or give this run another --db")
+
+
+class LeaseLost(StoreError):
+    """This worker's lease on a record ran out and another worker took the record over: this
+    one must leave it (its successor resumes it from what is stored)."""
+
+    def __init__(self, record_id: int):
+        self.record_id = record_id
+        super().__init__(f"record {record_id} was taken over by another worker after this worker's lease ran out")
 
 
 class RunMismatch(StoreError):

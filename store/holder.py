@@ -1,10 +1,14 @@
-"""One run process per database: a second is refused with the first one's pid and host, instead
-of racing it (two runs created, steps "completed out of order", paid generations thrown away).
+"""Who may work on a database at once.
 
-SQLite: an exclusive ``flock`` on ``<db>.lock`` beside the database, which names the holder.
-PostgreSQL: a session advisory lock keyed on the database and schema, the holder named in its
-connection's ``application_name``. Either goes with the process that holds it, so a run killed
-with ``kill -9`` leaves nothing stale behind. Other databases are not locked.
+SQLite is one machine's file: one run process per database. A second is refused with the first
+one's pid and host, instead of racing it. The lock is an exclusive ``flock`` on ``<db>.lock``
+beside the database, which names the holder; it goes with the process that holds it, so a run
+killed with ``kill -9`` leaves nothing stale behind.
+
+A server database (PostgreSQL) is shared: any number of workers join one run and divide its
+records through leases (``Store.claim``). What must happen once there — creating or migrating
+the tables, creating the run, changing it with ``--force`` — happens in a transaction that holds
+:func:`lock_schema`, so workers that start at the same instant queue for it instead of racing.
 """
 
 from __future__ import annotations
@@ -15,33 +19,36 @@ import socket
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.pool import NullPool
+from sqlalchemy.engine import Connection
 
-from store.database import engine_for, shown
 from store.errors import StoreBusy
 
 LOCK_KEY = 0x5245_4552  # "REER": the advisory-lock namespace (the other key is the schema's hash)
-_SCHEMA_KEY = "hashtext(current_database() || '.' || current_schema())"
-_HOLDER = (f"select a.application_name, a.client_addr from pg_locks l join pg_stat_activity a on a.pid = l.pid "
-           f"where l.locktype = 'advisory' and l.granted and l.classid = {LOCK_KEY}::int4::oid "
-           f"and l.objid = {_SCHEMA_KEY}::oid and l.objsubid = 2")
 
 
 def me() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
+def lock_schema(conn: Connection) -> None:
+    """Hold, until ``conn``'s transaction ends, the lock on reer's tables in its database and
+    schema (PostgreSQL; elsewhere one process holds the database, or the dialect serializes)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"select pg_advisory_xact_lock({LOCK_KEY}, "
+                          "hashtext(current_database() || '.' || current_schema()))"))
+
+
 class Holder:
-    """The right to run on ``db``, held until ``release`` (or the process's end)."""
+    """The right to run on ``db``, held until ``release`` (or the process's end). ``exclusive``:
+    no other run process can be working on it (a SQLite file), so workers it finds marked
+    live are dead."""
 
     def __init__(self, db: str):
         self.db = db
         self._fd: int | None = None
-        self._conn = None
-        if "://" not in db:
+        self.exclusive = "://" not in db
+        if self.exclusive:
             self._lock_file(Path(db).expanduser())
-        elif db.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres"):
-            self._lock_postgres()
 
     def _lock_file(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,25 +63,7 @@ class Holder:
         os.write(fd, me().encode())
         self._fd = fd
 
-    def _lock_postgres(self) -> None:
-        # NullPool: closing the connection ends the session, and the lock with it. The store's
-        # engine says a refused connection as such (StoreUnavailable), not as a lock.
-        engine = engine_for(self.db, poolclass=NullPool, connect_args={"application_name": f"reer run {me()}"})
-        conn = engine.connect()
-        if not conn.execute(text(f"select pg_try_advisory_lock({LOCK_KEY}, {_SCHEMA_KEY})")).scalar():
-            row = conn.execute(text(_HOLDER)).first()
-            conn.close()
-            engine.dispose()
-            name = row[0].removeprefix("reer run ") if row and row[0] else "another session"
-            raise StoreBusy(shown(self.db), f"{name} (from {row[1]})" if row and row[1] else name)
-        conn.commit()  # the lock is the session's, not the transaction's: nothing else to keep open
-        self._conn, self._engine = conn, engine
-
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
-        if self._conn is not None:
-            self._conn.close()  # NullPool: the session ends, and its advisory lock with it
-            self._engine.dispose()
-            self._conn = None

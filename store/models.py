@@ -2,6 +2,7 @@
 
     Run 1──* Record 1──* Node   (the draft, step = -1; each candidate of step i, step = i)
                     1──* Step   (one per completed step: the choice and the best score after it)
+        1──* Worker 1──* Record (the process that holds it, or last held it)
 
 A record's progress is fully described by these rows, which is what makes resumption exact:
 completed steps are never redone, stored candidates are never regenerated.
@@ -45,6 +46,20 @@ class Run(SQLModel, table=True):
     history: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # forced changes
 
 
+class Worker(SQLModel, table=True):
+    """A run process working on a run. It holds the records it claimed while its lease lasts:
+    its heartbeat moves ``expires_at`` forward; once that has passed, or the worker has ended,
+    any other worker may take its unfinished records over. Times are the database's clock (UTC),
+    so workers on machines whose clocks differ agree on them."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    name: str  # "pid N on HOST"
+    started_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
 class Record(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("run_id", "key"),)
 
@@ -64,6 +79,8 @@ class Record(SQLModel, table=True):
     final_thinking: str | None = Field(default=None, sa_column=Column(Text))
     steps_done: int = 0
     updated_at: datetime = Field(default_factory=utcnow)
+    # The worker holding it while unfinished; once finished, the one that finished it.
+    worker_id: int | None = Field(default=None, foreign_key="worker.id", index=True)
 
 
 class Node(SQLModel, table=True):

@@ -7,19 +7,21 @@ so a crash between two calls loses at most the call in flight.
 from __future__ import annotations
 
 import functools
+from datetime import datetime, timedelta
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import bindparam, func, insert, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, func, insert, or_, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
-from store.database import check, open_engine
-from store.errors import RunMismatch, StoreStateError
-from store.holder import Holder
-from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, utcnow
-from store.values import (Overview, Progress, RecordIn, RunStart, config_hash, content_hash, input_changes,
-                          run_differences)
+from store.database import check, open_engine, prepare
+from store.errors import LeaseLost, RunMismatch, StoreStateError
+from store.holder import Holder, lock_schema, me
+from store.migrations import migrate
+from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, Worker, utcnow
+from store.values import (Claim, Overview, Progress, RecordIn, RunStart, Waiting, config_hash, content_hash,
+                          input_changes, run_differences)
 
 UNFINISHED = (RecordStatus.pending, RecordStatus.running)
 
@@ -27,6 +29,10 @@ UNFINISHED = (RecordStatus.pending, RecordStatus.running)
 class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
+        # Set once this process has joined a run as a worker: every write to a record is then
+        # fenced on holding it, so a worker whose lease ran out cannot write over its successor.
+        self.worker_id: int | None = None
+        self.lease_s = 0.0
 
     @staticmethod
     def check(db: str) -> None:
@@ -44,7 +50,9 @@ class Store:
         """The store in ``db``, its tables created (``create``) or required to exist already;
         StoreUnavailable (one line: the database, the cause, what to do) if it cannot be
         opened, and later if a write fails."""
-        return cls(open_engine(db, create))
+        prepare(db, create)
+        migrate(db, create)
+        return cls(open_engine(db))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -55,33 +63,49 @@ class Store:
     # --- the run --------------------------------------------------------------------------
 
     def begin_run(
-        self, config: dict[str, Any], input_path: str, records: Sequence[RecordIn], force: bool = False
+        self, config: dict[str, Any], input_path: str, records: Sequence[RecordIn], force: bool = False,
+        lease_s: float | None = None, alone: bool = False,
     ) -> RunStart:
         """Create the run, or resume the one in this database.
 
         A resumed run must have the same config and input; with ``force`` the new ones replace
         them: unchanged records keep their progress, changed ones restart, new ones are added,
         and records gone from the input are marked ``removed``. The change is kept in the run's
-        history.
+        history. ``force`` is refused while other workers are live on the run.
+
+        With ``lease_s``, this process joins the run as a worker in the same transaction (see
+        ``claim``); ``alone``: no other process can be working on the database (it holds the
+        SQLite file's lock), so the workers still marked live died and their records are freed.
+        Workers starting at once on a fresh database queue for the schema lock: one creates
+        the run, the others resume it.
         """
         chash = config_hash(config)
         ihash = content_hash(*(f"{r.key}:{r.content_hash}" for r in records))
         with self._session() as s:
+            lock_schema(s.connection())
+            now = _now(s.connection())
             run = s.exec(select(Run).order_by(col(Run.id))).first()
             if run is None:
-                return self._create_run(s, Run(config=config, config_hash=chash, input_path=input_path,
-                                               input_hash=ihash), records)
-            return self._resume_run(s, run, config, chash, input_path, ihash, records, force)
+                start = self._create_run(s, Run(config=config, config_hash=chash, input_path=input_path,
+                                                input_hash=ihash), records)
+            else:
+                if alone:
+                    self._end_workers(s.connection(), run.id, now)
+                start = self._resume_run(s, run, config, chash, input_path, ihash, records, force, now)
+            if lease_s is not None:
+                self._join(s.connection(), start.run_id, lease_s, now)
+            s.commit()
+        return start
 
     def _create_run(self, s: Session, run: Run, records: Sequence[RecordIn]) -> RunStart:
         s.add(run)
         s.flush()
         s.add_all(_new_record(run.id, r) for r in records)
-        s.commit()
+        s.flush()
         return RunStart(run.id, False, len(records), len(records), 0, 0, [])
 
     def _resume_run(self, s: Session, run: Run, config: dict[str, Any], chash: str, input_path: str, ihash: str,
-                    records: Sequence[RecordIn], force: bool) -> RunStart:
+                    records: Sequence[RecordIn], force: bool, now: datetime) -> RunStart:
         stored, inputs = {}, None
         if run.input_hash != ihash:
             stored = {r.key: r for r in s.exec(select(Record).where(Record.run_id == run.id))}
@@ -92,6 +116,10 @@ class Store:
             raise RunMismatch(differences)
         changes = inputs.counts() if inputs else []  # inputs: set only when the input differs
         if differences:
+            live = self._live_workers(s.connection(), run.id, now)
+            if live:
+                raise StoreStateError(f"--force would change the run under {len(live)} live workers "
+                                      f"({', '.join(live)}): stop them first, or wait for them to end")
             if inputs:
                 self._sync_records(s, run, stored, records)
             run.history = [*run.history, {"at": utcnow().isoformat(), "old_config": run.config,
@@ -100,7 +128,7 @@ class Store:
             run.input_path = input_path
         run.updated_at = utcnow()
         s.add(run)
-        s.commit()
+        s.flush()
         counts = self._status_counts(s, run.id)
         steps_kept = s.exec(
             select(func.count(col(Step.id))).join(Record).where(
@@ -145,6 +173,99 @@ class Store:
         rec.updated_at = utcnow()
         s.add(rec)
 
+    # --- workers and their leases -----------------------------------------------------------
+
+    def _join(self, conn: Connection, run_id: int, lease_s: float, now: datetime) -> None:
+        self.lease_s = lease_s
+        self.worker_id = conn.execute(insert(Worker).returning(col(Worker.id)), {
+            "run_id": run_id, "name": me(), "started_at": now,
+            "expires_at": now + timedelta(seconds=lease_s)}).scalar_one()
+
+    @staticmethod
+    def _live_workers(conn: Connection, run_id: int, now: datetime) -> list[str]:
+        q = select(Worker.name).where(Worker.run_id == run_id, col(Worker.ended_at).is_(None), Worker.expires_at > now)
+        return list(conn.execute(q).scalars())
+
+    @staticmethod
+    def _end_workers(conn: Connection, run_id: int, now: datetime) -> None:
+        conn.execute(update(Record).where(Record.run_id == run_id, col(Record.status).in_(UNFINISHED))
+                     .values(worker_id=None))
+        conn.execute(update(Worker).where(Worker.run_id == run_id, col(Worker.ended_at).is_(None))
+                     .values(ended_at=now, expires_at=now))
+
+    def heartbeat(self) -> None:
+        """Renew this worker's lease on every record it holds: one row written."""
+        with self.engine.begin() as conn:
+            now = _now(conn)
+            conn.execute(update(Worker).where(col(Worker.id) == self.worker_id)
+                         .values(expires_at=now + timedelta(seconds=self.lease_s)))
+
+    def claim(self, run_id: int, n: int) -> list[Claim]:
+        """Up to ``n`` unfinished records for this worker: free ones, and those of workers whose
+        lease has run out or that have ended, in input order. Concurrent claims never take the
+        same record (``FOR UPDATE SKIP LOCKED``); a taken-over record resumes from its stored
+        steps and candidates."""
+        with self.engine.begin() as conn:
+            now = _now(conn)
+            live = select(Worker.id).where(col(Worker.ended_at).is_(None), Worker.expires_at > now)
+            free = (select(Record.id, Record.worker_id)
+                    .where(Record.run_id == run_id, col(Record.status).in_(UNFINISHED),
+                           or_(col(Record.worker_id).is_(None), col(Record.worker_id).not_in(live)))
+                    .order_by(col(Record.position)).limit(n).with_for_update(skip_locked=True))
+            found = dict(conn.execute(free).all())
+            if not found:
+                return []
+            conn.execute(update(Record).where(col(Record.id).in_(found))
+                         .values(worker_id=self.worker_id, status=RecordStatus.running, updated_at=now))
+            previous = {i for i in found.values() if i is not None}
+            names = dict(conn.execute(select(Worker.id, Worker.name).where(col(Worker.id).in_(previous))).all())
+            rows = conn.execute(select(Record.__table__).where(Record.__table__.c.id.in_(found))
+                                .order_by(Record.__table__.c.position))
+            return [Claim(Record.model_validate(r._mapping), names.get(found[r.id])) for r in rows]
+
+    def waiting(self, run_id: int) -> Waiting:
+        """What is left that this worker cannot claim now: unfinished records held by other live
+        workers, and the seconds until the first of their leases would run out."""
+        with self.engine.connect() as conn:
+            now = _now(conn)
+            held, until = conn.execute(
+                select(func.count(col(Record.id)), func.min(Worker.expires_at)).join(Worker, Record.worker_id == Worker.id)
+                .where(Record.run_id == run_id, col(Record.status).in_(UNFINISHED), col(Worker.ended_at).is_(None),
+                       Worker.expires_at > now, Worker.id != self.worker_id)).one()
+            unfinished = conn.execute(select(func.count(col(Record.id))).where(
+                Record.run_id == run_id, col(Record.status).in_(UNFINISHED))).scalar_one()
+        return Waiting(unfinished=unfinished, held_elsewhere=held,
+                       lease_ends_s=(until - now).total_seconds() if until is not None else None)
+
+    def leave(self) -> None:
+        """This worker stops: its unfinished records are free at once for the others (a worker
+        that dies instead frees them when its lease runs out)."""
+        if self.worker_id is None:
+            return
+        with self.engine.begin() as conn:
+            now = _now(conn)
+            conn.execute(update(Record).where(col(Record.worker_id) == self.worker_id,
+                                              col(Record.status).in_(UNFINISHED)).values(worker_id=None))
+            conn.execute(update(Worker).where(col(Worker.id) == self.worker_id).values(ended_at=now, expires_at=now))
+        self.worker_id = None
+
+    def shared(self, run_id: int) -> bool:
+        """Whether another worker has been live on the run while this one was."""
+        with self.engine.connect() as conn:
+            mine = conn.execute(select(Worker.started_at).where(col(Worker.id) == self.worker_id)).scalar_one()
+            return conn.execute(select(func.count(col(Worker.id))).where(
+                Worker.run_id == run_id, Worker.id != self.worker_id,
+                or_(col(Worker.ended_at).is_(None), col(Worker.ended_at) > mine))).scalar_one() > 0
+
+    def _fence(self, conn: Connection, record_id: int) -> None:
+        """LeaseLost unless this worker still holds the record (no-op outside a worker). The
+        UPDATE locks the record's row until the write commits: no claim can slip in between."""
+        if self.worker_id is None:
+            return
+        held = conn.execute(_FENCE, {"record_id": record_id, "worker": self.worker_id, "now": utcnow()})
+        if held.rowcount != 1:
+            raise LeaseLost(record_id)
+
     # --- records --------------------------------------------------------------------------
 
     def records_to_run(self, run_id: int) -> list[Record]:
@@ -177,6 +298,7 @@ class Store:
     def set_initial_score(self, record_id: int, draft_id: int, score: float) -> None:
         """The draft's score, on the draft and on its record, in one transaction."""
         with self.engine.begin() as conn:
+            self._fence(conn, record_id)
             _write_scores(conn, {draft_id: score})
             _set(conn, Record, record_id, initial_score=score, updated_at=utcnow())
 
@@ -192,10 +314,12 @@ class Store:
         self._update_record(record_id, status=status, error=reason)
 
     def _update_record(self, record_id: int, **values: Any) -> None:
-        self._update(Record, record_id, updated_at=utcnow(), **values)
+        self._update(record_id, Record, record_id, updated_at=utcnow(), **values)
 
-    def _update(self, table: type, row_id: int, **values: Any) -> None:
-        with self.engine.begin() as conn:  # one UPDATE, no ORM round trip: these are the hot writes
+    def _update(self, record_id: int, table: type, row_id: int, **values: Any) -> None:
+        """One UPDATE of a row of ``record_id``'s, no ORM round trip: these are the hot writes."""
+        with self.engine.begin() as conn:
+            self._fence(conn, record_id)
             _set(conn, table, row_id, **values)
 
     # --- the search tree ------------------------------------------------------------------
@@ -223,6 +347,8 @@ class Store:
         rows = [n.model_dump(exclude={"id"}) for n in nodes]
         try:
             with self.engine.begin() as conn:
+                for record_id in {n.record_id for n in nodes}:
+                    self._fence(conn, record_id)
                 ids = conn.execute(_INSERT_NODES, rows).scalars().all()
         except IntegrityError as exc:  # UNIQUE (record_id, step, idx): a slot is filled once
             slots = ", ".join(f"(record {n.record_id}, step {n.step}, idx {n.idx})" for n in nodes)
@@ -231,8 +357,8 @@ class Store:
             n.id = i
         return list(nodes)
 
-    def reject_node(self, node_id: int, reason: str) -> None:
-        self._update(Node, node_id, rejected=reason)
+    def reject_node(self, node: Node, reason: str) -> None:
+        self._update(node.record_id, Node, node.id, rejected=reason)
 
     def complete_step(self, record_id: int, step: Step, scores: dict[int, float] | None = None) -> None:
         """Record a step's candidate scores, its choice and the record's progress in one
@@ -241,6 +367,7 @@ class Store:
         values = step.model_dump(exclude={"id"})
         values["record_id"] = record_id
         with self.engine.begin() as conn:
+            self._fence(conn, record_id)
             moved = conn.execute(_ADVANCE_STEP, {"record_id": record_id, "done": step.step, "next": step.step + 1,
                                                  "now": utcnow()})
             if moved.rowcount != 1:
@@ -252,10 +379,13 @@ class Store:
 
     # --- reading results ------------------------------------------------------------------
 
-    def finished_records(self, run_id: int) -> Iterator[tuple[Record, Progress]]:
-        """Done records in input order, each with its search tree."""
+    def finished_records(self, run_id: int, worker_id: int | None = None) -> Iterator[tuple[Record, Progress]]:
+        """Done records in input order, each with its search tree; with ``worker_id``, only
+        those that worker finished."""
         with self._session() as s:
             q = select(Record).where(Record.run_id == run_id, Record.status == RecordStatus.done)
+            if worker_id is not None:
+                q = q.where(Record.worker_id == worker_id)
             records = list(s.exec(q.order_by(col(Record.position))))
         for rec in records:
             yield rec, self.load_progress(rec.id)
@@ -309,11 +439,21 @@ def _new_record(run_id: int, r: RecordIn) -> Record:
 _ADVANCE_STEP = (update(Record).where(col(Record.id) == bindparam("record_id"), col(Record.steps_done) == bindparam("done"))
                  .values(steps_done=bindparam("next"), updated_at=bindparam("now")))
 _INSERT_STEP = insert(Step)
+_FENCE = (update(Record).where(col(Record.id) == bindparam("record_id"), col(Record.worker_id) == bindparam("worker"))
+          .values(updated_at=bindparam("now")))
 _NODES_OF = (select(Node.__table__).where(Node.__table__.c.record_id == bindparam("record_id"))
              .order_by(Node.__table__.c.step, Node.__table__.c.idx))
 _STEPS_OF = (select(Step.__table__).where(Step.__table__.c.record_id == bindparam("record_id"))
              .order_by(Step.__table__.c.step))
 _INSERT_NODES = insert(Node).returning(col(Node.id), sort_by_parameter_order=True)
+
+
+def _now(conn: Connection) -> datetime:
+    """The database's clock: every worker's leases are measured on it, whatever the clocks of
+    their machines say. SQLite is one machine's file: its clock is this one."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(text("select now()")).scalar_one()
+    return utcnow()
 
 
 @functools.cache

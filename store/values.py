@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
-from store.models import Node, RecordStatus, Run, Step
+from store.models import Node, Record, RecordStatus, Run, Step
 
 
 def content_hash(*parts: str) -> str:
@@ -38,6 +38,23 @@ class RecordIn:
     @property
     def content_hash(self) -> str:
         return content_hash(self.question, self.answer)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A record a worker claimed; ``taken_from``: the worker whose lease it outlived, if any."""
+
+    record: Record
+    taken_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a worker with nothing to claim waits for (``Store.waiting``)."""
+
+    unfinished: int  # records of the run not finished, held or not
+    held_elsewhere: int  # of those, held by other live workers
+    lease_ends_s: float | None  # until the first of those workers' leases runs out
 
 
 @dataclass(frozen=True)

@@ -16,3 +16,15 @@ def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
 
     base = tmp_path_factory.mktemp("tiny")
     return {kind: save_tiny(kind, base / kind) for kind in ("llama", "gemma3")}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    """A store's database: a SQLite file, and a fresh schema of this machine's PostgreSQL."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "x.db")
+        return
+    from tests.support.pg import pg_schema
+
+    with pg_schema() as url:
+        yield url

@@ -8,7 +8,7 @@ from sqlalchemy import event
 
 from store import Node, NodeKind, RecordIn, Step, Store, StoreUnavailable
 from store import database
-from tests.unit.test_store import PG_URL, _pg_available
+from tests.support.pg import PG_URL, pg_available as _pg_available
 
 
 def closed_port() -> int:

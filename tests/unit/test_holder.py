@@ -1,14 +1,11 @@
-"""One run process per database: a second holder is refused, naming the first; released, the
-database is free again."""
+"""One run process per SQLite database: a second holder is refused, naming the first; released,
+the database is free again. (A server database is shared by workers: tests/unit/test_leases.py.)"""
 
 import os
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from store import Store, StoreBusy
-from tests.unit.test_store import PG_URL, _pg_available
 
 
 def test_a_second_run_on_a_sqlite_database_is_refused_with_the_holders_pid(tmp_path):
@@ -21,25 +18,7 @@ def test_a_second_run_on_a_sqlite_database_is_refused_with_the_holders_pid(tmp_p
     Store.hold(db).release()
 
 
-def test_a_second_run_on_a_postgres_schema_is_refused_and_another_schema_is_free():
-    if not _pg_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    eng = create_engine(PG_URL)
-    schemas = [f"h_{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    with eng.begin() as c:
-        for s in schemas:
-            c.execute(text(f"create schema {s}"))
-    try:
-        a, b = (f"{PG_URL.replace('postgres@', 'postgres:pw@')}?options=-csearch_path%3D{s}" for s in schemas)
-        first = Store.hold(a)
-        with pytest.raises(StoreBusy, match=rf"in use by another reer run \(pid {os.getpid()} on .* \(from 127\.0\.0\.1\)"
-                                            r"\)") as err:
-            Store.hold(a)
-        assert "pw" not in str(err.value)
-        Store.hold(b).release()
-        first.release()
-        Store.hold(a).release()
-    finally:
-        with eng.begin() as c:
-            for s in schemas:
-                c.execute(text(f"drop schema {s} cascade"))
+def test_a_server_database_is_not_held_exclusively():
+    holder = Store.hold("postgresql+psycopg://u@127.0.0.1:1/none")  # nothing to lock: no connection made
+    assert not holder.exclusive
+    holder.release()

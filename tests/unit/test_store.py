@@ -1,39 +1,8 @@
 """The store's state machine, on SQLite and (when it runs here) PostgreSQL."""
 
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, text
 
 from store import Node, NodeKind, RecordIn, RecordStatus, RunMismatch, Step, Store, StoreStateError
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_available() -> bool:
-    try:
-        with create_engine(PG_URL).connect() as c:
-            c.execute(text("select 1"))
-        return True
-    except Exception:
-        return False
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        yield str(tmp_path / "x.db")
-        return
-    if not _pg_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    eng = create_engine(PG_URL)
-    with eng.begin() as c:
-        c.execute(text(f"create schema {schema}"))
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with eng.begin() as c:
-        c.execute(text(f"drop schema {schema} cascade"))
-
 
 RECS = [RecordIn(key=str(i), position=i, question=f"q{i}", answer=f"a{i}", lang="en") for i in range(3)]
 CFG = {"search": {"max_steps": 10}}

@@ -1,0 +1,75 @@
+"""The store's schema, versioned: a database made by an earlier reer is brought up to this
+version's schema when it is opened, and one made by a later reer is refused.
+
+A fresh database gets the current tables and the latest version at once; an existing one gets
+each missing step, in order. All of it is one transaction under a lock (PostgreSQL: an advisory
+lock; SQLite: ``BEGIN IMMEDIATE``), so workers that open a fresh or old database at the same
+instant create or migrate it once: the others wait, then find it done. A new schema change is a
+new entry in ``STEPS``, never an edit of an old one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import Column, Integer, MetaData, Table, event, inspect, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+from sqlmodel import SQLModel
+
+from store.database import engine_for, shown
+from store.errors import StoreUnavailable
+from store.holder import lock_schema
+from store.models import Worker
+
+# Its own metadata: the reader of an old database checks reer's tables, not this one.
+VERSION_TABLE = Table("reer_schema", MetaData(), Column("version", Integer, nullable=False))
+
+
+def _v2_workers(conn: Connection) -> None:
+    Worker.__table__.create(conn)
+    conn.execute(text("ALTER TABLE record ADD COLUMN worker_id INTEGER REFERENCES worker (id)"))
+    conn.execute(text("CREATE INDEX ix_record_worker_id ON record (worker_id)"))
+
+
+# version: (what it changes, the change). Version 1 is the schema before versioning.
+STEPS: dict[int, tuple[str, Callable[[Connection], None]]] = {
+    2: ("workers share a run: the worker table, and the worker holding each record", _v2_workers),
+}
+VERSION = max(STEPS)
+
+
+def migrate(db: str, create: bool) -> None:
+    """Bring ``db`` to this version's schema (creating it, with ``create``, if it holds no
+    tables); StoreUnavailable if it was made by a later reer. Nothing is done to a database
+    holding no reer tables when ``create`` is off: the caller says so."""
+    engine = engine_for(db, poolclass=NullPool)
+    if engine.dialect.name == "sqlite":
+        # pysqlite begins transactions lazily and never for DDL: take the write lock up front.
+        event.listen(engine, "connect", lambda dbapi_conn, _: setattr(dbapi_conn, "isolation_level", None))
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    try:
+        with engine.begin() as conn:
+            lock_schema(conn)
+            tables = set(inspect(conn).get_table_names())
+            if "run" not in tables:
+                if create:
+                    SQLModel.metadata.create_all(conn)
+                    VERSION_TABLE.create(conn)
+                    conn.execute(VERSION_TABLE.insert().values(version=VERSION))
+                return
+            found = conn.execute(select(VERSION_TABLE.c.version)).scalar() if "reer_schema" in tables else 1
+            if found > VERSION:
+                raise StoreUnavailable(shown(db), f"it was made by a later reer (schema version {found}; this reer "
+                                       f"reads up to {VERSION})", "open it with that reer or a later one",
+                                       resumable=False)
+            for version in range(found + 1, VERSION + 1):
+                STEPS[version][1](conn)
+            if found < VERSION:
+                if "reer_schema" not in tables:
+                    VERSION_TABLE.create(conn)
+                    conn.execute(VERSION_TABLE.insert().values(version=VERSION))
+                else:
+                    conn.execute(VERSION_TABLE.update().values(version=VERSION))
+    finally:
+        engine.dispose()

@@ -1,0 +1,49 @@
+"""A store made by an earlier reer opens in this one, brought to its schema with what it holds;
+one made by a later reer is refused. tests/fixtures/store-v1.db was written by reer before its
+schema was versioned (a run of three records: one done, one a step in, one not started)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from store import RecordIn, RecordStatus, Store, StoreUnavailable
+from store.migrations import VERSION
+
+V1 = Path(__file__).resolve().parents[1] / "fixtures" / "store-v1.db"
+
+
+def test_a_version_1_store_opened_by_a_reader_is_migrated_with_what_it_holds(tmp_path):
+    db = str(shutil.copy(V1, tmp_path / "old.db"))
+    reader = Store.open(db, create=False)
+    run_id = reader.latest_run_id()
+    assert {r.key: r.status for r in reader.records_to_run(run_id)} == {"half": RecordStatus.running,
+                                                                       "fresh": RecordStatus.pending}
+    assert [r.key for r, p in reader.finished_records(run_id)] == ["done"]
+    with reader.engine.connect() as c:
+        assert c.execute(text("select version from reer_schema")).scalar() == VERSION
+    assert "worker_id" in {c["name"] for c in inspect(reader.engine).get_columns("record")}
+    reader.close()
+
+
+def test_a_migrated_store_claims_and_keeps_its_stored_steps(tmp_path):
+    db = str(shutil.copy(V1, tmp_path / "old.db"))
+    recs = [RecordIn(key=k, position=i, question=f"question {k}", answer=f"answer {k}", lang="en")
+            for i, k in enumerate(["done", "half", "fresh"])]
+    st = Store.open(db)
+    start = st.begin_run({"search": {"max_steps": 10}}, "in.jsonl", recs, lease_s=60, alone=True)
+    assert start.resumed and (start.done, start.to_run, start.steps_kept) == (1, 2, 1)
+    claims = st.claim(start.run_id, 5)
+    assert [c.record.key for c in claims] == ["half", "fresh"] and claims[0].record.steps_done == 1
+    assert len(st.load_progress(claims[0].record.id).steps) == 1
+
+
+def test_a_store_from_a_later_reer_is_refused(tmp_path):
+    db = str(tmp_path / "new.db")
+    Store.open(db).close()
+    with create_engine(f"sqlite:///{db}").begin() as c:
+        c.execute(text("update reer_schema set version = :v"), {"v": VERSION + 1})
+    with pytest.raises(StoreUnavailable, match=rf"made by a later reer \(schema version {VERSION + 1}; this reer "
+                                               rf"reads up to {VERSION}\)"):
+        Store.open(db)
