@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +99,14 @@ class PromptSet:
         if set(fields) != allowed:
             raise PromptError(f"prompt {name!r} takes fields {sorted(allowed)}, got {sorted(fields)}")
         return _FIELD.sub(lambda m: fields[m.group(1)] if m.group(1) in allowed else m.group(0), template)
+
+    def identity(self, name: str) -> str:
+        """A short hash of a prompt's templates in every language: a scorer and a run that
+        agree on it score with the same prompt, whatever files it came from."""
+        h = hashlib.sha256()
+        for lang in ("en", "zh"):
+            h.update(self.template(name, lang).encode() + b"\x00")
+        return h.hexdigest()[:16]
 
     def fingerprint(self) -> dict[str, str]:
         """Every template's text, for the run's config (a changed prompt changes the search)."""

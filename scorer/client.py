@@ -16,7 +16,8 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ValidationError
 
 from scorer.errors import ScorerError, ScorerUnavailable, ScoringInputError
-from scorer.protocol import CheckItem, CheckRequest, CheckResponse, ErrorBody, ScoreItem, ScoreRequest, ScoreResponse
+from scorer.protocol import (CheckItem, CheckRequest, CheckResponse, ErrorBody, Health, ScoreItem, ScoreRequest,
+                             ScoreResponse)
 
 DEFAULT_SCORE_TIMEOUT_S = 3600.0  # a request waits in the queue behind every other record's
 MAX_IN_FLIGHT = 256  # requests at once: every record in flight may be waiting in the scorer's queue
@@ -37,6 +38,20 @@ class ScorerClient:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = http_client(max_in_flight, httpx.Timeout(timeout_s, connect=10.0), headers)
+
+    async def health(self) -> Health:
+        """What the scorer says of itself: ready or loading, its model, dtype and scoring prompt."""
+        try:
+            r = await self._http.get(f"{self.url}/health")
+        except (httpx.HTTPError, aiohttp.ClientError) as exc:
+            raise ScorerUnavailable(f"the scorer at {self.url} did not answer: {exc!r}") from exc
+        if r.status_code == 401:
+            raise ScorerError(f"the scorer at {self.url} refused the token (set --scorer-token / REER_SCORER_TOKEN)")
+        try:
+            return Health.model_validate(r.json())
+        except ValueError as exc:
+            raise ScorerError(f"the scorer at {self.url} answered /health with HTTP {r.status_code}, not a reer "
+                              f"scorer's health: {r.text[:200]!r}") from exc
 
     async def score(self, question: str, thinking: str, answer: str, lang: str) -> float:
         return _one(await self.score_many(question, [thinking], answer, lang))

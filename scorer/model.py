@@ -1,7 +1,6 @@
 """The scoring model: a transformers causal LM and its tokenizer, loaded for ``Engine``.
 
-Text in, tokens out: the scoring text (the reference's prompt, thinking and answer), its scored
-positions and its paragraph breaks. The torch work of scoring is ``scorer.engine``.
+Text in, tokens out through ``scorer.encoder``; the torch work of scoring is ``scorer.engine``.
 """
 
 from __future__ import annotations
@@ -12,14 +11,12 @@ from typing import Sequence
 
 import torch
 
-from prompts import SCORING_PROMPTS, PromptSet, render_chat
 from scorer.compiled import compile_blocks
 from scorer.encoded import Encoded
 from scorer.engine import Engine
-from scorer.errors import ModelLoadError, ScoringInputError
+from scorer.encoder import Encoder, default_chat_format
+from scorer.errors import ModelLoadError
 from scorer.loading import resolve_model
-from prompts.tags import SYSTEM_PROMPT
-from scorer.span import scored_positions, scoring_text, token_starts
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -59,51 +56,21 @@ class ScoringModel:
             except Exception as exc:  # no C++ compiler for the CPU backend, no triton, an unsupported block
                 raise ModelLoadError(f"cannot compile {spec!r} (--compile): {type(exc).__name__}: {exc}") from exc
         self.name = spec
-        self.prompts = PromptSet(prompts_dir)
-        self.prompt_name = SCORING_PROMPTS[scoring_prompt]
-        self.single_segment_answer = single_segment_answer
-        self.chat_format = chat_format or self._fallback_format()
         cfg = self.model.config
-        self.max_context = max_context or getattr(cfg, "max_position_embeddings", None)
-        # No token stands for more characters than its vocabulary entry has (byte-level and
-        # SentencePiece alike), so a text longer than this cannot fit the context whatever it
-        # says: refused without tokenizing it, which for a hostile multi-megabyte text costs
-        # seconds and gigabytes.
-        self.max_token_chars = max(map(len, self.tokenizer.get_vocab()), default=1)
+        self.encoder = Encoder(self.tokenizer, chat_format=chat_format or default_chat_format(self.tokenizer,
+                                                                                              cfg.model_type),
+                               prompts_dir=prompts_dir, scoring_prompt=scoring_prompt,
+                               max_context=max_context or getattr(cfg, "max_position_embeddings", None),
+                               single_segment_answer=single_segment_answer)
+        self.max_context = self.encoder.max_context
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.engine = Engine(self.model, pad_id=pad_id, reuse_prefix=reuse_prefix,
                              prefix_cache_bytes=prefix_cache_bytes)
 
-    def _fallback_format(self) -> str | None:
-        if self.tokenizer.chat_template:
-            return None  # the tokenizer's own template
-        return "gemma" if self.model.config.model_type.startswith("gemma") else "plain"
-
     # --- text -> tokens -------------------------------------------------------------------
 
-    def prompt(self, question: str, lang: str) -> str:
-        messages = [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": self.prompts.render(self.prompt_name, lang, question=question)},
-        ]
-        if self.chat_format is None:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return (self.tokenizer.bos_token or "") + render_chat(messages, self.chat_format)
-
     def encode(self, question: str, thinking: str, answer: str, lang: str) -> Encoded:
-        st = scoring_text(self.prompt(question, lang), thinking, answer, self.single_segment_answer)
-        if self.max_context and len(st.text) > self.max_context * self.max_token_chars:
-            raise ScoringInputError(f"scoring text is {len(st.text)} characters: over the scorer's context of "
-                                    f"{self.max_context} tokens however it is tokenized")
-        # The chat template already holds any BOS, so no special tokens are added here.
-        enc = self.tokenizer(st.text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = enc["input_ids"]
-        if self.max_context and len(ids) > self.max_context:
-            raise ScoringInputError(f"scoring text is {len(ids)} tokens, over the scorer's context of {self.max_context}")
-        positions = scored_positions(enc["offset_mapping"], st.span)
-        if not positions:
-            raise ScoringInputError("the answer's scored span holds no tokens")
-        return Encoded(ids, positions, token_starts(enc["offset_mapping"], st.breaks))
+        return self.encoder.encode(question, thinking, answer, lang)
 
     # --- tokens -> scores -----------------------------------------------------------------
 

@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         if st.max_batch_tokens is None and model.device.type == "cuda":
             service.max_batch_tokens = CUDA_MAX_BATCH_TOKENS
         info.update(device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
-                    max_batch_tokens=service.max_batch_tokens, compiled=st.compile)
+                    max_batch_tokens=service.max_batch_tokens, compiled=st.compile,
+                    scoring_prompt_id=model.encoder.prompt_id)
         service.model = model
         print(f"scorer: ready ({st.model} on {model.device}, {info['dtype']}{', compiled' if st.compile else ''})",
               file=sys.stderr, flush=True)

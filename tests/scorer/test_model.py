@@ -68,7 +68,7 @@ def test_one_segment_answer_is_scored_whole(scorer):
 
 
 def test_a_text_no_context_could_hold_is_refused_without_tokenizing(scorer, monkeypatch):
-    limit = scorer.max_context * scorer.max_token_chars
+    limit = scorer.max_context * scorer.encoder.max_token_chars
     longest = max(scorer.tokenizer.get_vocab(), key=len)
     assert len(longest) == scorer.max_token_chars
     calls = []
