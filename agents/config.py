@@ -34,6 +34,9 @@ DEFAULT_RETRY_BASE_S = 1.0
 DEFAULT_RETRY_MAX_S = 60.0
 DEFAULT_RECORD_FAILURES = 3  # requests per record that may fail after all retries
 DEFAULT_GRACE_S = 30.0  # Ctrl-C: how long in-flight records may finish
+# How long a worker's records stay its own without a heartbeat (it beats 4 times per lease): a
+# worker that dies unannounced holds them this long, one stalled longer loses them.
+DEFAULT_LEASE_S = 60.0
 
 GeneratorMode = Literal["chat", "completions"]
 EditPrefill = Literal["analyze", "refine"]
@@ -102,8 +105,9 @@ class SearchConfig:
 @dataclass(frozen=True)
 class ScorerConfig:
     settings: ScorerSettings  # what the run's scorer process is started with (scorer.settings)
-    url: str | None = None  # an already running scorer, instead of starting one
+    urls: tuple[str, ...] = ()  # scorers already running, instead of starting them
     token: str | None = field(default=None, repr=False)  # its bearer token, if it requires one
+    tokenizer: str | None = None  # a vLLM scorer's tokenizer, where it is not the scorer model's
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,13 @@ class RunConfig:
     grace_s: float = DEFAULT_GRACE_S
     record_failures: int = DEFAULT_RECORD_FAILURES
     prices: Prices | None = None  # what the endpoint charges, for the cost shown
+    lease_s: float = DEFAULT_LEASE_S
+    others: tuple[GeneratorConfig, ...] = ()  # more endpoints (--endpoint repeated): their URL, key and model
+
+    @property
+    def generators(self) -> tuple[GeneratorConfig, ...]:
+        """Every endpoint's config: the first's settings, each its own URL, key and model."""
+        return (self.generator, *self.others)
 
     def fingerprint(self, prompts: dict[str, str]) -> dict[str, Any]:
         """What shapes the results, stored with the run: resuming with another value is refused.

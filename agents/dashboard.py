@@ -43,6 +43,8 @@ def summary_line(st: Stats) -> str:
         f"score {_fmt_score(st.mean(st.initial_scores))} -> {_fmt_score(st.mean(st.final_scores))} | "
         f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s{_cost(st)} | "
         f"errors {st.errors}{_last_error(st)} | ETA {_fmt_eta(st.eta_s())}"
+        + ("".join(f" | {e.url} {e.state}: {e.requests} req, {e.errors} errors" for e in st.endpoints)
+           if len(st.endpoints) > 1 else "")
     )
 
 
@@ -70,6 +72,11 @@ def render(st: Stats, title: str) -> Panel:
                             "  (clipped NLL of the answer; lower is better)")
     t.add_row("generator", f"{st.requests} requests ({st.requests / el:.2f}/s), retries {st.retries}, "
                            f"{st.completion_tokens} tokens ({st.completion_tokens / el:.0f}/s){_cost(st)}")
+    if len(st.endpoints) > 1:
+        for e in st.endpoints:
+            t.add_row(Text(f"  {e.url}", overflow="ellipsis"),
+                      f"[{'green' if e.state == 'up' else 'red'}]{e.state}[/]  {e.requests} requests, "
+                      f"{e.completion_tokens / el:.0f} tok/s, errors {e.errors}")
     t.add_row("elapsed / ETA", f"{_fmt_eta(el)} / {_fmt_eta(st.eta_s())}")
     t.add_row("errors", Text(str(st.errors), style="red" if st.errors else ""))
     parts: list = [t]

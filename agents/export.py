@@ -81,10 +81,11 @@ def result_row(rec: Record, progress: Progress, origin: dict[str, Any] | None = 
 
 
 def export_rows(store: Store, run_id: int, filters: Filters = Filters(), messages_format: str = "think",
-                dropped: Counter | None = None) -> Iterator[dict[str, Any]]:
-    """The done records' rows that pass ``filters``; ``dropped`` counts the others by reason."""
+                dropped: Counter | None = None, worker_id: int | None = None) -> Iterator[dict[str, Any]]:
+    """The done records' rows that pass ``filters`` (with ``worker_id``, those that worker
+    finished); ``dropped`` counts the others by reason."""
     origin = provenance(store.run(run_id))
-    for rec, progress in store.finished_records(run_id):
+    for rec, progress in store.finished_records(run_id, worker_id):
         row = result_row(rec, progress, origin, messages_format)
         reason = filters.reason_out(row)
         if reason is None:
@@ -93,9 +94,9 @@ def export_rows(store: Store, run_id: int, filters: Filters = Filters(), message
             dropped[reason] += 1
 
 
-def write_jsonl(store: Store, run_id: int, out: Path) -> int:
-    """Every done record as JSONL (what a run writes to --out)."""
-    return write_rows(export_rows(store, run_id), Path(out), "jsonl")
+def write_jsonl(store: Store, run_id: int, out: Path, worker_id: int | None = None) -> int:
+    """Every done record as JSONL, or those ``worker_id`` finished (what a run writes to --out)."""
+    return write_rows(export_rows(store, run_id, worker_id=worker_id), Path(out), "jsonl")
 
 
 def write_rows(rows, out: Path, fmt: str, card: str | None = None) -> int:

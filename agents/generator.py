@@ -10,7 +10,8 @@ Before any record, ``start`` sends one small *preflight* request with the run's 
 parameters: a refused field stops the run there, naming the field and the flag that changes
 it, and the preflight learns what the endpoint supports (continuation, ``n``,
 ``max_completion_tokens``, thinking returned apart). openai/httpx errors are translated here,
-once, into ``EndpointError``/``RetryableError``; retries with backoff happen here too.
+once, into ``EndpointError``/``RetryableError``. Retries, and the choice of endpoint where a run
+has several, are the router's (``agents.router``).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from agents.errors import ConfigError, EndpointError, FatalEndpointError, Retrya
 from agents.endpoint import (CONTINUE_FIELDS, PREFLIGHT_MESSAGES, PREFLIGHT_PREFILL, REASONING_FIELDS, EndpointInfo,
                              continuation, refusal_message)
 from agents.parse import merge_reasoning
+from agents.router import Router
 from agents.translate import translated
-from agents.stats import Stats
+from agents.stats import EndpointCounts, Stats
 from prompts import render_chat
 from prompts.tags import THINK_OPEN
 from scorer.client import http_client
@@ -75,7 +77,11 @@ class Generator:
         self._prefill = "completions" if cfg.mode == "completions" else "off"
         self._max_tokens_field = "max_tokens"
         self._thinking_field: str | None = None
-        self._throttler = Throttler(rate_limit=cfg.rps, period=1.0) if cfg.rps else None
+        self.throttler = Throttler(rate_limit=cfg.rps, period=1.0) if cfg.rps else None
+        self.in_flight = 0
+        self.counts = EndpointCounts(cfg.endpoint)
+        self.stats.endpoints.append(self.counts)
+        self.router = Router([self], cfg.retry, self.stats, self.rng, self.log)  # replaced where a run has several
         http = http_client(max_connections, httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)))
         self._client = openai.AsyncOpenAI(base_url=cfg.endpoint, api_key=cfg.api_key or "EMPTY", max_retries=0,
                                           http_client=http)
@@ -84,11 +90,12 @@ class Generator:
         """Resolve the model name and how to render the chat, then run the preflight with ``n``
         choices and the ``stop`` strings the run will send."""
         if not self.model:
-            models = await self._with_retries(lambda: self._client.models.list())
+            models = await self.router.send(lambda _: self._client.models.list(), self, stay=True)
             names = [m.id for m in models.data]
             if not names:
                 raise ConfigError(f"the endpoint {self.cfg.endpoint} lists no models; pass --model")
             self.model = names[0]
+        self.counts.model = self.model
         if self.cfg.mode == "completions":
             self._render = _chat_renderer(self.cfg)
             forms = ["completions"]
@@ -110,8 +117,9 @@ class Generator:
                 if i + 1 == len(forms):
                     raise self._refusal(exc) from exc
                 no_prefill_reason = str(exc)  # try the next form: a server that cannot continue
-        return EndpointInfo(self._prefill, self._n_supported, self._max_tokens_field, self._thinking_field,
-                            no_prefill_reason)
+        self.info = EndpointInfo(self._prefill, self._n_supported, self._max_tokens_field, self._thinking_field,
+                                 no_prefill_reason)
+        return self.info
 
     async def _preflight(self, n: int, stop: list[str]) -> None:
         """Small requests with the run's parameters: one of a single choice (with retries), then,
@@ -120,7 +128,7 @@ class Generator:
         prefill = PREFLIGHT_PREFILL if self._prefill != "off" else ""
         for _ in range(2):
             try:
-                [out] = await self._request(PREFLIGHT_MESSAGES, prefill, 1, stop, PREFLIGHT_MAX_TOKENS)
+                [out] = await self._request(PREFLIGHT_MESSAGES, prefill, 1, stop, PREFLIGHT_MAX_TOKENS, stay=True)
                 if prefill and self._prefill != "completions" and out.text.lstrip().startswith(THINK_OPEN):
                     # A continuation never opens the block the prefill opened: the server
                     # closed the prefilled turn and began a new one (llama.cpp without --jinja).
@@ -190,23 +198,25 @@ class Generator:
         return path, {k: v for k, v in body.items() if v is not None}
 
     async def _request(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str],
-                       max_tokens: int | None = None, retry: bool = True) -> list[Generation]:
-        path, body = self._body(messages, prefill, n, stop, max_tokens)
+                       max_tokens: int | None = None, retry: bool = True, stay: bool = False) -> list[Generation]:
+        """One request, sent here first; retried (``retry``) here (``stay``) or on the endpoint
+        the router finds best then, its body built for that endpoint."""
 
-        async def call() -> list[Generation]:
+        async def call(e: Generator) -> list[Generation]:
+            path, body = e._body(messages, prefill, n, stop, max_tokens)
             t0 = time.monotonic()
             # The SDK's plain ``post`` (its documented way to send a custom body): the same
             # errors and auth as ``create``, without re-validating the request's parameters
             # and building typed objects, which cost more CPU than the rest of a search step.
-            resp = await self._client.post(path, cast_to=httpx.Response, body=body)
+            resp = await e._client.post(path, cast_to=httpx.Response, body=body)
             data = resp.json()  # not JSON: ValueError, retried
             if not isinstance(data, dict):
                 raise RetryableError("the endpoint returned a body that is not a JSON object")
             choices = data.get("choices") or []
-            if self._render is not None:
+            if e._render is not None:
                 texts = [(c.get("text") or "", c.get("finish_reason")) for c in choices]
             else:
-                texts = [(continuation(self._chat_text(c), prefill), c.get("finish_reason")) for c in choices]
+                texts = [(continuation(e._chat_text(c), prefill), c.get("finish_reason")) for c in choices]
             if not texts:
                 raise RetryableError("the endpoint returned an empty 'choices' list")
             latency = time.monotonic() - t0
@@ -214,14 +224,17 @@ class Generator:
             prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
             self.stats.prompt_tokens += prompt or 0
             self.stats.completion_tokens += completion or 0
+            e.counts.completion_tokens += completion or 0
             # A request's usage is for all its choices: its prompt is counted on the first output
             # only and its completion tokens shared out, so that sums over outputs are what the
             # endpoint billed (the API gives no per-choice counts).
             shares = split_evenly(completion, len(texts))
-            return [Generation(t, fr, data.get("model") or self.model, prompt if i == 0 else None, shares[i], latency)
+            return [Generation(t, fr, data.get("model") or e.model, prompt if i == 0 else None, shares[i], latency)
                     for i, (t, fr) in enumerate(texts)]
 
-        return await (self._with_retries(call) if retry else translated(call))
+        if not retry:
+            return await translated(lambda: call(self))
+        return await self.router.send(call, self, stay=stay)
 
     def _chat_text(self, choice: dict) -> str:
         message = choice.get("message") or {}
@@ -231,64 +244,6 @@ class Generator:
             return content
         self._thinking_field = field
         return merge_reasoning(content, message[field], choice.get("finish_reason"))
-
-    async def _with_retries(self, call: Callable[[], Any]) -> Any:
-        """``call`` with retries. While the circuit breaker is open (the endpoint looks down for
-        everyone) failures do not count against this request's retries: it waits instead. That
-        holds for a request sent while the endpoint was down whose failure arrives after another
-        request's success has closed the breaker again."""
-        policy, breaker = self.cfg.retry, self.breaker
-        attempt = 0
-        while True:
-            await self._wait_for_endpoint()
-            down_when_sent = breaker.is_open()
-            try:
-                if self._throttler is not None:
-                    async with self._throttler:
-                        pass
-                self.stats.requests += 1
-                out = await translated(call)
-            except RetryableError as exc:
-                counts = not (down_when_sent or breaker.is_open())
-                trips = breaker.trips
-                breaker.record_failure(time.monotonic())
-                if breaker.trips > trips:
-                    self._log_down(exc)
-                self.stats.error(str(exc))
-                if counts:
-                    attempt += 1
-                if attempt > policy.max_retries:
-                    raise EndpointError(f"gave up after {policy.max_retries} retries: {exc}", exc.status) from exc
-                self.stats.retries += 1
-                await asyncio.sleep(policy.wait_s(max(attempt, 1), exc.retry_after_s, self.rng.random()))
-                continue
-            if breaker.down_since is not None:
-                self.log(f"the endpoint {self.cfg.endpoint} is back after "
-                         f"{breaker.down_for_s(time.monotonic()):.0f} s; requests go on")
-            breaker.record_success()
-            self.stats.endpoint_down = False
-            return out
-
-    def _log_down(self, exc: EndpointError) -> None:
-        """A new cooldown of the breaker: the endpoint went down, or is still down."""
-        now, b = time.monotonic(), self.breaker
-        wait = b.wait_s(now)
-        if b.trips == 1:
-            self.log(f"the endpoint {self.cfg.endpoint} looks down ({b.failures} failures in a row, last: {exc}); "
-                     f"every request waits {wait:.0f} s, then tries again (the run stops if it stays down "
-                     f"{b.max_down_s / 60:.0f} min)")
-        else:
-            self.log(f"the endpoint {self.cfg.endpoint} is still down after {b.down_for_s(now):.0f} s "
-                     f"(last: {exc}); waiting {wait:.0f} s")
-
-    async def _wait_for_endpoint(self) -> None:
-        while (wait := self.breaker.wait_s(time.monotonic())) > 0:
-            if self.breaker.gave_up(time.monotonic()):
-                raise FatalEndpointError(
-                    f"the endpoint {self.cfg.endpoint} has failed every request for "
-                    f"{self.breaker.down_for_s(time.monotonic()):.0f} s; stopping (run again to resume)")
-            self.stats.endpoint_down = True
-            await asyncio.sleep(wait)
 
 
 def _chat_renderer(cfg: GeneratorConfig) -> Callable[[Sequence[Message]], str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from agents import config as C
@@ -29,6 +30,29 @@ LOCAL = "local"
 SCORER_FLAGS = {"max_context": "--max-context", "scoring_prompt": "--scoring-prompt",
                 "single_segment_answer": "--single-segment-answer"}
 SCORER_SERVER_ONLY = ("prompts_dir", "max_body_mb", "max_items", "read_timeout_s", "max_large_requests")
+
+
+class _Repeat(argparse.Action):
+    """A flag that may be given several times: the values in their order. Given on the command
+    line, they replace a ``--config`` file's (a default) instead of adding to them."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, [*(current if current is not None and current is not self.default else []),
+                                       values])
+
+
+def per_endpoint(flag: str, values: list | None, n: int) -> list:
+    """A repeatable endpoint flag's value for each of ``n`` endpoints: given once, for all;
+    else once per --endpoint, in their order."""
+    if not values:
+        return [None] * n
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ConfigError(f"{flag} is given {len(values)} times for {n} endpoints: give it once for all, or once "
+                          "per --endpoint in their order")
+    return list(values)
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -49,7 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     _search_options(p.add_argument_group("search (defaults are the reference's)"))
     sc = p.add_argument_group("scorer (scorer.settings; the same options as python -m scorer.server)")
     add_scorer_options(sc, prefix="scorer-", flags=SCORER_FLAGS, skip=SCORER_SERVER_ONLY)
-    sc.add_argument("--scorer-url", default=None, help="use a running scorer (python -m scorer.server) instead")
+    sc.add_argument("--scorer-url", action=_Repeat, default=None,
+                    help="use a running scorer (reer scorer), or a vLLM server (a URL ending in /v1), instead; "
+                         "repeat it for several: each record's requests go to one of them (--scorer-device "
+                         "cuda:0,cuda:1 starts one per device instead)")
+    sc.add_argument("--scorer-tokenizer", default=None,
+                    help="a vLLM --scorer-url: the served model's tokenizer, to find the scored span (default: "
+                         "--scorer-model)")
     sc.add_argument("--scorer-token", default=os.environ.get("REER_SCORER_TOKEN"),
                     help="bearer token of a --scorer-url that requires one (env REER_SCORER_TOKEN)")
     add_price_options(p)
@@ -142,6 +172,11 @@ def read_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
 
 def _coerce(path: Path, key: str, action: argparse.Action, value):
     where = f"--config {path}: {key}"
+    if isinstance(action, _Repeat):
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{where}: must be a string or a list of strings, not {value!r}")
+        return values
     if isinstance(action, argparse._StoreTrueAction):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: must be true or false, not {value!r}")
@@ -181,6 +216,8 @@ def dump_config(a: argparse.Namespace) -> str:
 
 
 def _toml(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -195,6 +232,9 @@ def _io_options(io: argparse._ArgumentGroup) -> None:
     io.add_argument("--db", default=None, help="the run's store: a SQLite path or a SQLAlchemy URL "
                                                "(default: runs/<input name>.db)")
     io.add_argument("--out", type=Path, default=None, help="results JSONL (default: runs/<input name>.jsonl)")
+    io.add_argument("--lease-s", type=float, default=C.DEFAULT_LEASE_S,
+                    help="workers sharing a --db URL: how long a worker that stops answering keeps its records "
+                         "before the others take them over")
     io.add_argument("--force", action="store_true", help="resume even if the config or input changed")
     io.add_argument("--retry-failed", action="store_true", help="run the records that failed earlier again")
     io.add_argument("--strict", action="store_true",
@@ -203,11 +243,16 @@ def _io_options(io: argparse._ArgumentGroup) -> None:
 
 
 def _endpoint_options(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--endpoint", default=os.environ.get("OPENAI_BASE_URL") or LOCAL,
-                   help="OpenAI-compatible base URL ending in /v1 (env OPENAI_BASE_URL); "
-                        "'local': an embedded llama.cpp server with the Gemma 3 270M demo model")
-    g.add_argument("--api-key", default=None, help="API key (env OPENAI_API_KEY; not needed by local servers)")
-    g.add_argument("--model", default=None, help="generator model (default: the first the endpoint lists)")
+    g.add_argument("--endpoint", action=_Repeat, default=None,
+                   help="OpenAI-compatible base URL ending in /v1 (env OPENAI_BASE_URL; default 'local': an embedded "
+                        "llama.cpp server with the Gemma 3 270M demo model). Repeat it for several servers: each "
+                        "request goes to the one with the fewest in flight, and one that is down is skipped")
+    g.add_argument("--api-key", action=_Repeat, default=None,
+                   help="API key (env OPENAI_API_KEY; not needed by local servers); once for all endpoints, or once "
+                        "per --endpoint in their order")
+    g.add_argument("--model", action=_Repeat, default=None,
+                   help="generator model (default: the first the endpoint lists); once for all endpoints, or once "
+                        "per --endpoint")
     g.add_argument("--mode", choices=["chat", "completions"], default=None,
                    help="chat: works everywhere; completions: prefilled assistant turn, as the reference "
                         "(default: chat; completions for the local endpoint)")
@@ -278,7 +323,8 @@ def _json_object(text: str) -> dict:
 
 
 def config_from_args(a: argparse.Namespace) -> C.RunConfig:
-    base = C.LOCAL_PROFILE if a.endpoint == LOCAL else C.REFERENCE_PROFILE
+    a.endpoint = a.endpoint or [os.environ.get("OPENAI_BASE_URL") or LOCAL]
+    base = C.LOCAL_PROFILE if a.endpoint == [LOCAL] else C.REFERENCE_PROFILE
     g, sr = base.generator, base.search
     unset = {"mode": g.mode, "chat_format": g.chat_format, "edit_prefill": g.edit_prefill, "extra_body": g.extra_body,
              "max_tokens": g.sampling.max_tokens, "max_steps": sr.max_steps, "min_draft_tokens": sr.min_draft_tokens,
@@ -287,37 +333,50 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
     for name, value in unset.items():
         if getattr(a, name) is None:
             setattr(a, name, value)
+    if a.lease_s < 1:
+        raise ConfigError("--lease-s must be at least 1 (a worker renews its lease 4 times per lease)")
     for name in ("concurrency", "max_steps", "expansions", "max_tokens", "draft_attempts", "record_failures"):
         if getattr(a, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= a.stop_score <= C.MAX_SCORE:
         raise ConfigError(f"--stop-score {a.stop_score} is outside 0..{C.MAX_SCORE:g}: the score is a clipped mean "
                           f"NLL (the reference stops below {C.DEFAULT_STOP_SCORE})")
-    if a.endpoint != LOCAL and not a.endpoint.startswith(("http://", "https://")):
-        raise ConfigError(f"--endpoint {a.endpoint!r} is not a URL: use http://HOST:PORT/v1, or 'local'")
+    for url in a.endpoint:
+        if url == LOCAL and len(a.endpoint) > 1:
+            raise ConfigError("--endpoint local is the demo server alone: give it without other endpoints")
+        if url != LOCAL and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--endpoint {url!r} is not a URL: use http://HOST:PORT/v1, or 'local'")
+    if len(set(a.endpoint)) < len(a.endpoint):
+        raise ConfigError("an --endpoint is given twice: give each server once")
+    keys = per_endpoint("--api-key", a.api_key or [os.environ.get("OPENAI_API_KEY")], len(a.endpoint))
+    models = per_endpoint("--model", a.model, len(a.endpoint))
     try:
         settings = scorer_settings(a, prefix="scorer-", prompts_dir=str(a.prompts_dir) if a.prompts_dir else None)
     except ValueError as exc:
         raise ConfigError(f"scorer option: {exc}") from None
     stem = a.input.stem
+    generator = C.GeneratorConfig(
+        endpoint=a.endpoint[0], api_key=keys[0], model=models[0],
+        mode=a.mode, tokenizer=a.generator_tokenizer, chat_format=a.chat_format, edit_prefill=a.edit_prefill,
+        chat_prefill=a.chat_prefill, sampling=C.Sampling(a.temperature, a.top_p, a.top_k, a.max_tokens),
+        extra_body=a.extra_body,
+        timeout_s=a.timeout,
+        rps=a.rps, retry=C.RetryPolicy(max_retries=a.max_retries),
+    )
     return C.RunConfig(
         input=a.input,
         db=a.db or f"runs/{stem}.db",
         out=a.out or Path(f"runs/{stem}.jsonl"),
-        generator=C.GeneratorConfig(
-            endpoint=a.endpoint, api_key=a.api_key or os.environ.get("OPENAI_API_KEY"), model=a.model,
-            mode=a.mode, tokenizer=a.generator_tokenizer, chat_format=a.chat_format, edit_prefill=a.edit_prefill,
-            chat_prefill=a.chat_prefill, sampling=C.Sampling(a.temperature, a.top_p, a.top_k, a.max_tokens),
-            extra_body=a.extra_body,
-            timeout_s=a.timeout,
-            rps=a.rps, retry=C.RetryPolicy(max_retries=a.max_retries),
-        ),
+        generator=generator,
+        others=tuple(replace(generator, endpoint=u, api_key=k, model=m)
+                     for u, k, m in zip(a.endpoint[1:], keys[1:], models[1:])),
         search=C.SearchConfig(a.stop_score, a.max_steps, a.expansions, a.min_draft_tokens, a.cut_drafts,
                               a.draft_attempts, a.acceptance),
-        scorer=C.ScorerConfig(settings, url=a.scorer_url, token=a.scorer_token),
+        scorer=C.ScorerConfig(settings, urls=tuple(a.scorer_url or ()), token=a.scorer_token,
+                            tokenizer=a.scorer_tokenizer),
         prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard, log_json=a.log_json,
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
-        record_failures=a.record_failures, prices=prices_from_args(a),
+        record_failures=a.record_failures, prices=prices_from_args(a), lease_s=a.lease_s,
     )
 
 

@@ -24,10 +24,12 @@ from agents.endpoint import EndpointInfo
 from agents.errors import ConfigError, ReerError
 from agents.export import write_jsonl
 from agents.generator import Generator
+from agents.router import Router
 from agents.options import LOCAL, config_from_args, dump_config, parse_args, scorer_args
 from agents.process import ChildService, ServiceError
 from agents.records import read_records
 from agents.runlog import RunLog
+from agents.scorers import Scorer, ScorerPool, identity_problems, ready_health
 from agents.scoring import SupervisedScorer
 from agents.shutdown import Shutdown
 from agents.stats import Stats
@@ -35,7 +37,8 @@ from agents.status import reasons_summary
 from agents.worker import RecordSearch, draft_stop
 from prompts import PromptError, PromptSet
 from scorer import ScorerClient, ScorerError
-from store import RecordStatus, Store, StoreError, shown
+from scorer.vllm import VLLMScorer
+from store import RecordStatus, RunStart, Store, StoreError, shown
 
 EXIT_OK, EXIT_FAILED_RECORDS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -78,26 +81,28 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
     Store.check(cfg.db)  # a database that cannot be written stops the run before the endpoint is asked
     async with contextlib.AsyncExitStack() as stack:
         cfg, generator, endpoint = await _start_generator(cfg, display, stats, rng, stack)
-        stack.callback(Store.hold(cfg.db).release)  # one run process per database
+        remote = await _connect_scorers(cfg, display, stats, stack)  # checked before anything is stored
+        holder = Store.hold(cfg.db)  # SQLite: one run process per database; a server database is shared
+        stack.callback(holder.release)
         store = Store.open(cfg.db)  # created only once the endpoint has answered
         stack.callback(store.close)
         fingerprint = cfg.fingerprint(prompts.fingerprint())
         fingerprint["generator_model"] = generator.model
         fingerprint["prefill"] = endpoint.prefills  # what shapes the drafts, whichever way it is sent
-        start, to_run = _begin(store, fingerprint, cfg, inputs, display, stats)
-        if to_run:  # a finished run has nothing to score: no scorer to load
-            scorer = await _start_scorer(cfg, display, stats, stack)
+        start, unfinished = _begin(store, fingerprint, cfg, inputs, holder.exclusive, display, stats)
+        stack.callback(_leave, store, display)
+        if unfinished:  # a finished run has nothing to score: no scorer to load
+            scorer = _one_or_pool(remote or await _start_scorers(cfg, display, stats, stack), display)
             searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
                                     edit_prefill=cfg.generator.edit_prefill, prefill_supported=endpoint.prefills,
                                     failure_budget=cfg.record_failures, seed=cfg.seed)
-            stats.phase = "checking"
-            await _search_all(searcher, await searcher.precheck(to_run), cfg.concurrency, shutdown, display, stats)
+            await _search_all(searcher, store, start.run_id, cfg, shutdown, display, stats)
         code = _report(store, start.run_id, cfg.out, inputs, display, stats)
         return EXIT_INTERRUPTED if shutdown.requested else code  # a stopped run says so, however it ended
 
 
 async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng: random.Random,
-                           stack: contextlib.AsyncExitStack) -> tuple[C.RunConfig, Generator, EndpointInfo]:
+                           stack: contextlib.AsyncExitStack) -> tuple[C.RunConfig, Router, EndpointInfo]:
     """The embedded endpoint if asked for, then the generator and its preflight."""
     if cfg.generator.endpoint == LOCAL:
         display.log(DEMO_NOTICE)
@@ -105,84 +110,173 @@ async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng
         local = ChildService("local endpoint", "agents.local_server", [], log_path(cfg.db, "endpoint"))
         stack.push_async_callback(_quietly, local.stop)
         cfg = replace(cfg, generator=replace(cfg.generator, endpoint=await local.start()))
-    generator = Generator(cfg.generator, stats, rng, max_connections=max(64, 4 * cfg.concurrency), log=display.log)
+    max_connections = max(64, 4 * cfg.concurrency)
+    generator = Router([Generator(g, stats, rng, max_connections=max_connections, log=display.log)
+                        for g in cfg.generators], cfg.generator.retry, stats, rng, display.log)
     stack.push_async_callback(_quietly, generator.aclose)
     stats.phase = "connecting"
     endpoint = await generator.start(cfg.search.expansions, draft_stop(cfg.search.acceptance))
-    display.log(f"generator: {generator.model} at {cfg.generator.endpoint} ({cfg.generator.mode} mode; "
-                f"{endpoint.describe()})")
+    for e in generator.endpoints:
+        display.log(f"generator: {e.model} at {e.cfg.endpoint} ({cfg.generator.mode} mode; {e.info.describe()})")
     if not endpoint.prefills:
         why = f" ({endpoint.no_prefill_reason})" if endpoint.no_prefill_reason else " (--chat-prefill off)"
         display.log(NO_PREFILL_WARNING.format(why=why), "WARN")
     return cfg, generator, endpoint
 
 
-def _begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, display: Display, stats: Stats):
-    """Create or resume the run in the store; the records left to search."""
-    start = store.begin_run(fingerprint, str(cfg.input), inputs.records, force=cfg.force)
+def _begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, alone: bool, display: Display,
+           stats: Stats) -> tuple[RunStart, int]:
+    """Create or resume the run in the store and join it as a worker; how many records are
+    unfinished (this worker's to claim, or other workers')."""
+    start = store.begin_run(fingerprint, str(cfg.input), inputs.records, force=cfg.force, lease_s=cfg.lease_s,
+                            alone=alone)
     if cfg.retry_failed:
         display.log(f"--retry-failed: {store.reset_failed(start.run_id)} failed records will run again")
-    to_run = store.records_to_run(start.run_id)
+    unfinished = len(store.records_to_run(start.run_id))
     if start.resumed:
-        display.log(f"resumed run in {shown(cfg.db)}: resumed {len(to_run)} records, {start.steps_kept} steps kept, "
+        display.log(f"resumed run in {shown(cfg.db)}: resumed {unfinished} records, {start.steps_kept} steps kept, "
                     f"{start.done} done earlier" + (f" ({', '.join(start.changes)})" if start.changes else ""))
-    stats.total, stats.already_done = start.total, start.total - len(to_run)
-    return start, to_run
+    stats.total, stats.already_done = start.total, start.total - unfinished
+    return start, unfinished
 
 
-async def _start_scorer(cfg: C.RunConfig, display: Display, stats: Stats,
-                        stack: contextlib.AsyncExitStack) -> ScorerClient | SupervisedScorer:
+def _leave(store: Store, display: Display) -> None:
+    """Free this worker's unfinished records for the others now, not when its lease runs out."""
+    try:
+        store.leave()
+    except StoreError as exc:  # the database is gone: the lease runs out by itself
+        display.log(f"could not hand back this worker's records ({exc}); others take them after --lease-s", "WARN")
+
+
+async def _connect_scorers(cfg: C.RunConfig, display: Display, stats: Stats,
+                           stack: contextlib.AsyncExitStack) -> list[tuple[str, Scorer]]:
+    """The running scorers of --scorer-url, each checked to score as this run is configured to
+    (a mismatch stops the run before anything is stored)."""
+    stats.phase = "connecting to the scorer"
+    members = []
+    for url in cfg.scorer.urls:
+        if url.rstrip("/").endswith("/v1"):  # an OpenAI-style server: vLLM scoring with prompt_logprobs
+            vllm = VLLMScorer(url, cfg.scorer.settings, cfg.scorer.tokenizer, cfg.scorer.token)
+            stack.push_async_callback(_quietly, vllm.aclose)
+            entry = await vllm.start()
+            display.log(f"scorer: {vllm.model} at {url} (vLLM, context {entry.get('max_model_len', 'not said')})")
+            members.append((url, vllm))
+            continue
+        client = ScorerClient(url, token=cfg.scorer.token)
+        stack.push_async_callback(_quietly, client.aclose)
+        health = await ready_health(client, display.log)
+        problems = identity_problems(health, cfg.scorer.settings)
+        if problems:
+            raise ConfigError(f"the scorer at {url} does not score as this run is configured to: "
+                              + "; ".join(problems) + ". Give this run the scorer's settings, or another --scorer-url")
+        display.log(f"scorer: {health.model} at {url} ({(health.model_extra or {}).get('dtype', 'dtype not said')})")
+        members.append((url, client))
+    return members
+
+
+async def _start_scorers(cfg: C.RunConfig, display: Display, stats: Stats,
+                         stack: contextlib.AsyncExitStack) -> list[tuple[str, Scorer]]:
+    """A scorer process per --scorer-device (one where none is given), started at once."""
     stats.phase = "starting scorer"
-    if cfg.scorer.url:
-        scorer = ScorerClient(cfg.scorer.url, token=cfg.scorer.token)
-        stack.push_async_callback(_quietly, scorer.aclose)
-        return scorer
-    display.log(f"starting the scorer ({cfg.scorer.settings.model}); log: {log_path(cfg.db, 'scorer')}")
-    supervised = SupervisedScorer(ChildService("scorer", "scorer.server", scorer_args(cfg),
-                                               log_path(cfg.db, "scorer")), display.log)
-    stack.push_async_callback(_quietly, supervised.aclose)
-    await supervised.start()
-    return supervised
+    settings = cfg.scorer.settings
+    devices = [d.strip() for d in settings.device.split(",")] if settings.device else [None]
+    members = []
+    for i, device in enumerate(devices):
+        name = "scorer" if len(devices) == 1 else f"scorer-{i}"
+        display.log(f"starting the {name} ({settings.model}{' on ' + device if device else ''}); "
+                    f"log: {log_path(cfg.db, name)}")
+        args = scorer_args(replace(cfg, scorer=replace(cfg.scorer, settings=replace(settings, device=device))))
+        supervised = SupervisedScorer(ChildService(name, "scorer.server", args, log_path(cfg.db, name)), display.log)
+        stack.push_async_callback(_quietly, supervised.aclose)
+        members.append((device or name, supervised))
+    await asyncio.gather(*(s.start() for _, s in members))
+    return members
 
 
-async def _search_all(searcher: RecordSearch, records: list, concurrency: int, shutdown: Shutdown,
+def _one_or_pool(members: list[tuple[str, Scorer]], display: Display) -> Scorer:
+    return members[0][1] if len(members) == 1 else ScorerPool(members, display.log)
+
+
+async def _search_all(searcher: RecordSearch, store: Store, run_id: int, cfg: C.RunConfig, shutdown: Shutdown,
                       display: Display, stats: Stats) -> None:
-    """Every record, ``concurrency`` at a time; an error no record survives stops the run."""
+    """Claim records, ``concurrency`` in flight, until none is left unfinished; an error no
+    record survives stops the run. While other workers hold the last records, wait: one that
+    dies has its records taken over here once its lease runs out."""
     stats.phase = "searching"
-    gate = asyncio.Semaphore(concurrency)
+    running: set[asyncio.Task] = set()
+    shutdown.tasks = running
 
     async def one(rec) -> None:
-        async with gate:
-            if shutdown.requested:
-                return  # stopping: leave it for the next run
-            stats.running += 1
-            try:
-                await searcher.run(rec)
-            except Exception:
-                shutdown.stop_now()  # what stops this record stops the run: nothing more in flight
-                raise
-            finally:
-                stats.running -= 1
+        stats.running += 1
+        try:
+            await searcher.run(rec)
+        except Exception:
+            shutdown.stop_now()  # what stops this record stops the run: nothing more in flight
+            raise
+        finally:
+            stats.running -= 1
 
-    shutdown.tasks = [asyncio.create_task(one(rec)) for rec in records]
+    poll_s = min(5.0, cfg.lease_s / 4)
+    heart = asyncio.create_task(_heartbeat(store, cfg.lease_s / 4))
     ticker = asyncio.create_task(_tick(display))
+    waiting_said = False
     try:
-        results = await asyncio.gather(*shutdown.tasks, return_exceptions=True)
+        while True:
+            free = 0 if shutdown.requested else cfg.concurrency - len(running)
+            claims = store.claim(run_id, free) if free > 0 else []
+            for c in claims:
+                if c.taken_from:
+                    display.log(f"record {c.record.key}: taken over from {c.taken_from}, whose lease ran out")
+            if claims:
+                stats.phase = "searching"
+                for rec in await searcher.precheck([c.record for c in claims]):
+                    running.add(asyncio.create_task(one(rec)))
+            if not running:
+                if shutdown.requested:
+                    return
+                waiting = store.waiting(run_id)
+                if waiting.unfinished == 0:
+                    return
+                if not claims and not waiting_said and waiting.held_elsewhere:
+                    display.log(f"waiting: other workers hold the last {waiting.held_elsewhere} records; any of them "
+                                "that stops answering has its records taken over here after --lease-s")
+                    waiting_said, stats.phase = True, "waiting for other workers"
+                if not claims:
+                    await asyncio.wait([heart], timeout=poll_s)
+            else:
+                await asyncio.wait([*running, heart], timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
+            if heart.done():
+                heart.result()  # the store is gone: StoreUnavailable stops the run
+            for task in [t for t in running if t.done()]:
+                running.discard(task)
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
     finally:
         ticker.cancel()
-        for t in shutdown.tasks:
+        heart.cancel()
+        for t in running:
             t.cancel()
-    fatal = [r for r in results if isinstance(r, Exception)]
-    if fatal:
-        raise fatal[0]
+        if running:
+            await asyncio.wait(running)  # cancelled records write nothing more
+
+
+async def _heartbeat(store: Store, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        await asyncio.to_thread(store.heartbeat)
 
 
 def _report(store: Store, run_id: int, out: Path, inputs, display: Display, stats: Stats) -> int:
     """Write the results, list what did not finish and why; the run's exit code."""
     unfinished = len(store.records_to_run(run_id))
     stats.phase = "stopped" if unfinished else "finished"
-    n = write_jsonl(store, run_id, out)
-    display.log(f"wrote {n} records to {out}")
+    if store.shared(run_id):  # other workers wrote theirs: the whole run is `reer export`'s
+        n = write_jsonl(store, run_id, out, worker_id=store.worker_id)
+        display.log(f"wrote the {n} records this worker finished to {out} (other workers shared the run: "
+                    "reer export --db DB writes all of it)")
+    else:
+        n = write_jsonl(store, run_id, out)
+        display.log(f"wrote {n} records to {out}")
     if unfinished:
         display.log(f"{unfinished} records unfinished: run the same command to resume them")
         return EXIT_INTERRUPTED
@@ -191,7 +285,7 @@ def _report(store: Store, run_id: int, out: Path, inputs, display: Display, stat
         display.log(f"  record {rec.key}: {rec.status.value}: {rec.error}")
     for problem in inputs.problems:
         display.log(f"  input: {problem}")
-    if n == 0:
+    if not store.status_counts(run_id).get(RecordStatus.done):
         display.log("no record produced a result; by reason:")
         for line in reasons_summary(problems):
             display.log(f"  {line}")

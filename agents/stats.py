@@ -23,6 +23,18 @@ class Prices:
 
 
 @dataclass
+class EndpointCounts:
+    """One generator endpoint's share of a run, for its line on the dashboard."""
+
+    url: str
+    model: str = ""
+    requests: int = 0
+    errors: int = 0
+    completion_tokens: int = 0
+    state: str = "up"  # "down" while its circuit breaker is open
+
+
+@dataclass
 class Stats:
     total: int = 0
     done: int = 0
@@ -46,6 +58,7 @@ class Stats:
     endpoint_down: bool = False  # the circuit breaker is open: requests are waiting
     on_error: Callable[[str], None] | None = None  # each error in full, as it happens (the run's log)
     prices: "Prices | None" = None  # per million tokens: the dashboard shows the cost so far
+    endpoints: list[EndpointCounts] = field(default_factory=list)
 
     def elapsed_s(self) -> float:
         return max(time.monotonic() - self.started, 1e-9)

@@ -16,6 +16,7 @@ from agents import search
 from agents.config import Acceptance, EditPrefill, SearchConfig
 from agents.errors import EndpointError, FatalEndpointError
 from agents.generator import Generation
+from agents.scorers import Scorer
 from agents.parse import Parsed, parse_refine, parse_thinking
 from agents.prefill import draft_prefill, edit_prefill
 from prompts.segment import segment_text
@@ -23,7 +24,7 @@ from agents.stats import Stats
 from prompts import PromptSet
 from prompts.tags import REFINE_CLOSE, SYSTEM_PROMPT, THINK_CLOSE
 from scorer.errors import ScoringInputError
-from store import Node, NodeKind, Record, RecordStatus, Step, Store
+from store import LeaseLost, Node, NodeKind, Record, RecordStatus, Step, Store
 
 
 CHECK_CHUNK = 256  # records per /check request
@@ -39,18 +40,11 @@ class GeneratorLike(Protocol):
     async def generate(self, messages: list[dict[str, str]], prefill: str, n: int, stop: list[str]) -> list[Generation]: ...
 
 
-class ScorerLike(Protocol):
-    async def score_many(self, question: str, thinkings: list[str], answer: str,
-                         lang: str) -> list[float | ScoringInputError]: ...
-
-    async def check_many(self, items: list[tuple[str, str, str]]) -> list[int | ScoringInputError]: ...
-
-
 @dataclass
 class RecordSearch:
     cfg: SearchConfig
     generator: GeneratorLike
-    scorer: ScorerLike
+    scorer: Scorer
     store: Store
     prompts: PromptSet
     stats: Stats
@@ -60,15 +54,19 @@ class RecordSearch:
     failure_budget: int = 3  # requests that may fail for good (after their retries) per record
     seed: int | None = None  # set: each draft's trigger phrase is a function of (seed, record, attempt)
 
-    async def run(self, rec: Record) -> RecordStatus:
-        """Search one record to the end; returns its final status. A record-level failure is
-        recorded, not raised; errors that no record can survive (a dead endpoint or scorer)
-        propagate and stop the run, leaving the record resumable."""
-        self.store.mark_running(rec.id)
+    async def run(self, rec: Record) -> RecordStatus | None:
+        """Search one record to the end; returns its final status (None: another worker took
+        it over). A record-level failure is recorded, not raised; errors that no record can
+        survive (a dead endpoint or scorer) propagate and stop the run, leaving the record
+        resumable."""
         failures = 0
         while True:
             try:
                 return await self._search(rec)
+            except LeaseLost:
+                self.stats.error(f"record {rec.key}: another worker took it over, as this worker's lease ran out "
+                                 "(its heartbeat was late: a longer --lease-s avoids that)")
+                return None
             except FatalEndpointError:
                 raise
             except EndpointError as exc:
@@ -155,7 +153,7 @@ class RecordSearch:
         for (_, node), result in zip(items, results):
             if isinstance(result, ScoringInputError):
                 node.rejected = f"cannot be scored: {result}"
-                self.store.reject_node(node.id, node.rejected)
+                self.store.reject_node(node, node.rejected)
             else:
                 node.score = scores[node.id] = result
         return scores

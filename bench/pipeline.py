@@ -102,7 +102,7 @@ def main() -> int:
     if a.part in ("overhead", "both"):
         c = max(a.concurrency)
         with FakeScorer() as scorer:
-            r = one_run(tmp, "overhead", a.records or 300, c, 0.0, scorer.url, "unused", a.max_steps)
+            r = one_run(tmp, "overhead", a.records or 300, c, 0.0, scorer.url, "fake", a.max_steps)
         verdict = "meets" if r["candidates_per_s"] >= 500 else "MISSES"
         print(f"store alone (the same calls per record, SQLite): {store_only(tmp):.0f} candidate nodes/s")
         print(f"overhead: instant generator and scorer, concurrency {c}, SQLite: {r['records']} records, "

@@ -29,7 +29,7 @@ def run_against(fake: FakeOpenAI, tmp_path, recs, *extra: str, expect: int = 0):
     inp = R.write_input(tmp_path / "in.jsonl", recs)
     db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
     with FakeScorer() as scorer:
-        cmd = R.run_cmd(fake.url, inp, db, out, "unused", "--scorer-url", scorer.url, "--max-steps", "1", *extra)
+        cmd = R.run_cmd(fake.url, inp, db, out, "fake", "--scorer-url", scorer.url, "--max-steps", "1", *extra)
         t0 = time.monotonic()
         p = R.run(cmd, timeout=300)
         p.wall_s = time.monotonic() - t0
@@ -123,7 +123,7 @@ def test_an_unexpected_error_exits_2_with_one_line_and_the_traceback_in_a_log(tm
                "r.RecordSearch.precheck = boom\n"
                "sys.exit(r.main(sys.argv[1:]))")
     with FakeOpenAI() as fake, FakeScorer() as scorer:
-        cmd = R.run_cmd(fake.url, inp, db, out, "unused", "--scorer-url", scorer.url)
+        cmd = R.run_cmd(fake.url, inp, db, out, "fake", "--scorer-url", scorer.url)
         p = R.run([cmd[0], "-c", planted, *cmd[3:]])
     assert p.returncode == 2, p.stdout + p.stderr
     [line] = p.stderr.strip().splitlines()
@@ -135,7 +135,7 @@ def test_a_prompts_dir_typo_stops_the_run_before_anything_starts(tmp_path):
     inp = R.write_input(tmp_path / "in.jsonl", records(2))
     db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
     with FakeOpenAI() as fake, FakeScorer() as scorer:
-        p = R.run(R.run_cmd(fake.url, inp, db, out, "unused", "--scorer-url", scorer.url,
+        p = R.run(R.run_cmd(fake.url, inp, db, out, "fake", "--scorer-url", scorer.url,
                             "--prompts-dir", str(tmp_path / "promtps")))
         assert not fake.log and not fake.refused  # not even the preflight
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [f"reer: error: --prompts-dir {tmp_path / 'promtps'} "

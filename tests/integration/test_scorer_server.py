@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from agents.process import ChildService
+from agents.scorers import identity_problems
 from scorer import ScorerClient, ScoringInputError
+from scorer.settings import ScorerSettings
 from tests.support.hostile import hostile, rss_mb, valid_large
 from tests.support.runner import ROOT
 
@@ -47,6 +49,11 @@ async def test_concurrent_requests_equal_sequential_ones(tiny_model_dirs, tmp_pa
         assert isinstance(checked[0], int) and checked[0] > 10 and isinstance(checked[1], ScoringInputError)
         health = httpx.get(url.removesuffix("/v1") + "/health").json()
         assert health["engine"]["requests"] >= 9 and "prefix_cache" in health["engine"]
+        # what a run checks a --scorer-url against: this one scores as a run with these settings would
+        said = await client.health()
+        assert identity_problems(said, ScorerSettings(model=str(tiny_model_dirs["gemma3"]))) == []
+        assert said.model_extra["dtype"] == "float32" and said.model_extra["scoring_prompt_id"]
+        assert identity_problems(said, ScorerSettings(model=str(tiny_model_dirs["gemma3"]), scoring_prompt="short"))
     finally:
         await client.aclose()
         await svc.stop()

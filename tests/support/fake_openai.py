@@ -344,8 +344,10 @@ def main() -> None:
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument("--delay-s", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="fake-model")
     a = p.parse_args()
-    fake = FakeOpenAI(port=a.port, flavor=a.flavor, fault_rate=a.fault_rate, delay_s=a.delay_s, seed=a.seed)
+    fake = FakeOpenAI(port=a.port, flavor=a.flavor, fault_rate=a.fault_rate, delay_s=a.delay_s, seed=a.seed,
+                      model=a.model)
     serve_until_killed(fake, fake.url)
 
 

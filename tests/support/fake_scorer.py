@@ -9,7 +9,9 @@ For measuring the agents and the store alone (bench/pipeline.py) and for tests.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
+from prompts import SCORING_PROMPTS, PromptSet
 from scorer.protocol import CheckRequest, CheckResponse, Health, Limits, ScoreRequest, ScoreResponse
 from tests.support.loopback import JSONHandler, LoopbackServer, serve_until_killed
 
@@ -21,13 +23,19 @@ def fake_score(thinking: str) -> float:
 
 
 class FakeScorer(LoopbackServer):
-    def __init__(self, port: int = 0):
+    """``/health`` says what the real server says of itself (model, scoring prompt by name and
+    text, single-segment rule); ``records`` counts the /score requests of each question."""
+
+    def __init__(self, port: int = 0, model: str = "fake"):
         self.calls = 0
+        self.records: Counter[str] = Counter()
         fake = self
+        identity = {"scoring_prompt": "brief", "single_segment_answer": "whole",
+                    "scoring_prompt_id": PromptSet().identity(SCORING_PROMPTS["brief"])}
 
         class Handler(JSONHandler):
             def do_GET(self):
-                self._send(200, Health(status="ok", model="fake", limits=Limits()).model_dump())
+                self._send(200, Health(status="ok", model=model, limits=Limits(), **identity).model_dump())
 
             def do_POST(self):
                 fake.calls += 1
@@ -37,6 +45,7 @@ class FakeScorer(LoopbackServer):
                     return self._send(200, CheckResponse(tokens=tokens, errors=[None] * len(items),
                                                          max_context=1 << 20).model_dump())
                 items = ScoreRequest.model_validate(self._body()).items
+                fake.records[items[0].question] += 1
                 self._send(200, ScoreResponse(scores=[fake_score(it.thinking) for it in items], errors=[None] * len(items),
                                               tokens=[len(it.answer.split()) for it in items]).model_dump())
 
@@ -48,7 +57,9 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description="An instant fake scorer on 127.0.0.1")
     p.add_argument("--port", type=int, default=0)
-    fake = FakeScorer(p.parse_args().port)
+    p.add_argument("--model", default="fake")
+    a = p.parse_args()
+    fake = FakeScorer(a.port, a.model)
     serve_until_killed(fake, fake.url)
 
 

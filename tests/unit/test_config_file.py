@@ -73,3 +73,28 @@ def test_a_config_file_that_is_missing_or_of_another_kind(tmp_path):
     (tmp_path / "run.ini").write_text("[x]")
     with pytest.raises(ConfigError, match="not .toml, .yaml, .yml or .json"):
         parse_args(["--config", str(tmp_path / "run.ini")])
+
+
+def test_several_endpoints_with_a_model_each_or_one_for_all(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    _, cfg = resolved(["--input", "x.jsonl", "--endpoint", "http://a:1/v1", "--endpoint", "http://b:2/v1",
+                       "--model", "qa", "--model", "qb", "--api-key", "k"])
+    assert [(g.endpoint, g.model, g.api_key) for g in cfg.generators] == [("http://a:1/v1", "qa", "k"),
+                                                                          ("http://b:2/v1", "qb", "k")]
+    assert cfg.others[0].sampling == cfg.generator.sampling and cfg.others[0].retry == cfg.generator.retry
+    f = tmp_path / "run.toml"
+    f.write_text('input = "x.jsonl"\nendpoint = ["http://a:1/v1", "http://b:2/v1", "http://c:3/v1"]\n')
+    a, cfg = resolved(["--config", str(f)])
+    assert len(cfg.generators) == 3 and 'endpoint = ["http://a:1/v1", "http://b:2/v1", "http://c:3/v1"]' in dump_config(a)
+    _, cfg = resolved(["--config", str(f), "--endpoint", "http://d:4/v1"])  # a flag replaces the file's list
+    assert [g.endpoint for g in cfg.generators] == ["http://d:4/v1"]
+    with pytest.raises(ConfigError, match="--model is given 2 times for 3 endpoints: give it once for all, or once"):
+        resolved(["--config", str(f), "--model", "x", "--model", "y"])
+    with pytest.raises(ConfigError, match="--endpoint local is the demo server alone"):
+        resolved(["--input", "x.jsonl", "--endpoint", "local", "--endpoint", "http://a:1/v1"])
+    with pytest.raises(ConfigError, match="an --endpoint is given twice"):
+        resolved(["--input", "x.jsonl", "--endpoint", "http://a:1/v1", "--endpoint", "http://a:1/v1"])
+    f.write_text('input = "x.jsonl"\nendpoint = [1]\n')
+    with pytest.raises(ConfigError, match="endpoint: must be a string or a list of strings"):
+        parse_args(["--config", str(f)])

@@ -43,6 +43,11 @@ def test_the_scorer_client_loads_no_torch_no_server_and_no_agents():
     assert not {m for m in mods if m.split(".")[0] == "agents"}
 
 
+def test_a_run_loads_no_torch_until_a_vllm_scorer_needs_its_tokenizer():
+    mods = loaded_after("import agents.run")
+    assert "torch" not in mods and "transformers" not in mods
+
+
 def test_the_scorer_server_loads_no_http_client_and_no_agents_until_it_needs_the_model():
     mods = loaded_after("import scorer.server")
     assert not {m for m in mods if m.split(".")[0] in ("agents", "httpx", "aiohttp", "openai", "torch")}

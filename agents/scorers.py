@@ -1,0 +1,120 @@
+"""Several scorers for one run, and the check that a scorer is the one the run is configured for.
+
+``--scorer-device cuda:0,cuda:1`` starts one scorer process per device; ``--scorer-url``,
+repeated, names scorers already running (``reer scorer`` on other machines). A record's requests
+always go to the same scorer, so its prefix KV cache keeps hitting: rendezvous hashing on the
+record's question and answer picks, among the scorers up, the one with the highest hash of
+(record, scorer). A scorer that stops answering is set aside for ``DOWN_S`` and its records go
+each to its next-highest, while every other record stays where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Callable, Protocol
+
+from prompts import SCORING_PROMPTS, PromptSet
+from scorer import ScorerUnavailable
+from scorer.errors import ScoringInputError
+from scorer.protocol import Health
+from scorer.settings import ScorerSettings
+
+DOWN_S = 30.0  # a scorer that stopped answering is tried again after this
+LOAD_WAIT_S = 1800.0  # a remote scorer still loading its model: how long to wait for it
+CONNECT_WAIT_S = 120.0  # one not listening yet (started at the same time as the run): how long to wait
+
+
+class Scorer(Protocol):
+    async def score_many(self, question: str, thinkings: list[str], answer: str,
+                         lang: str) -> list[float | ScoringInputError]: ...
+
+    async def check_many(self, items: list[tuple[str, str, str]]) -> list[int | ScoringInputError]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def rank(key: str, names: list[str]) -> list[int]:
+    """The scorers' indexes in the order ``key`` prefers them (rendezvous hashing)."""
+    def weight(i: int) -> bytes:
+        return hashlib.blake2b(f"{key}\x00{names[i]}".encode(), digest_size=8).digest()
+    return sorted(range(len(names)), key=weight, reverse=True)
+
+
+class ScorerPool:
+    def __init__(self, members: list[tuple[str, Scorer]], log: Callable[[str], None]):
+        self.names = [name for name, _ in members]
+        self.scorers = [scorer for _, scorer in members]
+        self.log = log
+        self._down_until = [0.0] * len(members)
+
+    async def score_many(self, question: str, thinkings: list[str], answer: str, lang: str):
+        return await self._call(f"{question}\x00{answer}", "score_many", question, thinkings, answer, lang)
+
+    async def check_many(self, items: list[tuple[str, str, str]]):
+        return await self._call(f"{items[0][0]}\x00{items[0][1]}" if items else "", "check_many", items)
+
+    async def _call(self, key: str, method: str, *args):
+        for i in rank(key, self.names):
+            if self._down_until[i] > time.monotonic():
+                continue
+            try:
+                return await getattr(self.scorers[i], method)(*args)
+            except ScorerUnavailable as exc:
+                if self._down_until[i] <= time.monotonic():
+                    self.log(f"the scorer {self.names[i]} stopped answering ({exc}); its records go to the other "
+                             f"scorers, and it is tried again in {DOWN_S:.0f} s")
+                self._down_until[i] = time.monotonic() + DOWN_S
+        raise ScorerUnavailable(f"every scorer ({', '.join(self.names)}) has stopped answering; stopping "
+                                "(run again to resume)")
+
+    async def aclose(self) -> None:
+        for scorer in self.scorers:
+            await scorer.aclose()
+
+
+def identity_problems(health: Health, settings: ScorerSettings) -> list[str]:
+    """How the scorer behind ``health`` differs from the one the run is configured for: its
+    model, dtype (unless the run says auto), scoring prompt (by name and by text) and
+    single-segment rule. Empty: it scores as the run would."""
+    said = health.model_extra or {}
+    expected = {"model": settings.model, "scoring_prompt": settings.scoring_prompt,
+                "single_segment_answer": settings.single_segment_answer,
+                "scoring_prompt_id": PromptSet(settings.prompts_dir).identity(SCORING_PROMPTS[settings.scoring_prompt])}
+    if settings.dtype != "auto":
+        expected["dtype"] = settings.dtype
+    flags = {"model": "--scorer-model", "scoring_prompt": "--scoring-prompt", "dtype": "--scorer-dtype",
+             "single_segment_answer": "--single-segment-answer", "scoring_prompt_id": "--prompts-dir"}
+    problems = []
+    for key, want in expected.items():
+        got = health.model if key == "model" else said.get(key)
+        if got is not None and got != want:
+            problems.append(f"its {key.replace('_', ' ')} is {got!r}, this run's {flags[key]} gives {want!r}")
+    return problems
+
+
+async def ready_health(client, log: Callable[[str], None], wait_s: float = LOAD_WAIT_S,
+                       connect_wait_s: float = CONNECT_WAIT_S) -> Health:
+    """The health of a remote scorer once it has loaded its model: it may still be loading, or
+    (started with the run) not yet listening."""
+    start, waiting = time.monotonic(), None
+    while True:
+        try:
+            health = await client.health()
+        except ScorerUnavailable:
+            if time.monotonic() - start > connect_wait_s:
+                raise
+            why = "answer"
+        else:
+            if health.status == "ok":
+                return health
+            if health.status == "error":
+                raise ScorerUnavailable(f"the scorer at {client.url} failed to load its model: {health.error}")
+            if time.monotonic() - start > wait_s:
+                raise ScorerUnavailable(f"the scorer at {client.url} is still loading after {wait_s:.0f} s")
+            why = f"load {health.model}"
+        if why != waiting:
+            log(f"waiting for the scorer at {client.url} to {why}")
+            waiting = why
+        await asyncio.sleep(2.0)

@@ -1,0 +1,54 @@
+"""Several scorers in one run, over real loopback HTTP: each record's scoring requests go to one
+scorer, a scorer that dies has its records scored by the others, and a scorer that does not
+score as the run is configured to is refused before anything is stored."""
+
+from tests.integration.test_faults import many_records
+from tests.support import runner as R
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.fake_scorer import FakeScorer
+
+
+def distinct_records(n: int) -> list[dict]:
+    return [{**r, "question": f"{r['question']} ({r['id']})"} for r in many_records(n)]
+
+
+def cmd(fake, scorers, inp, db, out, *extra):
+    urls = [a for s in scorers for a in ("--scorer-url", s.url)]
+    return R.run_cmd(fake.url, inp, db, out, "fake", *urls, "--max-steps", "2", "--concurrency", "4", *extra)
+
+
+def test_each_record_sticks_to_one_scorer_and_the_records_spread_over_both(tmp_path):
+    inp = R.write_input(tmp_path / "in.jsonl", distinct_records(16))
+    with FakeOpenAI() as fake, FakeScorer() as a, FakeScorer() as b:
+        p = R.run(cmd(fake, [a, b], inp, tmp_path / "run.db", tmp_path / "out.jsonl"))
+    assert p.returncode == 0, p.stderr
+    assert not set(a.records) & set(b.records), "a record was scored on both scorers"
+    assert len(a.records) + len(b.records) == 16 and min(len(a.records), len(b.records)) >= 3
+    assert all(n == 3 for n in [*a.records.values(), *b.records.values()])  # the draft, then 2 steps
+
+
+def test_a_scorer_that_dies_mid_run_has_its_records_scored_by_the_other(tmp_path):
+    inp = R.write_input(tmp_path / "in.jsonl", distinct_records(16))
+    db = tmp_path / "run.db"
+    with FakeOpenAI(delay_s=0.2) as fake, FakeScorer() as b:
+        a = FakeScorer().__enter__()
+        proc = R.start(cmd(fake, [a, b], inp, db, tmp_path / "out.jsonl"))
+        assert R.wait_for(lambda: sum(a.records.values()) >= 3, timeout=120)
+        a.__exit__(None, None, None)  # gone: its port refuses connections
+        stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert R.query(db, "select distinct status from record") == [("done",)]
+    assert f"the scorer {a.url} stopped answering" in stdout
+    assert set(a.records) & set(b.records), "no record moved to the other scorer"
+
+
+def test_a_scorer_of_another_model_is_refused_before_anything_is_stored(tmp_path):
+    inp = R.write_input(tmp_path / "in.jsonl", distinct_records(2))
+    db = tmp_path / "run.db"
+    with FakeOpenAI() as fake, FakeScorer(model="Qwen/Qwen3-8B-Base") as s:
+        p = R.run(cmd(fake, [s], inp, db, tmp_path / "out.jsonl"))
+    assert p.returncode == 2
+    assert p.stderr.strip() == (f"reer: error: the scorer at {s.url} does not score as this run is configured to: "
+                                "its model is 'Qwen/Qwen3-8B-Base', this run's --scorer-model gives 'fake'. Give this "
+                                "run the scorer's settings, or another --scorer-url")
+    assert not db.exists() and s.calls == 0
