@@ -133,7 +133,11 @@ def _begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, alone: boo
     if cfg.retry_failed:
         display.log(f"--retry-failed: {store.reset_failed(start.run_id)} failed records will run again")
     unfinished = len(store.records_to_run(start.run_id))
-    if start.resumed:
+    others = len(store.live_workers(start.run_id)) - 1
+    if others > 0:
+        display.log(f"joined the run in {shown(cfg.db)} beside {others} other live worker{'s' * (others > 1)}: "
+                    f"{unfinished} records unfinished, {start.done} done")
+    elif start.resumed:
         display.log(f"resumed run in {shown(cfg.db)}: resumed {unfinished} records, {start.steps_kept} steps kept, "
                     f"{start.done} done earlier" + (f" ({', '.join(start.changes)})" if start.changes else ""))
     stats.total, stats.already_done = start.total, start.total - unfinished

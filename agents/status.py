@@ -62,6 +62,7 @@ def snapshot(store: Store, run_id: int, prices: Prices | None = None) -> dict[st
         "tokens": {"prompt": ov.prompt_tokens, "completion": ov.completion_tokens},
         "cost_usd": round(prices.cost(ov.prompt_tokens, ov.completion_tokens), 6) if prices else None,
         "problems": reason_groups(store.unfinished_problems(run_id)),
+        "workers": store.live_workers(run_id),
         "config": run.config, "history": run.history,
     }
 
@@ -90,6 +91,9 @@ def render(snap: dict[str, Any], db: str, with_config: bool = True) -> Group:
     t.add_row("generations", f"{g['stored']} stored, {g['rejected']} rejected; "
                              f"tokens {tok['prompt']} prompt, {tok['completion']} completion"
                              + (f"; cost ${snap['cost_usd']:,.2f}" if snap["cost_usd"] is not None else ""))
+    if snap["workers"]:
+        t.add_row("workers", f"{len(snap['workers'])} live: " + "; ".join(
+            f"{w['name']} (holds {w['holds']}, finished {w['finished']})" for w in snap["workers"]))
     parts: list[Any] = [t]
     if snap["problems"]:
         p = Table(title="without a result, by reason", title_justify="left", show_edge=False)
@@ -148,7 +152,7 @@ def _watch(store: Store, run_id: int, db: str, every_s: float, prices: Prices | 
             r = snap["records"]
             print(f"{time.strftime('%H:%M:%S')} done {r['done']}, failed {r['failed']}, skipped {r['skipped']}, "
                   f"running {r['running']}, pending {r['pending']} of {r['total']} | steps {snap['steps']} "
-                  f"(accepted {snap['accepted_steps']})", flush=True)
+                  f"(accepted {snap['accepted_steps']}) | workers {len(snap['workers'])}", flush=True)
             time.sleep(every_s)
     with Live(render(snapshot(store, run_id, prices), db, with_config=False), console=console, auto_refresh=False) as live:
         while True:

@@ -257,6 +257,21 @@ class Store:
                 Worker.run_id == run_id, Worker.id != self.worker_id,
                 or_(col(Worker.ended_at).is_(None), col(Worker.ended_at) > mine))).scalar_one() > 0
 
+    def live_workers(self, run_id: int) -> list[dict[str, Any]]:
+        """The workers live on the run now: each one's name, the unfinished records it holds,
+        the records it finished and the seconds left on its lease."""
+        with self.engine.connect() as conn:
+            now = _now(conn)
+            held = (select(func.count(col(Record.id))).where(Record.worker_id == Worker.id,
+                                                             col(Record.status).in_(UNFINISHED)).scalar_subquery())
+            done = (select(func.count(col(Record.id))).where(Record.worker_id == Worker.id,
+                                                             Record.status == RecordStatus.done).scalar_subquery())
+            rows = conn.execute(select(Worker.name, held, done, Worker.expires_at)
+                                .where(Worker.run_id == run_id, col(Worker.ended_at).is_(None), Worker.expires_at > now)
+                                .order_by(col(Worker.id))).all()
+        return [{"name": name, "holds": h, "finished": d, "lease_left_s": round((until - now).total_seconds(), 1)}
+                for name, h, d, until in rows]
+
     def _fence(self, conn: Connection, record_id: int) -> None:
         """LeaseLost unless this worker still holds the record (no-op outside a worker). The
         UPDATE locks the record's row until the write commits: no claim can slip in between."""

@@ -28,18 +28,20 @@ def test_each_record_sticks_to_one_scorer_and_the_records_spread_over_both(tmp_p
 
 
 def test_a_scorer_that_dies_mid_run_has_its_records_scored_by_the_other(tmp_path):
-    inp = R.write_input(tmp_path / "in.jsonl", distinct_records(16))
+    inp = R.write_input(tmp_path / "in.jsonl", distinct_records(24))
     db = tmp_path / "run.db"
-    with FakeOpenAI(delay_s=0.2) as fake, FakeScorer() as b:
+    with FakeOpenAI(delay_s=0.5) as fake, FakeScorer() as b:
         a = FakeScorer().__enter__()
         proc = R.start(cmd(fake, [a, b], inp, db, tmp_path / "out.jsonl"))
-        assert R.wait_for(lambda: sum(a.records.values()) >= 3, timeout=120)
-        a.__exit__(None, None, None)  # gone: its port refuses connections
+        assert R.wait_for(lambda: len(a.records) >= 3, timeout=120), "the first scorer scored nothing"
+        a.kill()
         stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert R.query(db, "select distinct status from record") == [("done",)]
     assert f"the scorer {a.url} stopped answering" in stdout
-    assert set(a.records) & set(b.records), "no record moved to the other scorer"
+    moved = {q for q, n in a.records.items() if n < 3} & set(b.records)
+    assert moved, (a.records, b.records)  # begun on the dead scorer, finished on the other
+    assert all(a.records[q] + b.records[q] == 3 for q in moved)
 
 
 def test_a_scorer_of_another_model_is_refused_before_anything_is_stored(tmp_path):
@@ -52,3 +54,16 @@ def test_a_scorer_of_another_model_is_refused_before_anything_is_stored(tmp_path
                                 "its model is 'Qwen/Qwen3-8B-Base', this run's --scorer-model gives 'fake'. Give this "
                                 "run the scorer's settings, or another --scorer-url")
     assert not db.exists() and s.calls == 0
+
+
+def test_a_scorer_is_started_per_device(tmp_path, tiny_model_dirs):
+    inp = R.write_input(tmp_path / "in.jsonl", distinct_records(8))
+    db = tmp_path / "run.db"
+    with FakeOpenAI() as fake:
+        p = R.run(R.run_cmd(fake.url, inp, db, tmp_path / "out.jsonl", tiny_model_dirs["llama"],
+                            "--scorer-device", "cpu,cpu", "--max-steps", "1", "--concurrency", "8"))
+    assert p.returncode == 0, p.stderr
+    assert "starting the scorer-0" in p.stdout and "starting the scorer-1" in p.stdout
+    for i in range(2):
+        assert "scorer: ready" in (tmp_path / f"run.db.scorer-{i}.log").read_text()
+    assert R.query(db, "select distinct status from record") == [("done",)]

@@ -28,12 +28,19 @@ class FakeScorer(LoopbackServer):
 
     def __init__(self, port: int = 0, model: str = "fake"):
         self.calls = 0
+        self.dead = False
         self.records: Counter[str] = Counter()
         fake = self
         identity = {"scoring_prompt": "brief", "single_segment_answer": "whole",
                     "scoring_prompt_id": PromptSet().identity(SCORING_PROMPTS["brief"])}
 
         class Handler(JSONHandler):
+            def handle_one_request(self):
+                if fake.dead:  # killed: every connection drops without an answer
+                    self.close_connection = True
+                    return
+                super().handle_one_request()
+
             def do_GET(self):
                 self._send(200, Health(status="ok", model=model, limits=Limits(), **identity).model_dump())
 
@@ -50,6 +57,12 @@ class FakeScorer(LoopbackServer):
                                               tokens=[len(it.answer.split()) for it in items]).model_dump())
 
         self.url = self._listen(port, Handler)
+
+
+    def kill(self) -> None:
+        """Stop answering, as a killed process would: open connections drop, new ones are refused."""
+        self.dead = True
+        self.__exit__(None, None, None)
 
 
 def main() -> None:

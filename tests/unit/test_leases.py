@@ -71,7 +71,11 @@ def test_a_heartbeat_keeps_the_lease_and_leaving_frees_the_records_at_once(db):
     b, _ = worker(db)
     assert [c.record.key for c in b.claim(run, 3)] == ["2"]
     assert b.shared(run) and a.shared(run)
+    live = b.live_workers(run)
+    assert [(w["holds"], w["finished"]) for w in live] == [(2, 0), (1, 0)]
+    assert all(0 < w["lease_left_s"] <= LONG and w["name"].startswith("pid ") for w in live)
     a.leave()
+    assert [w["holds"] for w in b.live_workers(run)] == [1]
     assert [(c.record.key, c.taken_from) for c in b.claim(run, 3)] == [("0", None), ("1", None)]
 
 

@@ -9,7 +9,7 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding=
 
 
 def test_the_options_section_lists_exactly_the_options_of_reer_run_help():
-    section = README[README.index("### Options"):README.index("### Where reer differs")]
+    section = README[README.index("### Options"):README.index("### Faithful to the reference")]
     documented = set(re.findall(r"`(--[a-z][a-z-]*)`", section))
     real = {s for action in build_parser()._actions for s in action.option_strings if s.startswith("--")} - {"--help"}
     assert documented == real, {"missing from README": sorted(real - documented),
