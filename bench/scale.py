@@ -9,7 +9,8 @@ scorer, so the generator is the bound and K workers should go K times as fast. P
 
 - candidate nodes/s for each K (from the store's timestamps: first node to last record
   finished, so process start-up is left out), and its ratio to K x one worker's (target 0.8);
-- claims/s of the lease query alone (``Store.claim``, one record per claim, 1 and 4 claimers);
+- claims/s of the lease query alone (``Store.claim``, one record per claim, 1 and 4 claimers
+  each finishing what it claimed, over the time spent claiming);
 - one worker ``kill -9``ed mid-run: records lost (target 0), and the generations paid for but
   not stored (the killed worker's in-flight requests at most: nothing stored is generated again).
 """
@@ -34,6 +35,14 @@ from tests.support.fake_scorer import FakeScorer  # noqa: E402
 from tests.support.pg import pg_schema  # noqa: E402
 
 EXPANSIONS = 2
+
+
+def count(url: str, table: str) -> int:
+    """Rows in ``table``; 0 before the first worker has made it."""
+    try:
+        return q(url, f"select count(*) from {table}")[0][0]
+    except Exception:
+        return 0
 
 
 def q(url: str, sql: str):
@@ -74,29 +83,35 @@ def workers(k: int, tmp: Path, a, fake, scorer) -> tuple[int, float]:
 
 
 def claims_per_s(n_records: int, claimers: int, seconds: float = 5.0) -> float:
+    """Claims per second of time spent claiming, each claimer finishing what it claimed before
+    its next claim (as a worker does: the records held stay few)."""
     with pg_schema("claims") as url:
         recs = [RecordIn(key=str(i), position=i, question="q", answer="a", lang="en") for i in range(n_records)]
         stores = [Store.open(url) for _ in range(claimers)]
         run = stores[0].begin_run({}, "in", recs, lease_s=600).run_id
         for st in stores[1:]:
             st.begin_run({}, "in", recs, lease_s=600)
-        counts = [0] * claimers
+        counts, claiming = [0] * claimers, [0.0] * claimers
         stop = time.monotonic() + seconds
 
         def claim(i: int) -> None:
-            while time.monotonic() < stop and stores[i].claim(run, 1):
+            while time.monotonic() < stop:
+                t0 = time.monotonic()
+                got = stores[i].claim(run, 1)
+                claiming[i] += time.monotonic() - t0
+                if not got:
+                    return
                 counts[i] += 1
+                stores[i].finish_record(got[0].record.id, "t", 1.0)
 
         threads = [threading.Thread(target=claim, args=(i,)) for i in range(claimers)]
-        t0 = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        elapsed = time.monotonic() - t0
         for st in stores:
             st.close()
-        return sum(counts) / elapsed
+        return sum(counts) / (sum(claiming) / claimers)
 
 
 def kill_one(tmp: Path, a, scorer) -> dict:
@@ -104,7 +119,7 @@ def kill_one(tmp: Path, a, scorer) -> dict:
     lease = ["--lease-s", "5"]
     with pg_schema("kill") as url, FakeOpenAI(delay_s=a.latency) as fake:
         procs = [R.start(worker_cmd(fake, scorer, inp, url, tmp / f"kill-w{i}.jsonl", a, *lease)) for i in range(2)]
-        while q(url, "select count(*) from step")[0][0] < a.records // 4:
+        while count(url, "step") < a.records // 4:
             time.sleep(0.5)
         R.kill(procs[0])
         [(victim,)] = q(url, "select id from worker order by id limit 1")

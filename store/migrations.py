@@ -20,7 +20,7 @@ from sqlmodel import SQLModel
 from store.database import engine_for, shown
 from store.errors import StoreUnavailable
 from store.holder import lock_schema
-from store.models import Worker
+from store.models import Record, Worker
 
 # Its own metadata: the reader of an old database checks reer's tables, not this one.
 VERSION_TABLE = Table("reer_schema", MetaData(), Column("version", Integer, nullable=False))
@@ -29,12 +29,14 @@ VERSION_TABLE = Table("reer_schema", MetaData(), Column("version", Integer, null
 def _v2_workers(conn: Connection) -> None:
     Worker.__table__.create(conn)
     conn.execute(text("ALTER TABLE record ADD COLUMN worker_id INTEGER REFERENCES worker (id)"))
-    conn.execute(text("CREATE INDEX ix_record_worker_id ON record (worker_id)"))
+    for index in Record.__table__.indexes:
+        if index.name in ("ix_record_worker_id", "ix_record_queue"):
+            index.create(conn)
 
 
 # version: (what it changes, the change). Version 1 is the schema before versioning.
 STEPS: dict[int, tuple[str, Callable[[Connection], None]]] = {
-    2: ("workers share a run: the worker table, and the worker holding each record", _v2_workers),
+    2: ("workers share a run: the worker table, the worker holding each record, the queue's index", _v2_workers),
 }
 VERSION = max(STEPS)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from enum import Enum
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -60,8 +60,16 @@ class Worker(SQLModel, table=True):
     ended_at: datetime | None = None
 
 
+QUEUE = text("record.status IN ('pending', 'running')")  # unfinished: what workers claim from
+_UNFINISHED = text("status IN ('pending', 'running')")
+
+
 class Record(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("run_id", "key"),)
+    # The queue a worker claims from: unfinished records in input order, found without walking
+    # past the finished ones.
+    __table_args__ = (UniqueConstraint("run_id", "key"),
+                      Index("ix_record_queue", "run_id", "position", postgresql_where=_UNFINISHED,
+                            sqlite_where=_UNFINISHED))
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="run.id", index=True)

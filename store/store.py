@@ -19,7 +19,7 @@ from store.database import check, open_engine, prepare
 from store.errors import LeaseLost, RunMismatch, StoreStateError
 from store.holder import Holder, lock_schema, me
 from store.migrations import migrate
-from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, Worker, utcnow
+from store.models import QUEUE, Node, NodeKind, Record, RecordStatus, Run, Step, Worker, utcnow
 from store.values import (Claim, Overview, Progress, RecordIn, RunStart, Waiting, config_hash, content_hash,
                           input_changes, run_differences)
 
@@ -208,20 +208,24 @@ class Store:
         with self.engine.begin() as conn:
             now = _now(conn)
             live = select(Worker.id).where(col(Worker.ended_at).is_(None), Worker.expires_at > now)
-            free = (select(Record.id, Record.worker_id)
-                    .where(Record.run_id == run_id, col(Record.status).in_(UNFINISHED),
-                           or_(col(Record.worker_id).is_(None), col(Record.worker_id).not_in(live)))
-                    .order_by(col(Record.position)).limit(n).with_for_update(skip_locked=True))
-            found = dict(conn.execute(free).all())
+            table = Record.__table__
+            # The status as literals, as the queue's partial index states it: a bound parameter
+            # would keep the planner from proving that the index covers the query.
+            free = (select(table).where(table.c.run_id == run_id, QUEUE,
+                                        or_(table.c.worker_id.is_(None), table.c.worker_id.not_in(live)))
+                    .order_by(table.c.position).limit(n).with_for_update(skip_locked=True))
+            found = [Record.model_validate(r._mapping) for r in conn.execute(free)]
             if not found:
                 return []
-            conn.execute(update(Record).where(col(Record.id).in_(found))
+            conn.execute(update(Record).where(col(Record.id).in_([r.id for r in found]))
                          .values(worker_id=self.worker_id, status=RecordStatus.running, updated_at=now))
-            previous = {i for i in found.values() if i is not None}
-            names = dict(conn.execute(select(Worker.id, Worker.name).where(col(Worker.id).in_(previous))).all())
-            rows = conn.execute(select(Record.__table__).where(Record.__table__.c.id.in_(found))
-                                .order_by(Record.__table__.c.position))
-            return [Claim(Record.model_validate(r._mapping), names.get(found[r.id])) for r in rows]
+            previous = {r.worker_id for r in found if r.worker_id is not None}
+            names = dict(conn.execute(select(Worker.id, Worker.name).where(col(Worker.id).in_(previous))).all()
+                         ) if previous else {}
+            claims = [Claim(r, names.get(r.worker_id)) for r in found]
+            for r in found:
+                r.worker_id, r.status = self.worker_id, RecordStatus.running
+            return claims
 
     def waiting(self, run_id: int) -> Waiting:
         """What is left that this worker cannot claim now: unfinished records held by other live
