@@ -47,3 +47,37 @@ def test_a_store_from_a_later_reer_is_refused(tmp_path):
     with pytest.raises(StoreUnavailable, match=rf"made by a later reer \(schema version {VERSION + 1}; this reer "
                                                rf"reads up to {VERSION}\)"):
         Store.open(db)
+
+
+def test_a_version_1_postgres_schema_is_migrated_once_by_workers_opening_it_together():
+    """Version 1 made by taking version 2's additions away; then three processes open it at once."""
+    import multiprocessing
+
+    from tests.support.pg import pg_schema
+
+    with pg_schema("m") as url:
+        st = Store.open(url)
+        st.begin_run({"search": {}}, "in.jsonl", [RecordIn(key="a", position=0, question="q", answer="a", lang="en")])
+        with st.engine.begin() as c:
+            for sql in ("drop table reer_schema", "drop index ix_record_queue", "alter table record drop column worker_id",
+                        "drop table worker"):
+                c.execute(text(sql))
+        st.close()
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_open, args=(url,)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0, 0, 0]
+        st = Store.open(url, create=False)
+        with st.engine.connect() as c:
+            assert c.execute(text("select version from reer_schema")).scalars().all() == [VERSION]
+        start = st.begin_run({"search": {}}, "in.jsonl", [RecordIn(key="a", position=0, question="q", answer="a",
+                                                                   lang="en")], lease_s=60)
+        assert [c.record.key for c in st.claim(start.run_id, 5)] == ["a"]
+        st.close()
+
+
+def _open(url: str) -> None:
+    Store.open(url).close()
