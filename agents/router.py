@@ -62,9 +62,9 @@ class Router:
         open (it looks down for everyone) failures there do not count against this request's
         retries: it waits, or goes elsewhere. That holds for a request sent while it was down
         whose failure arrives after another request's success has closed the breaker again."""
-        attempt, target = 0, first
+        attempt, target, failed = 0, first, None
         while True:
-            target = await self._choose([target] if stay else None, prefer=target)
+            target = await self._choose([target] if stay else None, prefer=target, avoid=failed)
             breaker = target.breaker
             down_when_sent = breaker.is_open()
             target.in_flight += 1
@@ -88,6 +88,7 @@ class Router:
                 if attempt > self.policy.max_retries:
                     raise EndpointError(f"gave up after {self.policy.max_retries} retries: {exc}", exc.status) from exc
                 self.stats.retries += 1
+                failed = target
                 await asyncio.sleep(self.policy.wait_s(max(attempt, 1), exc.retry_after_s, self.rng.random()))
                 continue
             finally:
@@ -100,16 +101,18 @@ class Router:
             self.stats.endpoint_down = False
             return out
 
-    async def _choose(self, among: Sequence["Generator"] | None = None, prefer: "Generator | None" = None) -> "Generator":
-        """The endpoint with the fewest in flight among those not cooling down (``prefer`` on a
-        tie); while all are, wait for the first to be tried again; FatalEndpointError once every
-        one has been down for the breaker's limit."""
+    async def _choose(self, among: Sequence["Generator"] | None = None, prefer: "Generator | None" = None,
+                      avoid: "Generator | None" = None) -> "Generator":
+        """The endpoint with the fewest in flight among those not cooling down (on a tie, not
+        ``avoid``, where the request just failed, then ``prefer``); while all are cooling down,
+        wait for the first to be tried again; FatalEndpointError once every one has been down
+        for the breaker's limit."""
         among = among or self.endpoints
         while True:
             now = time.monotonic()
             ready = [e for e in among if e.breaker.wait_s(now) == 0]
             if ready:
-                return min(ready, key=lambda e: (e.in_flight, e is not prefer))
+                return min(ready, key=lambda e: (e.in_flight, e is avoid, e is not prefer))
             if all(e.breaker.gave_up(now) for e in among):
                 which = "the endpoint" if len(among) == 1 else f"all {len(among)} endpoints"
                 raise FatalEndpointError(

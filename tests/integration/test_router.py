@@ -49,6 +49,15 @@ async def test_a_failing_endpoint_moves_its_requests_to_the_other():
         await r.aclose()
 
 
+async def test_a_failed_request_is_retried_on_another_endpoint_before_any_breaker_opens():
+    with FakeOpenAI(faults=[503]) as a, FakeOpenAI() as b:
+        r = router(a.url, b.url)
+        [out] = await r.generate(MSGS, "", 1, [])
+        assert out.text and (len(a.log), len(b.log)) == (0, 1) and a.faults == []  # the 503 came from a
+        assert [e.state for e in r.stats.endpoints] == ["up", "up"]
+        await r.aclose()
+
+
 async def test_all_endpoints_down_stop_the_run_once_the_breakers_give_up():
     with FakeOpenAI(faults=[503] * 1000) as a, FakeOpenAI(faults=[503] * 1000) as b:
         r = router(a.url, b.url, retries=1000,
