@@ -50,3 +50,17 @@ def test_with_prices_the_cost_so_far_is_shown():
     assert ", $2.00 |" in summary_line(s)
     assert "$2.00" in _text(render(s, "t"))
     assert "errors 1 (last: HTTP 503 from the endpoint)" in summary_line(s)
+
+
+def test_several_endpoints_each_get_a_line_with_their_state():
+    from agents.stats import EndpointCounts
+
+    s = stats()
+    s.endpoints = [EndpointCounts("http://gen1:8000/v1", requests=30, completion_tokens=900),
+                   EndpointCounts("http://gen2:8000/v1", requests=10, errors=7, state="down")]
+    panel, line = _text(render(s, "in.jsonl")), summary_line(s)
+    assert "http://gen1:8000/v1" in panel and "up  30 requests" in panel and "down  10 requests" in panel
+    assert "errors 7" in panel
+    assert "http://gen2:8000/v1 down: 10 req, 7 errors" in line
+    s.endpoints = s.endpoints[:1]  # one endpoint: the generator line says it all
+    assert "http://gen1" not in _text(render(s, "in.jsonl")) and "http://gen1" not in summary_line(s)
