@@ -35,7 +35,7 @@ def scorer(request, tiny_model_dirs):
 
 def direct_score(sm: ScoringModel, question: str, thinking: str, answer: str, lang: str = "en") -> float:
     """Reference path: full logits over the whole text, no padding, no logits_to_keep."""
-    st = scoring_text(sm.prompt(question, lang), thinking, answer)
+    st = scoring_text(sm.encoder.prompt(question, lang), thinking, answer)
     enc = sm.tokenizer(st.text, add_special_tokens=False, return_offsets_mapping=True)
     ids = torch.tensor([enc["input_ids"]], device=DEVICE)
     with torch.no_grad():
@@ -59,7 +59,7 @@ def test_score_equals_direct_computation(scorer):
 
 def test_one_segment_answer_is_scored_whole(scorer):
     enc = scorer.encode("q", THINKING, ONE_SEGMENT_ANSWER, "en")
-    text = scoring_text(scorer.prompt("q", "en"), THINKING, ONE_SEGMENT_ANSWER).text
+    text = scoring_text(scorer.encoder.prompt("q", "en"), THINKING, ONE_SEGMENT_ANSWER).text
     first = text.index(ONE_SEGMENT_ANSWER)
     offsets = scorer.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     assert offsets[enc.positions[0]][0] <= first < offsets[enc.positions[0]][1]
@@ -70,7 +70,7 @@ def test_one_segment_answer_is_scored_whole(scorer):
 def test_a_text_no_context_could_hold_is_refused_without_tokenizing(scorer, monkeypatch):
     limit = scorer.max_context * scorer.encoder.max_token_chars
     longest = max(scorer.tokenizer.get_vocab(), key=len)
-    assert len(longest) == scorer.max_token_chars
+    assert len(longest) == scorer.encoder.max_token_chars
     calls = []
     real = scorer.tokenizer.__class__.__call__
     monkeypatch.setattr(scorer.tokenizer.__class__, "__call__", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
