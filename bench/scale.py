@@ -26,32 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-
 from store import RecordIn, Store  # noqa: E402
 from tests.support import runner as R  # noqa: E402
 from tests.support.fake_openai import FakeOpenAI  # noqa: E402
 from tests.support.fake_scorer import FakeScorer  # noqa: E402
-from tests.support.pg import pg_schema  # noqa: E402
+from tests.support.pg import count, pg_schema, q  # noqa: E402
 
 EXPANSIONS = 2
-
-
-def count(url: str, table: str) -> int:
-    """Rows in ``table``; 0 before the first worker has made it."""
-    try:
-        return q(url, f"select count(*) from {table}")[0][0]
-    except Exception:
-        return 0
-
-
-def q(url: str, sql: str):
-    engine = create_engine(url)
-    try:
-        with engine.connect() as c:
-            return c.execute(text(sql)).all()
-    finally:
-        engine.dispose()
 
 
 def records(n: int) -> list[dict]:

@@ -5,13 +5,12 @@ a worker killed mid-run has its records finished by the others once its lease ru
 import re
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.integration.test_faults import many_records
 from tests.support import runner as R
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_scorer import FakeScorer
-from tests.support.pg import pg_schema
+from tests.support.pg import count, pg_schema, q
 
 N = 30
 
@@ -20,23 +19,6 @@ N = 30
 def url():
     with pg_schema("w") as u:
         yield u
-
-
-def q(url: str, sql: str) -> list[tuple]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as c:
-            return [tuple(r) for r in c.execute(text(sql))]
-    finally:
-        engine.dispose()
-
-
-def count(url: str, table: str) -> int:
-    """Rows in ``table``; 0 before the first worker has made it."""
-    try:
-        return q(url, f"select count(*) from {table}")[0][0]
-    except Exception:
-        return 0
 
 
 def worker_cmd(fake, scorer, inp, url, out, *extra):

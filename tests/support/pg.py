@@ -36,3 +36,21 @@ def pg_schema(prefix: str = "t") -> Iterator[str]:
         with eng.begin() as c:
             c.execute(text(f"drop schema {schema} cascade"))
         eng.dispose()
+
+
+def q(url: str, sql: str) -> list[tuple]:
+    """The rows of one query, on a connection of its own."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            return [tuple(r) for r in c.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def count(url: str, table: str) -> int:
+    """Rows in ``table``; 0 before the first worker has made it."""
+    try:
+        return q(url, f"select count(*) from {table}")[0][0]
+    except Exception:
+        return 0
