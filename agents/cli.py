@@ -1,10 +1,10 @@
 """``reer``: one command for reer's entry points, each also runnable as a module.
 
     reer run ARGS      = python -m agents.run ARGS      synthesize thinking for an input file
-    reer export ARGS   = python -m agents.export ARGS   write a run's results (JSONL, Parquet, HF)
-    reer status ARGS   = python -m agents.status ARGS   a run at a glance, from its store
-    reer show ARGS     = python -m agents.show ARGS     one record's search tree
-    reer report ARGS   = python -m agents.report ARGS   a run as one HTML page of plots
+    reer export ARGS   = python -m agents.inspect.export ARGS   write a run's results (JSONL, Parquet, HF)
+    reer status ARGS   = python -m agents.inspect.status ARGS   a run at a glance, from its store
+    reer show ARGS     = python -m agents.inspect.show ARGS     one record's search tree
+    reer report ARGS   = python -m agents.inspect.report ARGS   a run as one HTML page of plots
     reer scorer ARGS   = python -m scorer.server ARGS   a standalone scorer (--scorer-url)
 """
 
@@ -15,10 +15,10 @@ import sys
 
 COMMANDS = {
     "run": ("agents.run", "synthesize REER thinking for every record of an input file"),
-    "export": ("agents.export", "write a run's results from its store: JSONL, Parquet or a HF dataset, filtered"),
-    "status": ("agents.status", "a run at a glance from its store: counts, failures by reason, config"),
-    "show": ("agents.show", "one record's search tree: draft, steps, candidates, scores"),
-    "report": ("agents.report", "a run as one HTML page of plots, with its best and worst records"),
+    "export": ("agents.inspect.export", "write a run's results from its store: JSONL, Parquet or a HF dataset, filtered"),
+    "status": ("agents.inspect.status", "a run at a glance from its store: counts, failures by reason, config"),
+    "show": ("agents.inspect.show", "one record's search tree: draft, steps, candidates, scores"),
+    "report": ("agents.inspect.report", "a run as one HTML page of plots, with its best and worst records"),
     "scorer": ("scorer.server", "run a scorer process for other runs to use (--scorer-url)"),
 }
 

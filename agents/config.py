@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scorer.settings import ScorerSettings
-from agents.stats import Prices
 
 # --- the search (reference section 5) ---
 DEFAULT_STOP_SCORE = 0.25  # clipped mean NLL; ≈ PPL 1.28
@@ -49,6 +48,20 @@ ChatPrefill = Literal["auto", "continue", "trailing", "off"]
 # tokens), empty refinements rejected, the minimum over the thinking alone.
 Acceptance = Literal["reference", "strict"]
 CutDrafts = Literal["keep", "trim", "reject"]  # a draft cut at max_tokens: the reference keeps it
+
+
+@dataclass(frozen=True)
+class Prices:
+    """What the endpoint charges, per million prompt and completion tokens."""
+
+    prompt: float = 0.0
+    completion: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1e6
+
+    def describe(self, prompt_tokens: int, completion_tokens: int) -> str:
+        return f"${self.cost(prompt_tokens, completion_tokens):,.2f}"
 
 
 @dataclass(frozen=True)

@@ -2,25 +2,22 @@
 
 Each option is defined here once, with its default and its help; the scorer's options come
 from ``scorer.settings``; options a user leaves unset take the endpoint's profile
-(``agents.config``). Validation happens in ``config_from_args``, before anything starts.
-
-Any option can also come from ``--config FILE`` (TOML, YAML or JSON; keys are the long flags
-without their dashes, e.g. ``max-steps = 3``). A flag overrides the file and an environment
-variable (OPENAI_BASE_URL, OPENAI_API_KEY, REER_SCORER_TOKEN) overrides it too; the file fills
-the rest. ``--dump-config`` prints the resolved options as a TOML file that reproduces the run.
+(``agents.config``). Validation happens in ``config_from_args``, before anything starts. Any
+option can also come from ``--config FILE`` (``agents.config_file``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
 
 from agents import config as C
+from agents.config import Prices
+from agents.config_file import ENV, Repeat, json_object, read_config_file
+from agents.config_file import dump_config as _dump_config
 from agents.errors import ConfigError
-from agents.stats import Prices
 from scorer.settings import add_options as add_scorer_options
 from scorer.settings import from_namespace as scorer_settings
 
@@ -30,16 +27,6 @@ LOCAL = "local"
 SCORER_FLAGS = {"max_context": "--max-context", "scoring_prompt": "--scoring-prompt",
                 "single_segment_answer": "--single-segment-answer"}
 SCORER_SERVER_ONLY = ("prompts_dir", "max_body_mb", "max_items", "read_timeout_s", "max_large_requests")
-
-
-class _Repeat(argparse.Action):
-    """A flag that may be given several times: the values in their order. Given on the command
-    line, they replace a ``--config`` file's (a default) instead of adding to them."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        current = getattr(namespace, self.dest)
-        setattr(namespace, self.dest, [*(current if current is not None and current is not self.default else []),
-                                       values])
 
 
 def per_endpoint(flag: str, values: list | None, n: int) -> list:
@@ -73,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _search_options(p.add_argument_group("search (defaults are the reference's)"))
     sc = p.add_argument_group("scorer (scorer.settings; the same options as python -m scorer.server)")
     add_scorer_options(sc, prefix="scorer-", flags=SCORER_FLAGS, skip=SCORER_SERVER_ONLY)
-    sc.add_argument("--scorer-url", action=_Repeat, default=None,
+    sc.add_argument("--scorer-url", action=Repeat, default=None,
                     help="use a running scorer (reer scorer), or a vLLM server (a URL ending in /v1), instead; "
                          "repeat it for several: each record's requests go to one of them (--scorer-device "
                          "cuda:0,cuda:1 starts one per device instead)")
@@ -112,12 +99,6 @@ def prices_from_args(a: argparse.Namespace) -> Prices | None:
     return Prices(a.price_in or 0.0, a.price_out or 0.0)
 
 
-# Options an environment variable fills: the variable outranks a config file, a flag outranks both.
-ENV = {"endpoint": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY", "scorer_token": "REER_SCORER_TOKEN"}
-# Not written by --dump-config: secrets, one-off actions, and the file options themselves.
-NOT_DUMPED = {"help", "config", "dump_config", "api_key", "scorer_token", "force", "retry_failed"}
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, over the options of ``--config`` if one is given (ConfigError if the
     file cannot be used)."""
@@ -135,96 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def read_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
-    """``{dest: value}`` from a config file, each value checked as its flag's would be."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--config {path}: cannot be read ({exc})") from None
-    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
-        raise ConfigError(f"--config {path}: not .toml, .yaml, .yml or .json")
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # tomllib, yaml and json each raise their own
-        raise ConfigError(f"--config {path}: not valid {path.suffix[1:].upper()}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {path}: must hold a table of options, not {type(data).__name__}")
-    by_name = {flag[2:].replace("-", "_"): a for a in parser._actions for flag in a.option_strings
-               if flag.startswith("--") and a.dest not in ("help", "config", "dump_config")}
-    out = {}
-    for key, value in data.items():
-        action = by_name.get(str(key).replace("-", "_"))
-        if action is None:
-            raise ConfigError(f"--config {path}: unknown option {key!r} (keys are reer run's long flags without "
-                              "the dashes, e.g. max-steps)")
-        out[action.dest] = _coerce(path, key, action, value)
-    return out
-
-
-def _coerce(path: Path, key: str, action: argparse.Action, value):
-    where = f"--config {path}: {key}"
-    if isinstance(action, _Repeat):
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-            raise ConfigError(f"{where}: must be a string or a list of strings, not {value!r}")
-        return values
-    if isinstance(action, argparse._StoreTrueAction):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: must be true or false, not {value!r}")
-        return value
-    if action.type is not None and isinstance(value, str):
-        try:
-            value = action.type(value)
-        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            if action.type in (int, float):
-                raise ConfigError(f"{where}: must be a number, not {value!r}") from None
-            raise ConfigError(f"{where}: {exc}") from None
-    elif action.type in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigError(f"{where}: must be a number, not {value!r}")
-    elif action.type is int and isinstance(value, float):
-        raise ConfigError(f"{where}: must be a whole number, not {value!r}")
-    elif action.type is _json_object and not isinstance(value, dict):
-        raise ConfigError(f"{where}: must be a table or a JSON object string")
-    if action.choices is not None and value not in action.choices:
-        raise ConfigError(f"{where}: must be one of {', '.join(map(str, action.choices))}, not {value!r}")
-    return value
-
-
 def dump_config(a: argparse.Namespace) -> str:
-    """The resolved options as TOML (after ``config_from_args`` filled the profile's defaults):
-    ``--config`` with it reproduces the run's config."""
-    lines = ["# reer run --config THIS_FILE: the resolved options of a run. Secrets are not written:",
-             "# give the API key and scorer token by environment variable or flag."]
-    for action in build_parser()._actions:
-        if action.dest in NOT_DUMPED or not action.option_strings:
-            continue
-        value = getattr(a, action.dest, None)
-        if value is None:
-            continue
-        name = next(f for f in action.option_strings if f.startswith("--"))[2:]
-        lines.append(f"{name} = {_toml(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def _toml(value) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, dict):  # as its flag takes it: a JSON string (TOML has no null)
-        value = json.dumps(value, ensure_ascii=False)
-    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
+    """The resolved options as TOML that ``--config`` reads back (``agents.config_file``)."""
+    return _dump_config(a, build_parser())
 
 
 def _io_options(io: argparse._ArgumentGroup) -> None:
@@ -241,16 +135,15 @@ def _io_options(io: argparse._ArgumentGroup) -> None:
                     help="stop at the first bad input record (default: skip it and list it at the end)")
 
 
-
 def _endpoint_options(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--endpoint", action=_Repeat, default=None,
+    g.add_argument("--endpoint", action=Repeat, default=None,
                    help="OpenAI-compatible base URL ending in /v1 (env OPENAI_BASE_URL; default 'local': an embedded "
                         "llama.cpp server with the Gemma 3 270M demo model). Repeat it for several servers: each "
                         "request goes to the one with the fewest in flight, and one that is down is skipped")
-    g.add_argument("--api-key", action=_Repeat, default=None,
+    g.add_argument("--api-key", action=Repeat, default=None,
                    help="API key (env OPENAI_API_KEY; not needed by local servers); once for all endpoints, or once "
                         "per --endpoint in their order")
-    g.add_argument("--model", action=_Repeat, default=None,
+    g.add_argument("--model", action=Repeat, default=None,
                    help="generator model (default: the first the endpoint lists); once for all endpoints, or once "
                         "per --endpoint")
     g.add_argument("--mode", choices=["chat", "completions"], default=None,
@@ -265,7 +158,7 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
                    help="chat mode: how the prefill reaches the server. continue: a trailing assistant message with "
                         "continue_final_message (vLLM, SGLang); trailing: the message alone (llama.cpp continues "
                         "it); off: no prefill; auto: continue if the preflight is accepted, else off")
-    g.add_argument("--extra-body", type=_json_object, default=None,
+    g.add_argument("--extra-body", type=json_object, default=None,
                    help="JSON object of server-specific request fields, e.g. '{\"min_p\": 0.05}'; null removes a "
                         "field reer sends, e.g. '{\"top_p\": null}' (local endpoint default: ignore_eos and "
                         "repeat_penalty 1.3)")
@@ -276,7 +169,6 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--max-retries", type=int, default=C.DEFAULT_MAX_RETRIES, help="retries on 429/5xx/timeouts")
     g.add_argument("--record-failures", type=int, default=C.DEFAULT_RECORD_FAILURES,
                    help="requests per record that may fail for good (after retries) before the record fails")
-
 
 
 def _search_options(s: argparse._ArgumentGroup) -> None:
@@ -310,16 +202,6 @@ def _search_options(s: argparse._ArgumentGroup) -> None:
                         "thinking (default: reference; strict for the local endpoint)")
     s.add_argument("--prompts-dir", type=Path, default=None, help="override prompt files (<lang>/<name>.txt)")
     s.add_argument("--seed", type=int, default=None, help="seed for trigger phrases and jitter")
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
 
 
 def config_from_args(a: argparse.Namespace) -> C.RunConfig:
@@ -378,8 +260,3 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
         record_failures=a.record_failures, prices=prices_from_args(a), lease_s=a.lease_s,
     )
-
-
-def scorer_args(cfg: C.RunConfig) -> list[str]:
-    """The scorer child's command line: its settings as one JSON object, parsed by nothing else."""
-    return ["--settings-json", cfg.scorer.settings.to_json()]

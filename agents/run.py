@@ -19,25 +19,24 @@ from dataclasses import replace
 from pathlib import Path
 
 from agents import config as C
-from agents.dashboard import Display, summary_line
-from agents.endpoint import EndpointInfo
 from agents.errors import ConfigError, ReerError
-from agents.export import write_jsonl
-from agents.generator import Generator
-from agents.router import Router
-from agents.options import LOCAL, config_from_args, dump_config, parse_args, scorer_args
-from agents.process import ChildService, ServiceError
-from agents.records import read_records
-from agents.runlog import RunLog
-from agents.scorers import Scorer, ScorerPool, identity_problems, ready_health
-from agents.scoring import SupervisedScorer
-from agents.shutdown import Shutdown
-from agents.stats import Stats
-from agents.status import reasons_summary
-from agents.worker import RecordSearch, draft_stop
+from agents.generation.endpoint import EndpointInfo
+from agents.generation.generator import Generator
+from agents.generation.router import Router
+from agents.inspect.export import write_jsonl
+from agents.inspect.status import reasons_summary
+from agents.options import LOCAL, config_from_args, dump_config, parse_args
+from agents.search.claims import ClaimLoop
+from agents.search.inputs import read_records
+from agents.search.record import RecordSearch, draft_stop
+from agents.search.shutdown import Shutdown
+from agents.services.fleet import connect_scorers, log_path, one_or_pool, quietly, start_local_endpoint, start_scorers
+from agents.services.process import ServiceError
+from agents.watch.dashboard import Display, summary_line
+from agents.watch.runlog import RunLog
+from agents.watch.stats import Stats
 from prompts import PromptError, PromptSet
-from scorer import ScorerClient, ScorerError
-from scorer.vllm import VLLMScorer
+from scorer import ScorerError
 from store import RecordStatus, RunStart, Store, StoreError, shown
 
 EXIT_OK, EXIT_FAILED_RECORDS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -50,11 +49,6 @@ NO_PREFILL_WARNING = (
 DEMO_NOTICE = ("reer: no --endpoint given: serving the Gemma 3 270M demo model with llama.cpp on 127.0.0.1. "
                "It is a tiny base model that proves the machinery, not a writer: for real data pass "
                "--endpoint http://HOST:PORT/v1 (vLLM, llama.cpp, OpenAI) and a real --scorer-model.")
-
-def log_path(db: str, service: str) -> Path:
-    """Where a child service writes its log: beside a SQLite database, else under runs/."""
-    return Path(f"{db}.{service}.log") if "://" not in db else Path(f"runs/{service}.log")
-
 
 def unexpected_log(db: str, exc: BaseException) -> str:
     """Append the traceback to the error log beside the database; say where it went."""
@@ -81,7 +75,8 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
     Store.check(cfg.db)  # a database that cannot be written stops the run before the endpoint is asked
     async with contextlib.AsyncExitStack() as stack:
         cfg, generator, endpoint = await _start_generator(cfg, display, stats, rng, stack)
-        remote = await _connect_scorers(cfg, display, stats, stack)  # checked before anything is stored
+        stats.phase = "connecting to the scorer"
+        remote = await connect_scorers(cfg, display.log, stack)  # checked before anything is stored
         holder = Store.hold(cfg.db)  # SQLite: one run process per database; a server database is shared
         stack.callback(holder.release)
         store = Store.open(cfg.db)  # created only once the endpoint has answered
@@ -92,11 +87,17 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
         start, unfinished = _begin(store, fingerprint, cfg, inputs, holder.exclusive, display, stats)
         stack.callback(_leave, store, display)
         if unfinished:  # a finished run has nothing to score: no scorer to load
-            scorer = _one_or_pool(remote or await _start_scorers(cfg, display, stats, stack), display)
+            stats.phase = "starting scorer"
+            scorer = one_or_pool(remote or await start_scorers(cfg, display.log, stack), display.log)
             searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
                                     edit_prefill=cfg.generator.edit_prefill, prefill_supported=endpoint.prefills,
                                     failure_budget=cfg.record_failures, seed=cfg.seed)
-            await _search_all(searcher, store, start.run_id, cfg, shutdown, display, stats)
+            claims = ClaimLoop(searcher, store, start.run_id, cfg.concurrency, cfg.lease_s, shutdown, display.log, stats)
+            ticker = asyncio.create_task(_tick(display))
+            try:
+                await claims.run()
+            finally:
+                ticker.cancel()
         code = _report(store, start.run_id, cfg.out, inputs, display, stats)
         return EXIT_INTERRUPTED if shutdown.requested else code  # a stopped run says so, however it ended
 
@@ -107,13 +108,11 @@ async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng
     if cfg.generator.endpoint == LOCAL:
         display.log(DEMO_NOTICE)
         stats.phase = "starting local endpoint"
-        local = ChildService("local endpoint", "agents.local_server", [], log_path(cfg.db, "endpoint"))
-        stack.push_async_callback(_quietly, local.stop)
-        cfg = replace(cfg, generator=replace(cfg.generator, endpoint=await local.start()))
+        cfg = replace(cfg, generator=replace(cfg.generator, endpoint=await start_local_endpoint(cfg.db, stack)))
     max_connections = max(64, 4 * cfg.concurrency)
     generator = Router([Generator(g, stats, rng, max_connections=max_connections, log=display.log)
                         for g in cfg.generators], cfg.generator.retry, stats, rng, display.log)
-    stack.push_async_callback(_quietly, generator.aclose)
+    stack.push_async_callback(quietly, generator.aclose)
     stats.phase = "connecting"
     endpoint = await generator.start(cfg.search.expansions, draft_stop(cfg.search.acceptance))
     for e in generator.endpoints:
@@ -152,124 +151,6 @@ def _leave(store: Store, display: Display) -> None:
         display.log(f"could not hand back this worker's records ({exc}); others take them after --lease-s", "WARN")
 
 
-async def _connect_scorers(cfg: C.RunConfig, display: Display, stats: Stats,
-                           stack: contextlib.AsyncExitStack) -> list[tuple[str, Scorer]]:
-    """The running scorers of --scorer-url, each checked to score as this run is configured to
-    (a mismatch stops the run before anything is stored)."""
-    stats.phase = "connecting to the scorer"
-    members = []
-    for url in cfg.scorer.urls:
-        if url.rstrip("/").endswith("/v1"):  # an OpenAI-style server: vLLM scoring with prompt_logprobs
-            vllm = VLLMScorer(url, cfg.scorer.settings, cfg.scorer.tokenizer, cfg.scorer.token)
-            stack.push_async_callback(_quietly, vllm.aclose)
-            entry = await vllm.start()
-            display.log(f"scorer: {vllm.model} at {url} (vLLM, context {entry.get('max_model_len', 'not said')})")
-            members.append((url, vllm))
-            continue
-        client = ScorerClient(url, token=cfg.scorer.token)
-        stack.push_async_callback(_quietly, client.aclose)
-        health = await ready_health(client, display.log)
-        problems = identity_problems(health, cfg.scorer.settings)
-        if problems:
-            raise ConfigError(f"the scorer at {url} does not score as this run is configured to: "
-                              + "; ".join(problems) + ". Give this run the scorer's settings, or another --scorer-url")
-        display.log(f"scorer: {health.model} at {url} ({(health.model_extra or {}).get('dtype', 'dtype not said')})")
-        members.append((url, client))
-    return members
-
-
-async def _start_scorers(cfg: C.RunConfig, display: Display, stats: Stats,
-                         stack: contextlib.AsyncExitStack) -> list[tuple[str, Scorer]]:
-    """A scorer process per --scorer-device (one where none is given), started at once."""
-    stats.phase = "starting scorer"
-    settings = cfg.scorer.settings
-    devices = [d.strip() for d in settings.device.split(",")] if settings.device else [None]
-    members = []
-    for i, device in enumerate(devices):
-        name = "scorer" if len(devices) == 1 else f"scorer-{i}"
-        display.log(f"starting the {name} ({settings.model}{' on ' + device if device else ''}); "
-                    f"log: {log_path(cfg.db, name)}")
-        args = scorer_args(replace(cfg, scorer=replace(cfg.scorer, settings=replace(settings, device=device))))
-        supervised = SupervisedScorer(ChildService(name, "scorer.server", args, log_path(cfg.db, name)), display.log)
-        stack.push_async_callback(_quietly, supervised.aclose)
-        members.append((device or name, supervised))
-    await asyncio.gather(*(s.start() for _, s in members))
-    return members
-
-
-def _one_or_pool(members: list[tuple[str, Scorer]], display: Display) -> Scorer:
-    return members[0][1] if len(members) == 1 else ScorerPool(members, display.log)
-
-
-async def _search_all(searcher: RecordSearch, store: Store, run_id: int, cfg: C.RunConfig, shutdown: Shutdown,
-                      display: Display, stats: Stats) -> None:
-    """Claim records, ``concurrency`` in flight, until none is left unfinished; an error no
-    record survives stops the run. While other workers hold the last records, wait: one that
-    dies has its records taken over here once its lease runs out."""
-    stats.phase = "searching"
-    running: set[asyncio.Task] = set()
-    shutdown.tasks = running
-
-    async def one(rec) -> None:
-        stats.running += 1
-        try:
-            await searcher.run(rec)
-        except Exception:
-            shutdown.stop_now()  # what stops this record stops the run: nothing more in flight
-            raise
-        finally:
-            stats.running -= 1
-
-    poll_s = min(5.0, cfg.lease_s / 4)
-    heart = asyncio.create_task(_heartbeat(store, cfg.lease_s / 4))
-    ticker = asyncio.create_task(_tick(display))
-    waiting_said = False
-    try:
-        while True:
-            free = 0 if shutdown.requested else cfg.concurrency - len(running)
-            claims = store.claim(run_id, free) if free > 0 else []
-            for c in claims:
-                if c.taken_from:
-                    display.log(f"record {c.record.key}: taken over from {c.taken_from}, whose lease ran out")
-            if claims:
-                stats.phase = "searching"
-                for rec in await searcher.precheck([c.record for c in claims]):
-                    running.add(asyncio.create_task(one(rec)))
-            if not running:
-                if shutdown.requested:
-                    return
-                waiting = store.waiting(run_id)
-                if waiting.unfinished == 0:
-                    return
-                if not claims and not waiting_said and waiting.held_elsewhere:
-                    display.log(f"waiting: other workers hold the last {waiting.held_elsewhere} records; any of them "
-                                "that stops answering has its records taken over here after --lease-s")
-                    waiting_said, stats.phase = True, "waiting for other workers"
-                if not claims:
-                    await asyncio.wait([heart], timeout=poll_s)
-            else:
-                await asyncio.wait([*running, heart], timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
-            if heart.done():
-                heart.result()  # the store is gone: StoreUnavailable stops the run
-            for task in [t for t in running if t.done()]:
-                running.discard(task)
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()
-    finally:
-        ticker.cancel()
-        heart.cancel()
-        for t in running:
-            t.cancel()
-        if running:
-            await asyncio.wait(running)  # cancelled records write nothing more
-
-
-async def _heartbeat(store: Store, every_s: float) -> None:
-    while True:
-        await asyncio.sleep(every_s)
-        await asyncio.to_thread(store.heartbeat)
-
-
 def _report(store: Store, run_id: int, out: Path, inputs, display: Display, stats: Stats) -> int:
     """Write the results, list what did not finish and why; the run's exit code."""
     unfinished = len(store.records_to_run(run_id))
@@ -296,12 +177,6 @@ def _report(store: Store, run_id: int, out: Path, inputs, display: Display, stat
         return EXIT_FAILED_RECORDS
     failed = any(r.status == RecordStatus.failed for r in problems) or inputs.problems
     return EXIT_FAILED_RECORDS if failed else EXIT_OK
-
-
-async def _quietly(close) -> None:
-    """Closing one service must not keep the others open."""
-    with contextlib.suppress(Exception):
-        await close()
 
 
 async def _tick(display: Display) -> None:

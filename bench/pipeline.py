@@ -58,8 +58,7 @@ def store_only(tmp: Path, records: int = 200, steps: int = 4, expansions: int = 
     """Candidate nodes per second through the store's calls of a search, with nothing else."""
     import time
 
-    from store import Node, NodeKind, Step, Store
-    from store import RecordIn
+    from store import Node, NodeKind, RecordIn, Step, Store
 
     st = Store.open(str(tmp / "store-only.db"))
     start = st.begin_run({"bench": 1}, "in.jsonl", [RecordIn(f"r{i}", i, f"q{i}", "a " * 200, "en") for i in range(records)])

@@ -249,7 +249,8 @@ def ceiling(engine, rows: int = 8, length: int = 2048, reps: int = 5) -> dict:
 def profile(engine, steps, batch_tokens: int) -> None:
     """Where the GPU time of one reer step goes, and how busy the GPU was over its wall time."""
     import torch
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
     step = steps[len(steps) // 2]

@@ -1,5 +1,5 @@
 """The agents' side of the scorer: an async HTTP client of ``scorer.protocol``
-(``agents.process`` runs the server).
+(``agents.services.process`` runs the server).
 
 Kept free of torch: importing this module never loads a model into the agents' event loop.
 """

@@ -160,6 +160,12 @@ def _per_item(results: list, response: type[BaseModel], key: str, **extra) -> JS
     return _json(200, response(**{key: values}, errors=errors, **extra))
 
 
+def _authorized(request: Request, token: str | None) -> bool:
+    """No token asked for, or the request's bearer token, compared in constant time."""
+    given = request.headers.get("authorization", "")
+    return token is None or hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
 def make_app(service: ScoringService, info: dict, limits: Limits, token: str | None = None) -> Starlette:
     slots = _LargeSlots(limits.max_large_requests)
     # The tokenizer runs off the event loop, and large requests on a thread of their own, so
@@ -170,12 +176,8 @@ def make_app(service: ScoringService, info: dict, limits: Limits, token: str | N
     async def encoding(slot: _Slot, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(encoders[slot.large], fn, *args)
 
-    def authorized(request: Request) -> bool:
-        given = request.headers.get("authorization", "")
-        return token is None or hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-
     async def health(request: Request) -> JSONResponse:
-        if not authorized(request):
+        if not _authorized(request, token):
             return _json(401, ErrorBody(error="missing or wrong token"))
         if service.error:
             return _json(500, Health(status="error", error=service.error, limits=limits, **info))
@@ -187,7 +189,7 @@ def make_app(service: ScoringService, info: dict, limits: Limits, token: str | N
 
     async def admit(request: Request, schema: type[BaseModel], slot: _Slot) -> BaseModel | JSONResponse:
         """The request, parsed within the limits; or the error response that refuses it."""
-        if not authorized(request):
+        if not _authorized(request, token):
             return _json(401, ErrorBody(error="missing or wrong token"))
         try:
             req = await _read(request, schema, limits, slot)

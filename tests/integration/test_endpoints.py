@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from agents.prefill import DRAFT_TRIGGERS, draft_prefill
+from agents.generation.prefill import DRAFT_TRIGGERS, draft_prefill
 from tests.support import runner as R
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_scorer import FakeScorer

@@ -7,7 +7,6 @@ import re
 import signal
 import time
 
-
 from tests.support import runner as R
 from tests.support.fake_openai import FakeOpenAI
 

@@ -6,18 +6,21 @@ import time
 import pytest
 
 from agents.config import GeneratorConfig, RetryPolicy, Sampling
-from agents.breaker import CircuitBreaker
 from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
-from agents.generator import Generator, split_evenly
-from agents.stats import Stats
+from agents.generation.breaker import CircuitBreaker
+from agents.generation.generator import Generator, split_evenly
+from agents.generation.router import Router
+from agents.watch.stats import Stats
 from tests.support.fake_openai import FakeOpenAI
 
 MSGS = [{"role": "user", "content": "<task>\nq\n</task>\n<answer>\na\n</answer>"}]  # a draft: faults hit it
 
 
-def gen(url, **kw) -> Generator:
+def gen(url, **kw) -> Router:
+    """One endpoint behind the router that retries its requests, as a run has it."""
     cfg = GeneratorConfig(endpoint=url, retry=RetryPolicy(max_retries=kw.pop("retries", 3), base_s=0.01, max_s=0.05), **kw)
-    return Generator(cfg, Stats(), random.Random(0))
+    stats, rng = Stats(), random.Random(0)
+    return Router([Generator(cfg, stats, rng)], cfg.retry, stats, rng, log=lambda line: None)
 
 
 async def test_resolves_the_model_and_retries_429_and_5xx():
@@ -46,18 +49,19 @@ async def test_a_request_sent_while_the_endpoint_was_down_keeps_its_retries():
     """Its failure may arrive after another request's success closed the breaker: it was still
     the outage, not this request's own failure (a race the endpoint-down fault test hit)."""
     g = gen("http://127.0.0.1:9/v1", model="m", retries=0)
-    g.breaker = CircuitBreaker(threshold=1, cooldown_s=0.0)
-    g.breaker.record_failure(time.monotonic())  # down, and its cooldown is already over
+    e = g.endpoints[0]
+    e.breaker = CircuitBreaker(threshold=1, cooldown_s=0.0)
+    e.breaker.record_failure(time.monotonic())  # down, and its cooldown is already over
     calls = []
 
     async def call(endpoint):
-        calls.append(g.breaker.is_open())
+        calls.append(e.breaker.is_open())
         if len(calls) == 1:
-            g.breaker.record_success()  # meanwhile another request succeeded
+            e.breaker.record_success()  # meanwhile another request succeeded
             raise RetryableError("HTTP 503 from the endpoint", 503)
         return "ok"
 
-    assert await g.router.send(call, g) == "ok" and len(calls) == 2
+    assert await g.send(call, e) == "ok" and len(calls) == 2
     await g.aclose()
 
 

@@ -5,12 +5,11 @@ import re
 import signal
 import sys
 
-import pytest
-
 import datasets
 import pyarrow.parquet as pq
+import pytest
 
-from agents import export, report, show, status
+from agents.inspect import export, report, show, status
 from tests.support import runner as R
 from tests.support.fake_openai import FakeOpenAI
 
@@ -100,7 +99,7 @@ def test_show_of_an_unknown_record(run, capsys):
 
 def test_status_watch_follows_until_ctrl_c(run):
     run_db, _ = run
-    proc = R.start([sys.executable, "-m", "agents.status", "--db", str(run_db), "--watch", "0.2"])
+    proc = R.start([sys.executable, "-m", "agents.inspect.status", "--db", str(run_db), "--watch", "0.2"])
     lines = [proc.stdout.readline() for _ in range(2)]
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0, proc.stderr.read()

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from agents.breaker import CircuitBreaker
 from agents.config import GeneratorConfig, RetryPolicy
 from agents.errors import ConfigError, FatalEndpointError
-from agents.generator import Generator
-from agents.router import Router
-from agents.stats import Stats
+from agents.generation.breaker import CircuitBreaker
+from agents.generation.generator import Generator
+from agents.generation.router import Router
+from agents.watch.stats import Stats
 from tests.integration.test_faults import many_records
 from tests.integration.test_generator import MSGS
 from tests.support import runner as R

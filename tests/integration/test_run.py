@@ -9,7 +9,6 @@ from tests.support import runner as R
 from tests.support.fake_openai import FakeOpenAI
 
 
-
 @pytest.fixture
 def inp(tmp_path):
     return R.write_input(tmp_path / "in.jsonl")
@@ -44,7 +43,7 @@ def test_full_run_writes_results_and_the_search_tree(tmp_path, inp, tiny_model_d
             assert not fake.supports_n and all(r.n == 1 for r in fake.log)
     # the export command rebuilds the same file from the store alone
     out2 = tmp_path / "export.jsonl"
-    e = R.run([sys.executable, "-m", "agents.export", "--db", str(db), "--out", str(out2)])
+    e = R.run([sys.executable, "-m", "agents.inspect.export", "--db", str(db), "--out", str(out2)])
     assert e.returncode == 0, e.stderr
     assert R.read_jsonl(out2) == rows
     assert R.none_left(f"full-{mode}"), "the scorer outlived the run"

@@ -10,11 +10,10 @@ import sys
 import time
 
 import httpx
-
 import pytest
 
-from agents.process import ChildService
-from agents.scorers import identity_problems
+from agents.services.process import ChildService
+from agents.services.scorers import identity_problems
 from scorer import ScorerClient, ScoringInputError
 from scorer.settings import ScorerSettings
 from tests.support.hostile import hostile, rss_mb, valid_large

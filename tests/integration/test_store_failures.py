@@ -11,7 +11,8 @@ from store import Store
 from tests.support import runner as R
 from tests.support.disk import can_mount, fill, read_only, tmpfs
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.pg import PG_URL, pg_available as _pg_available
+from tests.support.pg import PG_URL
+from tests.support.pg import pg_available as _pg_available
 
 
 def refused_at_open(tmp_path, tiny_model_dirs, db: str) -> subprocess.CompletedProcess:

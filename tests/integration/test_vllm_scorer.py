@@ -7,9 +7,9 @@ from scorer.errors import ScorerError, ScoringInputError
 from scorer.model import ScoringModel
 from scorer.settings import ScorerSettings
 from scorer.vllm import VLLMScorer
-from tests.support.fake_vllm import FakeVLLM
 from tests.support import runner as R
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.fake_vllm import FakeVLLM
 
 THINK = "Alright, the user wants a short poem about the sea.\n\nHmm, maybe I should open with the dawn light."
 ANSWER = ("The sea at dawn is a held breath,\nsilver on silver, waiting.\n\nThen the gulls come, and the boats, "

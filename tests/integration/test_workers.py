@@ -54,7 +54,7 @@ def test_three_workers_share_a_run_each_record_done_once_with_one_workers_reques
     assert all("other workers shared the run" in out for out, _ in results)
     assert any(re.search(r"joined the run in .* beside (1 other live worker|2 other live workers): ", out)
                for out, _ in results)
-    export = R.run([R.sys.executable, "-m", "agents.export", "--db", url, "--out", str(tmp_path / "all.jsonl")])
+    export = R.run([R.sys.executable, "-m", "agents.inspect.export", "--db", url, "--out", str(tmp_path / "all.jsonl")])
     assert export.returncode == 0, export.stderr
     assert [r["id"] for r in R.read_jsonl(tmp_path / "all.jsonl")] == [f"r{i}" for i in range(N)]
 

@@ -9,9 +9,9 @@ import os
 import pytest
 import torch
 
+from scorer.encoded import Encoded
 from scorer.engine import Engine
 from scorer.errors import ScoringInputError
-from scorer.encoded import Encoded
 from scorer.model import ScoringModel
 from scorer.span import scoring_text
 

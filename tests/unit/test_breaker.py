@@ -1,4 +1,4 @@
-from agents.breaker import CircuitBreaker
+from agents.generation.breaker import CircuitBreaker
 
 
 def test_opens_after_consecutive_failures_and_closes_on_success():

@@ -1,7 +1,8 @@
 """The run's options: the scorer's reach the scorer process it starts (as JSON, read by the
 scorer's own parser), with the same defaults on both sides; the rest are validated once."""
 
-from agents.options import build_parser, config_from_args, scorer_args
+from agents.options import build_parser, config_from_args
+from agents.services.fleet import scorer_args
 from scorer.server import build_parser as scorer_parser
 from scorer.settings import ScorerSettings, from_namespace
 

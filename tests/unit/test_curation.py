@@ -1,6 +1,6 @@
 """The curator's filters: each leaves a record out for one named reason."""
 
-from agents.curation import Filters, ends_cleanly, repetition
+from agents.inspect.curation import Filters, ends_cleanly, repetition
 
 ROW = {"thinking": "I will open with the sea. Then the gulls come.", "lang": "en", "initial_score": 1.5,
        "final_score": 1.2}

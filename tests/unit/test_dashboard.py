@@ -2,8 +2,9 @@ import io
 
 from rich.console import Console
 
-from agents.dashboard import Display, render, summary_line
-from agents.stats import Prices, Stats
+from agents.config import Prices
+from agents.watch.dashboard import Display, render, summary_line
+from agents.watch.stats import Stats
 
 
 def _text(renderable) -> str:
@@ -25,6 +26,17 @@ def test_summary_line_says_what_a_user_needs():
     for part in ("records 5/10", "done 3", "failed 1", "skipped 1", "running 2", "accepted 5", "1.250 -> 1.000",
                  "errors 1"):
         assert part in line
+
+
+def test_the_score_change_is_over_the_same_records():
+    """A record in flight (draft scored, no final yet) and a resumed one (final only, its draft
+    scored by an earlier process) would each pull one mean alone: the demo once showed
+    1.620 -> 1.675 while every accepted step lowered a score."""
+    s = stats()
+    s.initial_scores[3] = 1.9  # in flight
+    s.final_scores[4] = 1.7  # resumed: its draft was scored before
+    assert "1.250 -> 1.000" in summary_line(s)
+    assert "score - -> -" in summary_line(Stats(total=1))
 
 
 def test_panel_shows_counts_scores_and_last_errors():
@@ -53,7 +65,7 @@ def test_with_prices_the_cost_so_far_is_shown():
 
 
 def test_several_endpoints_each_get_a_line_with_their_state():
-    from agents.stats import EndpointCounts
+    from agents.watch.stats import EndpointCounts
 
     s = stats()
     s.endpoints = [EndpointCounts("http://gen1:8000/v1", requests=30, completion_tokens=900),

@@ -6,9 +6,9 @@ import socket
 import pytest
 from sqlalchemy import event
 
-from store import Node, NodeKind, RecordIn, Step, Store, StoreUnavailable
-from store import database
-from tests.support.pg import PG_URL, pg_available as _pg_available
+from store import Node, NodeKind, RecordIn, Step, Store, StoreUnavailable, database
+from tests.support.pg import PG_URL
+from tests.support.pg import pg_available as _pg_available
 
 
 def closed_port() -> int:

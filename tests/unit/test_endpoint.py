@@ -1,5 +1,5 @@
-from agents.endpoint import EndpointInfo, continuation, refused_field, refusal_message
 from agents.errors import EndpointError
+from agents.generation.endpoint import EndpointInfo, continuation, refusal_message, refused_field
 
 SENT = {"model": "m", "messages": [], "temperature": 0.8, "top_p": 0.85, "max_tokens": 16, "n": 1, "top_k": 40,
         "min_p": 0.05}

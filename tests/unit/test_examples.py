@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from agents import export
+from agents.inspect import export
 from agents.options import config_from_args, parse_args
 from scorer import server
 

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from agents.export import write_jsonl
+from agents.inspect.export import write_jsonl
 from store import Store
 
 
@@ -23,7 +23,7 @@ def test_the_results_file_follows_the_umask(tmp_path, umask, mode):
 
 
 def test_reading_a_database_without_a_run_is_one_line(tmp_path, capsys):
-    from agents import export, report, show, status
+    from agents.inspect import export, report, show, status
 
     Store.open(str(tmp_path / "x.db")).close()  # tables, no run
     for main, extra in [(status.main, []), (show.main, ["--record", "a"]), (report.main, ["--out", str(tmp_path)]),

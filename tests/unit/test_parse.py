@@ -1,4 +1,4 @@
-from agents.parse import merge_reasoning, parse_refine, parse_thinking
+from agents.generation.parse import merge_reasoning, parse_refine, parse_thinking
 
 
 def test_thinking_from_a_prefilled_completion_stopped_at_close_tag():

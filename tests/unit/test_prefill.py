@@ -1,7 +1,7 @@
 import random
 from collections import Counter
 
-from agents.prefill import DRAFT_TRIGGERS, draft_prefill, edit_prefill
+from agents.generation.prefill import DRAFT_TRIGGERS, draft_prefill, edit_prefill
 
 
 def test_trigger_phrases_are_drawn_at_the_reference_rates():

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from agents.errors import InputError
-from agents.records import read_records
+from agents.search.inputs import read_records
 
 
 def write_jsonl(path, rows):

@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from agents.runlog import RunLog
+from agents.watch.runlog import RunLog
 
 
 def test_lines_are_timed_and_levelled(tmp_path):

@@ -1,6 +1,6 @@
 """Which scorer a record goes to, and whether a scorer scores as the run is configured to."""
 
-from agents.scorers import identity_problems, rank
+from agents.services.scorers import identity_problems, rank
 from prompts import SCORING_PROMPTS, PromptSet
 from scorer.protocol import Health, Limits
 from scorer.settings import ScorerSettings

@@ -2,8 +2,8 @@
 
 import pytest
 
-from agents import scoring
-from agents.scoring import SupervisedScorer
+from agents.services import supervised as scoring
+from agents.services.supervised import SupervisedScorer
 from scorer import ScorerUnavailable
 
 

@@ -1,5 +1,4 @@
-from agents import search
-
+from agents.search import decisions as search
 
 SEGS = ["First part.", "\n\nSecond part.", "\n\nThird part.", "\n\nFourth."]
 

@@ -5,11 +5,11 @@ import random
 import pytest
 
 from agents.config import SearchConfig
-from agents.generator import Generation
-from agents.stats import Stats
-from agents.parse import parse_refine
-from agents.prefill import draft_prefill
-from agents.worker import RecordSearch, _node
+from agents.generation.generator import Generation
+from agents.generation.parse import parse_refine
+from agents.generation.prefill import draft_prefill
+from agents.search.record import RecordSearch, _node
+from agents.watch.stats import Stats
 from prompts import PromptSet
 from scorer import ScoringInputError
 from store import NodeKind, RecordIn, RecordStatus, Store

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.config import CutDrafts
-
 from prompts.tags import REFINE_CLOSE, REFINE_OPEN, THINK_CLOSE, THINK_OPEN
 
 

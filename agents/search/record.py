@@ -12,20 +12,19 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
-from agents import search
 from agents.config import Acceptance, EditPrefill, SearchConfig
 from agents.errors import EndpointError, FatalEndpointError
-from agents.generator import Generation
-from agents.scorers import Scorer
-from agents.parse import Parsed, parse_refine, parse_thinking
-from agents.prefill import draft_prefill, edit_prefill
-from prompts.segment import segment_text
-from agents.stats import Stats
+from agents.generation.generator import Generation
+from agents.generation.parse import Parsed, parse_refine, parse_thinking
+from agents.generation.prefill import draft_prefill, edit_prefill
+from agents.search import decisions
+from agents.services.scorers import Scorer
+from agents.watch.stats import Stats
 from prompts import PromptSet
+from prompts.segment import segment_text
 from prompts.tags import REFINE_CLOSE, SYSTEM_PROMPT, THINK_CLOSE
 from scorer.errors import ScoringInputError
 from store import LeaseLost, Node, NodeKind, Record, RecordStatus, Step, Store
-
 
 CHECK_CHUNK = 256  # records per /check request
 
@@ -113,14 +112,14 @@ class RecordSearch:
 
         kept = [st.kept for st in progress.steps]
         best = progress.steps[-1].best_after if progress.steps else draft.score
-        for i in range(len(kept), search.planned_steps(segments, self.cfg.max_steps)):
-            if search.done(best, self.cfg.stop_score):
+        for i in range(len(kept), decisions.planned_steps(segments, self.cfg.max_steps)):
+            if decisions.done(best, self.cfg.stop_score):
                 break
-            view = search.step_view(segments, kept, i)
+            view = decisions.step_view(segments, kept, i)
             nodes = await self._candidates(rec, view, progress.candidates.get(i, []))
             scores = await self._score_nodes(rec, [(view.thinking_with(n.text), n) for n in nodes
                                                    if n.score is None and not n.rejected])
-            pick = search.choose([n.score for n in nodes], best)
+            pick = decisions.choose([n.score for n in nodes], best)
             chosen = nodes[pick] if pick is not None else None
             if chosen is not None:
                 best = chosen.score
@@ -130,7 +129,7 @@ class RecordSearch:
                                                   chosen_node_id=chosen.id if chosen else None, best_after=best,
                                                   record_id=rec.id), scores)
             self.stats.steps += 1
-        thinking = search.final_thinking(segments, kept)
+        thinking = decisions.final_thinking(segments, kept)
         self.store.finish_record(rec.id, thinking, best)
         self.stats.final_scores[rec.id] = best
         self.stats.done += 1
@@ -177,7 +176,7 @@ class RecordSearch:
             parsed = Parsed(None, "draft thinking is a single segment")
         return self.store.add_node(_node(rec, NodeKind.draft, -1, attempt, prefill, gen, parsed))
 
-    async def _candidates(self, rec: Record, view: search.StepView, stored: list[Node]) -> list[Node]:
+    async def _candidates(self, rec: Record, view: decisions.StepView, stored: list[Node]) -> list[Node]:
         """The step's candidates: those already stored, plus the missing ones generated now."""
         missing = self.cfg.expansions - len(stored)
         if missing <= 0:

@@ -1,7 +1,7 @@
 """The embedded endpoint: llama.cpp's OpenAI-compatible server (``xllamacpp``) on 127.0.0.1,
 serving the Gemma 3 270M GGUF from PyPI. Run by ``agents.run`` when no ``--endpoint`` is given:
 
-    python -m agents.local_server [--model FILE.gguf] [--port N] [--parallel 4] [--ctx 8192]
+    python -m agents.services.local_server [--model FILE.gguf] [--port N] [--parallel 4] [--ctx 8192]
 
 It prints ``REER_URL=http://127.0.0.1:<port>/v1`` once the model is loaded, then serves until
 terminated (or until its parent dies, with ``--exit-with-parent``).
@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.local_server", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m agents.services.local_server", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="a .gguf file (default: the Gemma 3 270M demo model)")
     p.add_argument("--alias", default=DEMO_ALIAS, help="the model name the endpoint lists")
     p.add_argument("--port", type=int, default=0)

@@ -7,19 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-
-@dataclass(frozen=True)
-class Prices:
-    """What the endpoint charges, per million prompt and completion tokens."""
-
-    prompt: float = 0.0
-    completion: float = 0.0
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1e6
-
-    def describe(self, prompt_tokens: int, completion_tokens: int) -> str:
-        return f"${self.cost(prompt_tokens, completion_tokens):,.2f}"
+from agents.config import Prices
 
 
 @dataclass
@@ -79,6 +67,12 @@ class Stats:
             return None
         return self.elapsed_s() / self.finished * remaining
 
-    @staticmethod
-    def mean(scores: dict[int, float]) -> float | None:
-        return sum(scores.values()) / len(scores) if scores else None
+    def score_change(self) -> tuple[float | None, float | None]:
+        """The mean draft score and the mean final score over the same records: those whose
+        search ended in this process after their draft was scored here. (Records in flight have
+        no final score yet, resumed ones no draft score here: either would skew one mean.)"""
+        both = [r for r in self.final_scores if r in self.initial_scores]
+        if not both:
+            return None, None
+        return (sum(self.initial_scores[r] for r in both) / len(both),
+                sum(self.final_scores[r] for r in both) / len(both))

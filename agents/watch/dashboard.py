@@ -12,8 +12,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agents.runlog import RunLog
-from agents.stats import Stats
+from agents.watch.runlog import RunLog
+from agents.watch.stats import Stats
 
 PLAIN_INTERVAL_S = 10.0
 
@@ -34,13 +34,18 @@ def phase(st: Stats) -> str:
     return st.phase + (" · ENDPOINT DOWN, waiting" if st.endpoint_down else "")
 
 
+def _score_change(st: Stats, arrow: str = "->") -> str:
+    before, after = st.score_change()
+    return f"{_fmt_score(before)} {arrow} {_fmt_score(after)}"
+
+
 def summary_line(st: Stats) -> str:
     el = st.elapsed_s()
     return (
         f"[{phase(st)}] records {st.already_done + st.finished}/{st.total} "
         f"(done {st.done}, failed {st.failed}, skipped {st.skipped}, running {st.running}) | "
         f"steps {st.steps} (accepted {st.accepted}) | "
-        f"score {_fmt_score(st.mean(st.initial_scores))} -> {_fmt_score(st.mean(st.final_scores))} | "
+        f"score {_score_change(st)} | "
         f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s{_cost(st)} | "
         f"errors {st.errors}{_last_error(st)} | ETA {_fmt_eta(st.eta_s())}"
         + ("".join(f" | {e.url} {e.state}: {e.requests} req, {e.errors} errors" for e in st.endpoints)
@@ -68,8 +73,8 @@ def render(st: Stats, title: str) -> Panel:
                          f"running [cyan]{st.running}[/]  failed [red]{st.failed}[/]  skipped [yellow]{st.skipped}[/]"
                          + (f"  (finished earlier {st.already_done})" if st.already_done else ""))
     t.add_row("steps", f"{st.steps}  accepted {st.accepted}  scorings {st.scored}")
-    t.add_row("mean score", f"{_fmt_score(st.mean(st.initial_scores))} → {_fmt_score(st.mean(st.final_scores))}"
-                            "  (clipped NLL of the answer; lower is better)")
+    t.add_row("mean score", f"{_score_change(st, '→')}  (clipped NLL of the answer over the records "
+                            "finished; lower is better)")
     t.add_row("generator", f"{st.requests} requests ({st.requests / el:.2f}/s), retries {st.retries}, "
                            f"{st.completion_tokens} tokens ({st.completion_tokens / el:.0f}/s){_cost(st)}")
     if len(st.endpoints) > 1:

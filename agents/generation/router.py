@@ -13,25 +13,21 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from agents.config import RetryPolicy
-from agents.endpoint import EndpointInfo
 from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
-from agents.stats import Stats
-from agents.translate import translated
-
-if TYPE_CHECKING:
-    from agents.generator import Generation, Generator
+from agents.generation.endpoint import EndpointInfo
+from agents.generation.generator import Generation, Generator
+from agents.generation.translate import translated
+from agents.watch.stats import Stats
 
 
 class Router:
-    def __init__(self, endpoints: Sequence["Generator"], policy: RetryPolicy, stats: Stats, rng: random.Random,
+    def __init__(self, endpoints: Sequence[Generator], policy: RetryPolicy, stats: Stats, rng: random.Random,
                  log: Callable[[str], None]):
         self.endpoints = list(endpoints)
         self.policy, self.stats, self.rng, self.log = policy, stats, rng, log
-        for e in self.endpoints:
-            e.router = self
 
     @property
     def model(self) -> str:
@@ -40,7 +36,7 @@ class Router:
 
     async def start(self, n: int = 1, stop: Sequence[str] = ()) -> EndpointInfo:
         """Every endpoint's preflight, at once; they must agree on the prefill, which shapes the data."""
-        infos = await asyncio.gather(*(e.start(n, stop) for e in self.endpoints))
+        infos = await asyncio.gather(*(e.start(n, stop, self.send) for e in self.endpoints))
         if len({i.prefills for i in infos}) > 1:
             can = [e.cfg.endpoint for e, i in zip(self.endpoints, infos) if i.prefills]
             cannot = [e.cfg.endpoint for e, i in zip(self.endpoints, infos) if not i.prefills]
@@ -49,14 +45,14 @@ class Router:
                               "--chat-prefill off for all")
         return infos[0]
 
-    async def generate(self, messages, prefill: str, n: int, stop: list[str]) -> list["Generation"]:
-        return await (await self._choose()).generate(messages, prefill, n, stop)
+    async def generate(self, messages, prefill: str, n: int, stop: list[str]) -> list[Generation]:
+        return await (await self._choose()).generate(messages, prefill, n, stop, self.send)
 
     async def aclose(self) -> None:
         for e in self.endpoints:
             await e.aclose()
 
-    async def send(self, call: Callable[["Generator"], Awaitable[Any]], first: "Generator", stay: bool = False) -> Any:
+    async def send(self, call: Callable[[Generator], Awaitable[Any]], first: Generator, stay: bool = False) -> Any:
         """``call(endpoint)`` on ``first``, retried with backoff on the best endpoint then
         (``stay``: on ``first`` only, as a preflight must be). While an endpoint's breaker is
         open (it looks down for everyone) failures there do not count against this request's
@@ -101,8 +97,8 @@ class Router:
             self.stats.endpoint_down = False
             return out
 
-    async def _choose(self, among: Sequence["Generator"] | None = None, prefer: "Generator | None" = None,
-                      avoid: "Generator | None" = None) -> "Generator":
+    async def _choose(self, among: Sequence[Generator] | None = None, prefer: Generator | None = None,
+                      avoid: Generator | None = None) -> Generator:
         """The endpoint with the fewest in flight among those not cooling down (on a tie, not
         ``avoid``, where the request just failed, then ``prefer``); while all are cooling down,
         wait for the first to be tried again; FatalEndpointError once every one has been down
@@ -122,7 +118,7 @@ class Router:
             self.stats.endpoint_down = True
             await asyncio.sleep(min(e.breaker.wait_s(now) for e in among))
 
-    def _log_down(self, e: "Generator", exc: EndpointError) -> None:
+    def _log_down(self, e: Generator, exc: EndpointError) -> None:
         """A new cooldown of an endpoint's breaker: it went down, or is still down."""
         now, b = time.monotonic(), e.breaker
         e.counts.state = "down"

@@ -1,8 +1,8 @@
-"""``python -m agents.show --db PATH --record ID``: one record's search tree, from the store.
+"""``python -m agents.inspect.show --db PATH --record ID``: one record's search tree, from the store.
 
-    python -m agents.show --db runs/x.db --record sea           the tree, texts cut to a line
-    python -m agents.show --db runs/x.db --record sea --full    every text whole
-    python -m agents.show --db runs/x.db --record sea --json    the same as JSON
+    python -m agents.inspect.show --db runs/x.db --record sea           the tree, texts cut to a line
+    python -m agents.inspect.show --db runs/x.db --record sea --full    every text whole
+    python -m agents.inspect.show --db runs/x.db --record sea --json    the same as JSON
 
 The draft (and the attempts rejected before it), then each step: the segment it rewrote, every
 candidate with its score or the reason it was rejected, its tokens and latency, the winner, and
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from agents.stored import add_db_option, open_run
+from agents.inspect.stored import add_db_option, open_run
 from store import Node, Progress, Record, StoreError
 
 LINE = 100  # characters of a text shown without --full
@@ -97,7 +97,7 @@ def render(data: dict[str, Any], full: bool = False) -> Tree:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.show", description="One record's search tree, from the store.")
+    p = argparse.ArgumentParser(prog="python -m agents.inspect.show", description="One record's search tree, from the store.")
     add_db_option(p)
     p.add_argument("--record", required=True, help="the record's id (its input id, or its position)")
     p.add_argument("--full", action="store_true", help="print every text whole")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from agents.dashboard import Display
-from agents.stats import Stats
+from agents.watch.dashboard import Display
+from agents.watch.stats import Stats
 
 
 class Shutdown:

@@ -1,8 +1,8 @@
-"""``python -m agents.status --db PATH``: a run at a glance, from its store alone.
+"""``python -m agents.inspect.status --db PATH``: a run at a glance, from its store alone.
 
-    python -m agents.status --db runs/x.db           the numbers, failures by reason, the config
-    python -m agents.status --db URL --watch         follow a run in progress, here or elsewhere
-    python -m agents.status --db runs/x.db --json    the same as JSON
+    python -m agents.inspect.status --db runs/x.db           the numbers, failures by reason, the config
+    python -m agents.inspect.status --db URL --watch         follow a run in progress, here or elsewhere
+    python -m agents.inspect.status --db runs/x.db --json    the same as JSON
 
 It reads the store and nothing else, so it works on a run that is not running, or one running
 on another machine against the same PostgreSQL database.
@@ -23,10 +23,10 @@ from rich.json import JSON
 from rich.live import Live
 from rich.table import Table
 
+from agents.config import Prices
 from agents.errors import ConfigError
+from agents.inspect.stored import add_db_option, open_run
 from agents.options import add_price_options, prices_from_args
-from agents.stats import Prices
-from agents.stored import add_db_option, open_run
 from store import Record, RecordStatus, Store, StoreError
 
 
@@ -120,7 +120,7 @@ def _brief(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.status", description="A run at a glance, from its store.")
+    p = argparse.ArgumentParser(prog="python -m agents.inspect.status", description="A run at a glance, from its store.")
     add_db_option(p)
     p.add_argument("--json", action="store_true", help="print the same as JSON")
     add_price_options(p)

@@ -1,6 +1,6 @@
-"""``python -m agents.report --db PATH --out DIR``: a run as one HTML page of plots, from its store.
+"""``python -m agents.inspect.report --db PATH --out DIR``: a run as one HTML page of plots, from its store.
 
-    python -m agents.report --db runs/x.db --out runs/x-report
+    python -m agents.inspect.report --db runs/x.db --out runs/x-report
 
 writes ``DIR/report.html`` (self-contained: the plots are inside it) and each plot as a PNG
 beside it: the scores before and after, the score by step (median and quartiles), how often a
@@ -23,10 +23,10 @@ from typing import Any
 
 from rich.console import Console
 
-from agents import show, status
 from agents.errors import ConfigError
+from agents.inspect import show, status
+from agents.inspect.stored import add_db_option, open_run
 from agents.options import add_price_options, prices_from_args
-from agents.stored import add_db_option, open_run
 from store import Store, StoreError
 
 TABLE_ROWS = 10  # best and worst records listed
@@ -103,6 +103,13 @@ def plots(data: dict[str, Any], problems: list[dict[str, Any]]) -> dict[str, byt
            ylabel="seconds (sum of requests)")
     save("tokens_and_time", fig)
 
+    save("failures_by_reason", _failures_figure(plt, problems))
+    return out
+
+
+def _failures_figure(plt, problems: list[dict[str, Any]]):
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(8, max(2.4, 0.8 * len(problems) + 1)))
     if problems:  # a reason is long: wrapped, so that the bars keep the room
         labels = [textwrap.fill(p["reason"], 38, max_lines=3, placeholder=" …") for p in problems]
@@ -112,8 +119,7 @@ def plots(data: dict[str, Any], problems: list[dict[str, Any]]) -> dict[str, byt
         ax.text(0.5, 0.5, "every record has a result", ha="center", va="center")
         ax.set_axis_off()
     ax.set(title="Records without a result, by reason")
-    save("failures_by_reason", fig)
-    return out
+    return fig
 
 
 def render_html(snap: dict[str, Any], data: dict[str, Any], images: dict[str, bytes], db: str) -> str:
@@ -157,7 +163,7 @@ def _tree_html(tree: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agents.report", description="A run as one HTML page of plots.")
+    p = argparse.ArgumentParser(prog="python -m agents.inspect.report", description="A run as one HTML page of plots.")
     add_db_option(p)
     p.add_argument("--out", required=True, type=Path, help="the folder to write report.html and the plots to")
     add_price_options(p)

@@ -11,7 +11,8 @@ parameters: a refused field stops the run there, naming the field and the flag t
 it, and the preflight learns what the endpoint supports (continuation, ``n``,
 ``max_completion_tokens``, thinking returned apart). openai/httpx errors are translated here,
 once, into ``EndpointError``/``RetryableError``. Retries, and the choice of endpoint where a run
-has several, are the router's (``agents.router``).
+has several, are the router's (``agents.generation.router``): it owns the endpoints and hands each
+call its ``send``; an endpoint knows nothing of the router.
 """
 
 from __future__ import annotations
@@ -20,26 +21,40 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import httpx
 import openai
 from asyncio_throttle import Throttler
 
-from agents.breaker import CircuitBreaker
 from agents.config import PREFLIGHT_MAX_TOKENS, GeneratorConfig
 from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
-from agents.endpoint import (CONTINUE_FIELDS, PREFLIGHT_MESSAGES, PREFLIGHT_PREFILL, REASONING_FIELDS, EndpointInfo,
-                             continuation, refusal_message)
-from agents.parse import merge_reasoning
-from agents.router import Router
-from agents.translate import translated
-from agents.stats import EndpointCounts, Stats
+from agents.generation.breaker import CircuitBreaker
+from agents.generation.endpoint import (
+    CONTINUE_FIELDS,
+    PREFLIGHT_MESSAGES,
+    PREFLIGHT_PREFILL,
+    REASONING_FIELDS,
+    EndpointInfo,
+    continuation,
+    refusal_message,
+)
+from agents.generation.parse import merge_reasoning
+from agents.generation.translate import translated
+from agents.watch.stats import EndpointCounts, Stats
 from prompts import render_chat
 from prompts.tags import THINK_OPEN
 from scorer.client import http_client
 
 Message = dict[str, str]
+# How a request reaches the endpoints: ``send(call, first, stay)`` runs ``call(endpoint)`` on
+# ``first`` and retries it there (``stay``) or wherever the router finds best then.
+Send = Callable[[Callable[["Generator"], Awaitable[Any]], "Generator", bool], Awaitable[Any]]
+
+
+async def send_once(call: Callable[["Generator"], Awaitable[Any]], first: "Generator", stay: bool = False) -> Any:
+    """One try on ``first``, its errors translated: an endpoint used without a router."""
+    return await translated(lambda: call(first))
 
 
 @dataclass(frozen=True)
@@ -81,16 +96,15 @@ class Generator:
         self.in_flight = 0
         self.counts = EndpointCounts(cfg.endpoint)
         self.stats.endpoints.append(self.counts)
-        self.router = Router([self], cfg.retry, self.stats, self.rng, self.log)  # replaced where a run has several
         http = http_client(max_connections, httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)))
         self._client = openai.AsyncOpenAI(base_url=cfg.endpoint, api_key=cfg.api_key or "EMPTY", max_retries=0,
                                           http_client=http)
 
-    async def start(self, n: int = 1, stop: Sequence[str] = ()) -> EndpointInfo:
+    async def start(self, n: int = 1, stop: Sequence[str] = (), send: Send = send_once) -> EndpointInfo:
         """Resolve the model name and how to render the chat, then run the preflight with ``n``
         choices and the ``stop`` strings the run will send."""
         if not self.model:
-            models = await self.router.send(lambda _: self._client.models.list(), self, stay=True)
+            models = await send(lambda _: self._client.models.list(), self, True)
             names = [m.id for m in models.data]
             if not names:
                 raise ConfigError(f"the endpoint {self.cfg.endpoint} lists no models; pass --model")
@@ -107,7 +121,7 @@ class Generator:
         for i, form in enumerate(forms):
             self._prefill = form
             try:
-                await self._preflight(n, list(stop))
+                await self._preflight(n, list(stop), send)
                 break
             except FatalEndpointError:
                 raise
@@ -121,14 +135,14 @@ class Generator:
                                  no_prefill_reason)
         return self.info
 
-    async def _preflight(self, n: int, stop: list[str]) -> None:
+    async def _preflight(self, n: int, stop: list[str], send: Send) -> None:
         """Small requests with the run's parameters: one of a single choice (with retries), then,
         when ``n`` > 1, one of ``n`` choices, once: a server that refuses ``n`` (llama.cpp
         answers it with a 400 or a 500) or ignores it gets single requests from then on."""
         prefill = PREFLIGHT_PREFILL if self._prefill != "off" else ""
         for _ in range(2):
             try:
-                [out] = await self._request(PREFLIGHT_MESSAGES, prefill, 1, stop, PREFLIGHT_MAX_TOKENS, stay=True)
+                [out] = await self._request(PREFLIGHT_MESSAGES, prefill, 1, stop, send, PREFLIGHT_MAX_TOKENS, stay=True)
                 if prefill and self._prefill != "completions" and out.text.lstrip().startswith(THINK_OPEN):
                     # A continuation never opens the block the prefill opened: the server
                     # closed the prefilled turn and began a new one (llama.cpp without --jinja).
@@ -142,7 +156,7 @@ class Generator:
                 self._max_tokens_field = "max_completion_tokens"
         if n > 1:
             try:
-                out = await self._request(PREFLIGHT_MESSAGES, prefill, n, stop, PREFLIGHT_MAX_TOKENS, retry=False)
+                out = await self._request(PREFLIGHT_MESSAGES, prefill, n, stop, send_once, PREFLIGHT_MAX_TOKENS)
                 self._n_supported = len(out) >= n
             except FatalEndpointError:
                 raise
@@ -156,13 +170,14 @@ class Generator:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def generate(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str]) -> list[Generation]:
+    async def generate(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str],
+                       send: Send = send_once) -> list[Generation]:
         """``n`` samples for one prompt: one request with ``n`` when the server honours it,
         else parallel single requests (and the server is remembered as not supporting ``n``)."""
         out: list[Generation] = []
         if n > 1 and self._n_supported:
             try:
-                out = await self._request(messages, prefill, n, stop)
+                out = await self._request(messages, prefill, n, stop, send)
             except EndpointError as exc:
                 if exc.status != 400:
                     raise
@@ -171,7 +186,7 @@ class Generator:
                 self._n_supported = False
         missing = n - len(out)
         if missing:
-            parts = await asyncio.gather(*(self._request(messages, prefill, 1, stop) for _ in range(missing)))
+            parts = await asyncio.gather(*(self._request(messages, prefill, 1, stop, send) for _ in range(missing)))
             out += [g for part in parts for g in part]
         return out[:n]
 
@@ -197,10 +212,10 @@ class Generator:
         body.update(self.cfg.extra_body)
         return path, {k: v for k, v in body.items() if v is not None}
 
-    async def _request(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str],
-                       max_tokens: int | None = None, retry: bool = True, stay: bool = False) -> list[Generation]:
-        """One request, sent here first; retried (``retry``) here (``stay``) or on the endpoint
-        the router finds best then, its body built for that endpoint."""
+    async def _request(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str], send: Send,
+                       max_tokens: int | None = None, stay: bool = False) -> list[Generation]:
+        """One request, sent here first; ``send`` may retry it here (``stay``) or on the
+        endpoint the router finds best then, its body built for that endpoint."""
 
         async def call(e: Generator) -> list[Generation]:
             path, body = e._body(messages, prefill, n, stop, max_tokens)
@@ -232,9 +247,7 @@ class Generator:
             return [Generation(t, fr, data.get("model") or e.model, prompt if i == 0 else None, shares[i], latency)
                     for i, (t, fr) in enumerate(texts)]
 
-        if not retry:
-            return await translated(lambda: call(self))
-        return await self.router.send(call, self, stay=stay)
+        return await send(call, self, stay)
 
     def _chat_text(self, choice: dict) -> str:
         message = choice.get("message") or {}

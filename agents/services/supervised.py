@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from agents.process import ChildService
+from agents.services.process import ChildService
 from scorer import ScorerClient, ScorerUnavailable
 
 DEFAULT_MAX_RESTARTS = 3

@@ -1,8 +1,8 @@
 """Writing a run's results from the store alone: JSONL, Parquet, or a Hugging Face dataset.
 
-    python -m agents.export --db runs/x.db --out results.jsonl
-    python -m agents.export --db runs/x.db --out results.parquet --max-score 1.5 --clean-ending
-    python -m agents.export --db runs/x.db --out dataset/ --format hf [--push-to-hub USER/NAME]
+    python -m agents.inspect.export --db runs/x.db --out results.jsonl
+    python -m agents.inspect.export --db runs/x.db --out results.parquet --max-score 1.5 --clean-ending
+    python -m agents.inspect.export --db runs/x.db --out dataset/ --format hf [--push-to-hub USER/NAME]
 
 One row per finished record, in input order: the input's own columns, the thinking, the scores,
 the language, where it came from (generator, scorer, reer version, config hash) and an
@@ -25,8 +25,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterator
 
-from agents.curation import Filters
-from agents.stored import add_db_option, open_run
+from agents.inspect.curation import Filters
+from agents.inspect.stored import add_db_option, open_run
 from prompts.tags import THINK_CLOSE, THINK_OPEN
 from store import Progress, Record, Run, Store, StoreError
 
@@ -197,7 +197,7 @@ def dataset_card(run: Run, rows: list[dict[str, Any]], done: int, dropped: Count
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agents.export",
+    p = argparse.ArgumentParser(prog="python -m agents.inspect.export",
                                 description="Write a run's results (done records) from its store.")
     add_db_option(p)
     p.add_argument("--out", required=True, type=Path, help="the file (jsonl, parquet) or folder (hf) to write")

@@ -1,0 +1,102 @@
+"""A worker's claim loop: claim records as it has room, search up to ``concurrency`` at once,
+renew its lease meanwhile, until no record of the run is left unfinished.
+
+While other workers hold the last records the loop waits rather than ends: one of them that
+dies has its records taken over here once its lease runs out. An error no record survives
+stops every record in flight (``Shutdown.stop_now``) and leaves the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from agents.search.record import RecordSearch
+from agents.search.shutdown import Shutdown
+from agents.watch.stats import Stats
+from store import Store
+
+HEARTBEATS_PER_LEASE = 4
+MAX_POLL_S = 5.0  # how often an idle worker asks the store whether work appeared
+
+
+class ClaimLoop:
+    def __init__(self, searcher: RecordSearch, store: Store, run_id: int, concurrency: int, lease_s: float,
+                 shutdown: Shutdown, log: Callable[[str], None], stats: Stats):
+        self.searcher, self.store, self.run_id = searcher, store, run_id
+        self.concurrency, self.lease_s = concurrency, lease_s
+        self.shutdown, self.log, self.stats = shutdown, log, stats
+        self.running: set[asyncio.Task] = set()
+        self._waiting_said = False
+
+    async def run(self) -> None:
+        self.stats.phase = "searching"
+        self.shutdown.tasks = self.running
+        heart = asyncio.create_task(self._heartbeat())
+        poll_s = min(MAX_POLL_S, self.lease_s / HEARTBEATS_PER_LEASE)
+        try:
+            while True:
+                claims = await self._claim_more()
+                if not self.running:
+                    if self.shutdown.requested or not self._others_unfinished(claims):
+                        return
+                    if not claims:
+                        await asyncio.wait([heart], timeout=poll_s)
+                else:
+                    await asyncio.wait([*self.running, heart], timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
+                if heart.done():
+                    heart.result()  # the store is gone: StoreUnavailable stops the run
+                self._reap()
+        finally:
+            heart.cancel()
+            for t in self.running:
+                t.cancel()
+            if self.running:
+                await asyncio.wait(self.running)  # cancelled records write nothing more
+
+    async def _claim_more(self) -> list:
+        """Claim as many records as there is room for and start their searches."""
+        free = 0 if self.shutdown.requested else self.concurrency - len(self.running)
+        claims = self.store.claim(self.run_id, free) if free > 0 else []
+        for c in claims:
+            if c.taken_from:
+                self.log(f"record {c.record.key}: taken over from {c.taken_from}, whose lease ran out")
+        if claims:
+            self.stats.phase = "searching"
+            for rec in await self.searcher.precheck([c.record for c in claims]):
+                self.running.add(asyncio.create_task(self._one(rec)))
+        return claims
+
+    def _others_unfinished(self, claims: list) -> bool:
+        """Nothing runs here: whether the run still has unfinished records (held by other
+        workers), said once."""
+        waiting = self.store.waiting(self.run_id)
+        if waiting.unfinished == 0:
+            return False
+        if not claims and not self._waiting_said and waiting.held_elsewhere:
+            self.log(f"waiting: other workers hold the last {waiting.held_elsewhere} records; any of them "
+                     "that stops answering has its records taken over here after --lease-s")
+            self._waiting_said, self.stats.phase = True, "waiting for other workers"
+        return True
+
+    def _reap(self) -> None:
+        """Forget the finished searches; one that raised stops the run."""
+        for task in [t for t in self.running if t.done()]:
+            self.running.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+
+    async def _one(self, rec) -> None:
+        self.stats.running += 1
+        try:
+            await self.searcher.run(rec)
+        except Exception:
+            self.shutdown.stop_now()  # what stops this record stops the run: nothing more in flight
+            raise
+        finally:
+            self.stats.running -= 1
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / HEARTBEATS_PER_LEASE)
+            await asyncio.to_thread(self.store.heartbeat)

@@ -1,0 +1,1 @@
+"""What a person watches while a run goes: live counters, the terminal dashboard, the run's log file."""
