@@ -115,12 +115,16 @@ class SearchConfig:
     acceptance: Acceptance = "reference"
 
 
+DEFAULT_SCORER_WAIT_S = 120.0  # a scorer started with the run loads its model meanwhile
+
+
 @dataclass(frozen=True)
 class ScorerConfig:
     settings: ScorerSettings  # what the run's scorer process is started with (scorer.settings)
     urls: tuple[str, ...] = ()  # scorers already running, instead of starting them
     token: str | None = field(default=None, repr=False)  # its bearer token, if it requires one
     tokenizer: str | None = None  # a vLLM scorer's tokenizer, where it is not the scorer model's
+    wait_s: float = DEFAULT_SCORER_WAIT_S  # none of the --scorer-urls answers: how long the run waits
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scorer-tokenizer", default=None,
                     help="a vLLM --scorer-url: the served model's tokenizer, to find the scored span (default: "
                          "--scorer-model)")
+    sc.add_argument("--scorer-wait", type=float, default=C.DEFAULT_SCORER_WAIT_S, metavar="SECONDS",
+                    help="when no --scorer-url answers (at the start, or mid-run while they restart), how long the "
+                         "run waits for one before it stops; one of several not answering never holds the run")
     sc.add_argument("--scorer-token", default=os.environ.get("REER_SCORER_TOKEN"),
                     help="bearer token of a --scorer-url that requires one (env REER_SCORER_TOKEN)")
     add_price_options(p)
@@ -255,7 +258,7 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         search=C.SearchConfig(a.stop_score, a.max_steps, a.expansions, a.min_draft_tokens, a.cut_drafts,
                               a.draft_attempts, a.acceptance),
         scorer=C.ScorerConfig(settings, urls=tuple(a.scorer_url or ()), token=a.scorer_token,
-                            tokenizer=a.scorer_tokenizer),
+                            tokenizer=a.scorer_tokenizer, wait_s=a.scorer_wait),
         prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard, log_json=a.log_json,
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
         record_failures=a.record_failures, prices=prices_from_args(a), lease_s=a.lease_s,

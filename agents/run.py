@@ -88,7 +88,7 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
         stack.callback(_leave, store, display)
         if unfinished:  # a finished run has nothing to score: no scorer to load
             stats.phase = "starting scorer"
-            scorer = one_or_pool(remote or await start_scorers(cfg, display.log, stack), display.log)
+            scorer = remote or one_or_pool(await start_scorers(cfg, display.log, stack), display.log)
             searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
                                     edit_prefill=cfg.generator.edit_prefill, prefill_supported=endpoint.prefills,
                                     failure_budget=cfg.record_failures, seed=cfg.seed)
