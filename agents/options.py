@@ -29,6 +29,16 @@ SCORER_FLAGS = {"max_context": "--max-context", "scoring_prompt": "--scoring-pro
 SCORER_SERVER_ONLY = ("prompts_dir", "max_body_mb", "max_items", "read_timeout_s", "max_large_requests")
 
 
+def input_stem(path: Path) -> str:
+    """The input's name for the default --db and --out: a file's stem, or a dataset's name and
+    split (hf:org/name:test -> name-test)."""
+    text = str(path)
+    if not text.startswith("hf:"):
+        return path.stem
+    name, _, split = text.removeprefix("hf:").partition(":")
+    return "-".join(p for p in (name.rstrip("/").rsplit("/", 1)[-1], split) if p) or "dataset"
+
+
 def per_endpoint(flag: str, values: list | None, n: int) -> list:
     """A repeatable endpoint flag's value for each of ``n`` endpoints: given once, for all;
     else once per --endpoint, in their order."""
@@ -122,7 +132,9 @@ def dump_config(a: argparse.Namespace) -> str:
 
 
 def _io_options(io: argparse._ArgumentGroup) -> None:
-    io.add_argument("--input", required=True, type=Path, help="records: .json (a list), .jsonl or .parquet")
+    io.add_argument("--input", required=True, type=Path, help="records: .json (a list), .jsonl, .parquet, a Hugging Face dataset "
+                                                                 "as hf:NAME[:SPLIT] (default split: train), or a "
+                                                                 "datasets.save_to_disk folder")
     io.add_argument("--db", default=None, help="the run's store: a SQLite path or a SQLAlchemy URL "
                                                "(default: runs/<input name>.db)")
     io.add_argument("--out", type=Path, default=None, help="results JSONL (default: runs/<input name>.jsonl)")
@@ -236,7 +248,7 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         settings = scorer_settings(a, prefix="scorer-", prompts_dir=str(a.prompts_dir) if a.prompts_dir else None)
     except ValueError as exc:
         raise ConfigError(f"scorer option: {exc}") from None
-    stem = a.input.stem
+    stem = input_stem(a.input)
     generator = C.GeneratorConfig(
         endpoint=a.endpoint[0], api_key=keys[0], model=models[0],
         mode=a.mode, tokenizer=a.generator_tokenizer, chat_format=a.chat_format, edit_prefill=a.edit_prefill,
