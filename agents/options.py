@@ -177,6 +177,9 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--concurrency", type=int, default=None,
                    help=f"records in flight (default {C.REFERENCE_PROFILE.concurrency}; {C.LOCAL_PROFILE.concurrency} for the local endpoint)")
     g.add_argument("--rps", type=float, default=None, help="request-rate limit (requests/s)")
+    g.add_argument("--tpm", type=int, default=None,
+                   help="token-rate limit: prompt + completion tokens per minute, as the server's usage counts "
+                        "them (API tiers meter this); a request waits while the last minute is at the limit")
     g.add_argument("--timeout", type=float, default=C.DEFAULT_REQUEST_TIMEOUT_S, help="per-request timeout (s)")
     g.add_argument("--max-retries", type=int, default=C.DEFAULT_MAX_RETRIES, help="retries on 429/5xx/timeouts")
     g.add_argument("--record-failures", type=int, default=C.DEFAULT_RECORD_FAILURES,
@@ -229,6 +232,8 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
             setattr(a, name, value)
     if a.lease_s < 1:
         raise ConfigError("--lease-s must be at least 1 (a worker renews its lease 4 times per lease)")
+    if a.tpm is not None and a.tpm < 1:
+        raise ConfigError("--tpm must be at least 1 (tokens per minute)")
     for name in ("concurrency", "max_steps", "expansions", "max_tokens", "draft_attempts", "record_failures"):
         if getattr(a, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
@@ -255,7 +260,7 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         chat_prefill=a.chat_prefill, sampling=C.Sampling(a.temperature, a.top_p, a.top_k, a.max_tokens),
         extra_body=a.extra_body,
         timeout_s=a.timeout,
-        rps=a.rps, retry=C.RetryPolicy(max_retries=a.max_retries),
+        rps=a.rps, tpm=a.tpm, retry=C.RetryPolicy(max_retries=a.max_retries),
     )
     return C.RunConfig(
         input=a.input,

@@ -25,7 +25,6 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import httpx
 import openai
-from asyncio_throttle import Throttler
 
 from agents.config import PREFLIGHT_MAX_TOKENS, GeneratorConfig
 from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
@@ -43,6 +42,7 @@ from agents.generation.endpoint import (
     refusal_message,
     refused_field,
 )
+from agents.generation.limits import Limits
 from agents.generation.parse import merge_reasoning
 from agents.generation.translate import translated
 from agents.watch.stats import EndpointCounts, Stats
@@ -99,7 +99,9 @@ class Generator:
         self._max_tokens_field = "max_tokens" if cfg.mode == "completions" else "max_completion_tokens"
         self._thinking_off = False  # chat_template_kwargs enable_thinking false, for the prefill's sake
         self._thinking_field: str | None = None
-        self.throttler = Throttler(rate_limit=cfg.rps, period=1.0) if cfg.rps else None
+        # What the router waits for before each request (the name is the router's).
+        self.throttler = Limits(cfg.rps, cfg.tpm) if (cfg.rps or cfg.tpm) else None
+        self.stats.rps_limit, self.stats.tpm_limit = cfg.rps, cfg.tpm
         self.in_flight = 0
         self.counts = EndpointCounts(cfg.endpoint)
         self.stats.endpoints.append(self.counts)
@@ -272,6 +274,9 @@ class Generator:
             self.stats.prompt_tokens += prompt or 0
             self.stats.completion_tokens += completion or 0
             e.counts.completion_tokens += completion or 0
+            if e.throttler is not None and e.throttler.budget is not None:
+                e.throttler.budget.spend((prompt or 0) + (completion or 0))
+                self.stats.tokens_last_minute = e.throttler.budget.used()
             # A request's usage is for all its choices: its prompt is counted on the first output
             # only and its completion tokens shared out, so that sums over outputs are what the
             # endpoint billed (the API gives no per-choice counts).

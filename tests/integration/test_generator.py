@@ -195,3 +195,14 @@ async def test_completions_mode_on_openai_stops_at_once_pointing_at_mode():
 def test_a_requests_completion_tokens_are_shared_out_whole():
     assert split_evenly(7, 3) == [3, 2, 2] and sum(split_evenly(1001, 4)) == 1001
     assert split_evenly(None, 2) == [None, None] and split_evenly(5, 1) == [5]
+
+
+async def test_a_token_limit_counts_the_servers_usage_and_makes_requests_wait():
+    with FakeOpenAI() as fake:
+        g = gen(fake.url, model="m", tpm=10)
+        [e] = g.endpoints
+        await g.generate(MSGS, "", 1, [])
+        spent = fake.log[-1].usage["prompt_tokens"] + fake.log[-1].usage["completion_tokens"]
+        assert e.throttler.budget.used() == spent > 10 and e.stats.tokens_last_minute == spent
+        assert e.throttler.budget.wait_s() > 50  # the next request waits for the minute to pass
+        await g.aclose()
