@@ -101,6 +101,7 @@ class GeneratorConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific fields; None removes one
     timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     rps: float | None = None  # request-rate limit, requests per second
+    tpm: int | None = None  # token-rate limit, prompt + completion tokens per minute (the server's usage)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 

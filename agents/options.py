@@ -29,6 +29,16 @@ SCORER_FLAGS = {"max_context": "--max-context", "scoring_prompt": "--scoring-pro
 SCORER_SERVER_ONLY = ("prompts_dir", "max_body_mb", "max_items", "read_timeout_s", "max_large_requests")
 
 
+def input_stem(path: Path) -> str:
+    """The input's name for the default --db and --out: a file's stem, or a dataset's name and
+    split (hf:org/name:test -> name-test)."""
+    text = str(path)
+    if not text.startswith("hf:"):
+        return path.stem
+    name, _, split = text.removeprefix("hf:").partition(":")
+    return "-".join(p for p in (name.rstrip("/").rsplit("/", 1)[-1], split) if p) or "dataset"
+
+
 def per_endpoint(flag: str, values: list | None, n: int) -> list:
     """A repeatable endpoint flag's value for each of ``n`` endpoints: given once, for all;
     else once per --endpoint, in their order."""
@@ -125,7 +135,9 @@ def dump_config(a: argparse.Namespace) -> str:
 
 
 def _io_options(io: argparse._ArgumentGroup) -> None:
-    io.add_argument("--input", required=True, type=Path, help="records: .json (a list), .jsonl or .parquet")
+    io.add_argument("--input", required=True, type=Path, help="records: .json (a list), .jsonl, .parquet, a Hugging Face dataset "
+                                                                 "as hf:NAME[:SPLIT] (default split: train), or a "
+                                                                 "datasets.save_to_disk folder")
     io.add_argument("--db", default=None, help="the run's store: a SQLite path or a SQLAlchemy URL "
                                                "(default: runs/<input name>.db)")
     io.add_argument("--out", type=Path, default=None, help="results JSONL (default: runs/<input name>.jsonl)")
@@ -168,6 +180,9 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--concurrency", type=int, default=None,
                    help=f"records in flight (default {C.REFERENCE_PROFILE.concurrency}; {C.LOCAL_PROFILE.concurrency} for the local endpoint)")
     g.add_argument("--rps", type=float, default=None, help="request-rate limit (requests/s)")
+    g.add_argument("--tpm", type=int, default=None,
+                   help="token-rate limit: prompt + completion tokens per minute, as the server's usage counts "
+                        "them (API tiers meter this); a request waits while the last minute is at the limit")
     g.add_argument("--timeout", type=float, default=C.DEFAULT_REQUEST_TIMEOUT_S, help="per-request timeout (s)")
     g.add_argument("--max-retries", type=int, default=C.DEFAULT_MAX_RETRIES, help="retries on 429/5xx/timeouts")
     g.add_argument("--record-failures", type=int, default=C.DEFAULT_RECORD_FAILURES,
@@ -220,6 +235,8 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
             setattr(a, name, value)
     if a.lease_s < 1:
         raise ConfigError("--lease-s must be at least 1 (a worker renews its lease 4 times per lease)")
+    if a.tpm is not None and a.tpm < 1:
+        raise ConfigError("--tpm must be at least 1 (tokens per minute)")
     for name in ("concurrency", "max_steps", "expansions", "max_tokens", "draft_attempts", "record_failures"):
         if getattr(a, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
@@ -239,14 +256,14 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         settings = scorer_settings(a, prefix="scorer-", prompts_dir=str(a.prompts_dir) if a.prompts_dir else None)
     except ValueError as exc:
         raise ConfigError(f"scorer option: {exc}") from None
-    stem = a.input.stem
+    stem = input_stem(a.input)
     generator = C.GeneratorConfig(
         endpoint=a.endpoint[0], api_key=keys[0], model=models[0],
         mode=a.mode, tokenizer=a.generator_tokenizer, chat_format=a.chat_format, edit_prefill=a.edit_prefill,
         chat_prefill=a.chat_prefill, sampling=C.Sampling(a.temperature, a.top_p, a.top_k, a.max_tokens),
         extra_body=a.extra_body,
         timeout_s=a.timeout,
-        rps=a.rps, retry=C.RetryPolicy(max_retries=a.max_retries),
+        rps=a.rps, tpm=a.tpm, retry=C.RetryPolicy(max_retries=a.max_retries),
     )
     return C.RunConfig(
         input=a.input,

@@ -31,7 +31,9 @@ from prompts.tags import THINK_CLOSE, THINK_OPEN
 from store import Progress, Record, Run, Store, StoreError
 
 FORMATS = ("jsonl", "parquet", "hf")
-MESSAGES_FORMATS = ("think", "reasoning_content")
+MESSAGES_FORMATS = ("think", "reasoning_content", "thinking")
+CONFIG_FILE = "reer-config.json"  # beside the card: the run's stored settings, to repeat it
+LLAMA_FACTORY_DIR = "llamafactory"  # dataset_info.json and its data: `dataset_dir` for LLaMA-Factory
 
 
 def reer_version() -> str:
@@ -48,16 +50,17 @@ def provenance(run: Run) -> dict[str, Any]:
 
 def messages(rec: Record, thinking: str, fmt: str = "think") -> list[dict[str, str]]:
     """The SFT conversation: the thinking inside ``<think>`` in the assistant's content, or apart
-    in ``reasoning_content`` as the chat templates of current reasoning models take it."""
-    if fmt == "reasoning_content":
-        assistant = {"role": "assistant", "content": rec.answer, "reasoning_content": thinking}
+    in ``reasoning_content`` (DeepSeek's name, as the chat templates of current reasoning models
+    take it) or ``thinking`` (gpt-oss's)."""
+    if fmt in ("reasoning_content", "thinking"):
+        assistant = {"role": "assistant", "content": rec.answer, fmt: thinking}
     else:
         assistant = {"role": "assistant", "content": f"{THINK_OPEN}\n{thinking}\n{THINK_CLOSE}\n\n{rec.answer}"}
     return [{"role": "user", "content": rec.question}, assistant]
 
 
 def result_row(rec: Record, progress: Progress, origin: dict[str, Any] | None = None,
-               messages_format: str = "think") -> dict[str, Any]:
+               messages_format: str = "think", prompt_completion: bool = False) -> dict[str, Any]:
     thinking = rec.final_thinking or ""
     row: dict[str, Any] = {
         "id": rec.key,
@@ -73,6 +76,8 @@ def result_row(rec: Record, progress: Progress, origin: dict[str, Any] | None = 
         "messages": messages(rec, thinking, messages_format),
         **(origin or {}),
     }
+    if prompt_completion:  # TRL's conversational prompt/completion pairs
+        row["prompt"], row["completion"] = row["messages"][:1], row["messages"][1:]
     if "original_thinking" in rec.meta:
         row["original_thinking"] = rec.meta["original_thinking"]
     for name, value in rec.meta.get("extra", {}).items():  # the input's own columns, never over reer's
@@ -81,12 +86,13 @@ def result_row(rec: Record, progress: Progress, origin: dict[str, Any] | None = 
 
 
 def export_rows(store: Store, run_id: int, filters: Filters = Filters(), messages_format: str = "think",
-                dropped: Counter | None = None, worker_id: int | None = None) -> Iterator[dict[str, Any]]:
+                dropped: Counter | None = None, worker_id: int | None = None,
+                prompt_completion: bool = False) -> Iterator[dict[str, Any]]:
     """The done records' rows that pass ``filters`` (with ``worker_id``, those that worker
     finished); ``dropped`` counts the others by reason."""
     origin = provenance(store.run(run_id))
     for rec, progress in store.finished_records(run_id, worker_id):
-        row = result_row(rec, progress, origin, messages_format)
+        row = result_row(rec, progress, origin, messages_format, prompt_completion)
         reason = filters.reason_out(row)
         if reason is None:
             yield row
@@ -99,11 +105,12 @@ def write_jsonl(store: Store, run_id: int, out: Path, worker_id: int | None = No
     return write_rows(export_rows(store, run_id, worker_id=worker_id), Path(out), "jsonl")
 
 
-def write_rows(rows, out: Path, fmt: str, card: str | None = None) -> int:
-    """Write the rows atomically in ``fmt``; how many."""
+def write_rows(rows, out: Path, fmt: str, files: dict[str, str] | None = None) -> int:
+    """Write the rows atomically in ``fmt`` (hf: with ``files``, relative path -> text, in the
+    folder); how many."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "hf":
-        return _write_hf(list(rows), out, card)
+        return _write_hf(list(rows), out, files or {})
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     try:
         if fmt == "jsonl":
@@ -136,7 +143,7 @@ def _write_parquet(rows: list[dict[str, Any]], path: Path) -> int:
     return len(rows)
 
 
-def _write_hf(rows: list[dict[str, Any]], out: Path, card: str | None) -> int:
+def _write_hf(rows: list[dict[str, Any]], out: Path, files: dict[str, str]) -> int:
     try:
         import datasets
     except ImportError:
@@ -145,8 +152,9 @@ def _write_hf(rows: list[dict[str, Any]], out: Path, card: str | None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
     try:
         datasets.Dataset.from_list(rows).save_to_disk(str(tmp))
-        if card is not None:
-            (tmp / "README.md").write_text(card, encoding="utf-8")
+        for name, text in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(text, encoding="utf-8")
         os.chmod(tmp, 0o777 & ~_umask())
         if out.exists():
             old = out.with_name(out.name + ".old")
@@ -165,6 +173,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _dataset_name(out: Path) -> str:
+    """The folder's name as a LLaMA-Factory dataset name (its `dataset` argument)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in out.resolve().name) or "reer"
 
 
 class ExportError(Exception):
@@ -196,6 +209,25 @@ def dataset_card(run: Run, rows: list[dict[str, Any]], done: int, dropped: Count
     ])
 
 
+def hf_files(run: Run, rows: list[dict[str, Any]], done: int, dropped: Counter, filters: Filters,
+             name: str) -> dict[str, str]:
+    """What goes beside the data in an hf folder: the card, the run's settings, and a
+    LLaMA-Factory dataset (sharegpt; the thinking inside <think>, as its reasoning templates
+    take it). datasets' own dataset_info.json is at the top, so LLaMA-Factory's is apart."""
+    data = "".join(json.dumps({"messages": [{"role": "user", "content": r["question"]},
+                                            {"role": "assistant", "content": f"{THINK_OPEN}\n{r['thinking']}\n"
+                                                                             f"{THINK_CLOSE}\n\n{r['answer']}"}]},
+                              ensure_ascii=False) + "\n" for r in rows)
+    entry = {name: {"file_name": f"{name}.jsonl", "formatting": "sharegpt", "columns": {"messages": "messages"},
+                    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                             "assistant_tag": "assistant", "system_tag": "system"}}}
+    config = {k: v for k, v in run.config.items() if k != "prompts"}
+    return {"README.md": dataset_card(run, rows, done, dropped, filters),
+            CONFIG_FILE: json.dumps({"config_hash": run.config_hash, **config}, indent=2, ensure_ascii=False) + "\n",
+            f"{LLAMA_FACTORY_DIR}/dataset_info.json": json.dumps(entry, indent=2) + "\n",
+            f"{LLAMA_FACTORY_DIR}/{name}.jsonl": data}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m agents.inspect.export",
                                 description="Write a run's results (done records) from its store.")
@@ -206,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "from --out's suffix")
     p.add_argument("--messages-format", choices=MESSAGES_FORMATS, default="think",
                    help="the thinking in the messages column: inside <think> in the assistant's content, or apart "
-                        "in reasoning_content")
+                        "in reasoning_content or thinking (gpt-oss)")
+    p.add_argument("--prompt-completion", action="store_true",
+                   help="also write prompt and completion columns (the user turn, the assistant turn), as TRL reads "
+                        "them")
     p.add_argument("--push-to-hub", metavar="REPO", default=None, help="with --format hf: push the dataset there")
     f = p.add_argument_group("filters (each reported with how many records it left out)")
     f.add_argument("--max-score", type=float, default=None, help="leave out records whose final score is above")
@@ -237,10 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store, run_id = open_run(args.db)
         dropped: Counter = Counter()
-        rows = list(export_rows(store, run_id, filters, args.messages_format, dropped))
+        rows = list(export_rows(store, run_id, filters, args.messages_format, dropped,
+                                prompt_completion=args.prompt_completion))
         done = len(rows) + sum(dropped.values())
-        card = dataset_card(store.run(run_id), rows, done, dropped, filters) if fmt == "hf" else None
-        n = write_rows(rows, args.out, fmt, card)
+        files = hf_files(store.run(run_id), rows, done, dropped, filters, _dataset_name(args.out)) \
+            if fmt == "hf" else None
+        n = write_rows(rows, args.out, fmt, files)
     except (StoreError, ExportError) as exc:
         print(f"reer: error: {exc}", file=sys.stderr)
         return 2

@@ -46,11 +46,20 @@ def summary_line(st: Stats) -> str:
         f"(done {st.done}, failed {st.failed}, skipped {st.skipped}, running {st.running}) | "
         f"steps {st.steps} (accepted {st.accepted}) | "
         f"score {_score_change(st)} | "
-        f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s{_cost(st)} | "
+        f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s{_cost(st)}"
+        + (f" (limits: {limits(st)})" if limits(st) else "") + " | "
         f"errors {st.errors}{_last_error(st)} | ETA {_fmt_eta(st.eta_s())}"
         + ("".join(f" | {e.url} {e.state}: {e.requests} req, {e.errors} errors" for e in st.endpoints)
            if len(st.endpoints) > 1 else "")
     )
+
+
+def limits(st: Stats) -> str:
+    """The spend limits beside what they limit: --rps and --tpm, with the last minute's tokens."""
+    parts = [f"--rps {st.rps_limit:g}"] if st.rps_limit else []
+    if st.tpm_limit:
+        parts.append(f"--tpm {st.tpm_limit} ({st.tokens_last_minute} in the last minute)")
+    return ", ".join(parts)
 
 
 def _cost(st: Stats) -> str:
@@ -77,6 +86,8 @@ def render(st: Stats, title: str) -> Panel:
                             "finished; lower is better)")
     t.add_row("generator", f"{st.requests} requests ({st.requests / el:.2f}/s), retries {st.retries}, "
                            f"{st.completion_tokens} tokens ({st.completion_tokens / el:.0f}/s){_cost(st)}")
+    if limits(st):
+        t.add_row("limits", limits(st))
     if len(st.endpoints) > 1:
         for e in st.endpoints:
             t.add_row(Text(f"  {e.url}", overflow="ellipsis"),

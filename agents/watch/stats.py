@@ -47,6 +47,9 @@ class Stats:
     on_error: Callable[[str], None] | None = None  # each error in full, as it happens (the run's log)
     prices: "Prices | None" = None  # per million tokens: the dashboard shows the cost so far
     endpoints: list[EndpointCounts] = field(default_factory=list)
+    rps_limit: float | None = None  # --rps, shown beside the rate it limits
+    tpm_limit: int | None = None  # --tpm
+    tokens_last_minute: int = 0  # what --tpm counts, as last seen
 
     def elapsed_s(self) -> float:
         return max(time.monotonic() - self.started, 1e-9)
