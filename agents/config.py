@@ -101,6 +101,7 @@ class GeneratorConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific fields; None removes one
     timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     rps: float | None = None  # request-rate limit, requests per second
+    max_in_flight: int | None = None  # this endpoint's ceiling of requests in flight (--endpoint-concurrency)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
