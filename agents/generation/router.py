@@ -103,6 +103,7 @@ class Router:
         passed.sort(key=self.endpoints.index)
         self.info = passed[0].info
         self.waiting -= set(passed)
+        self.stats.endpoint_down = False  # one answered: no request waits
         for t, e in tasks.items():
             if e in self.waiting:
                 e.counts.state = "waiting"
