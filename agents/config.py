@@ -102,6 +102,7 @@ class GeneratorConfig:
     timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     rps: float | None = None  # request-rate limit, requests per second
     tpm: int | None = None  # token-rate limit, prompt + completion tokens per minute (the server's usage)
+    max_in_flight: int | None = None  # this endpoint's ceiling of requests in flight (--endpoint-concurrency)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 

@@ -116,7 +116,13 @@ async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng
     stats.phase = "connecting"
     endpoint = await generator.start(cfg.search.expansions, draft_stop(cfg.search.acceptance))
     for e in generator.endpoints:
-        display.log(f"generator: {e.model} at {e.cfg.endpoint} ({cfg.generator.mode} mode; {e.info.describe()})")
+        if e in generator.waiting:
+            display.log(f"generator: {e.cfg.endpoint} has not answered its preflight; the run starts without it, "
+                        "and it takes requests once it answers (tried again in the background)")
+        else:
+            display.log(f"generator: {e.model} at {e.cfg.endpoint} ({cfg.generator.mode} mode; {e.info.describe()})")
+    if len(generator.endpoints) > 1 or cfg.generator.max_in_flight:
+        display.log(generator.budget(cfg.concurrency))
     if not endpoint.prefills:
         why = f" ({endpoint.no_prefill_reason})" if endpoint.no_prefill_reason else " (--chat-prefill off)"
         display.log(NO_PREFILL_WARNING.format(why=why), "WARN")

@@ -15,6 +15,7 @@ from typing import Protocol
 from agents.config import Acceptance, EditPrefill, SearchConfig
 from agents.errors import EndpointError, FatalEndpointError
 from agents.generation.generator import Generation
+from agents.generation.routing import RequestKind
 from agents.generation.parse import Parsed, parse_refine, parse_thinking
 from agents.generation.prefill import draft_prefill, edit_prefill
 from agents.search import decisions
@@ -36,7 +37,8 @@ def draft_stop(acceptance: Acceptance) -> list[str]:
 
 
 class GeneratorLike(Protocol):
-    async def generate(self, messages: list[dict[str, str]], prefill: str, n: int, stop: list[str]) -> list[Generation]: ...
+    async def generate(self, messages: list[dict[str, str]], prefill: str, n: int, stop: list[str],
+                       kind: RequestKind = "edit") -> list[Generation]: ...
 
 
 @dataclass
@@ -168,7 +170,8 @@ class RecordSearch:
         # records happen to run concurrently, nor on resuming.
         rng = random.Random(f"{self.seed}/{rec.key}/{attempt}") if self.seed is not None else self.rng
         prefill = draft_prefill(rec.lang, rng) if self.prefill_supported else ""
-        [gen] = await self.generator.generate(self._messages(user), prefill, 1, draft_stop(self.cfg.acceptance))
+        [gen] = await self.generator.generate(self._messages(user), prefill, 1, draft_stop(self.cfg.acceptance),
+                                             kind="draft")
         parsed = parse_thinking(prefill + gen.text, gen.finish_reason, self.cfg.cut_drafts)
         if parsed.ok and gen.completion_tokens is not None and gen.completion_tokens < self.cfg.min_draft_tokens:
             parsed = Parsed(None, f"draft has {gen.completion_tokens} generated tokens, under {self.cfg.min_draft_tokens}")

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agents.watch.runlog import RunLog
-from agents.watch.stats import Stats
+from agents.watch.stats import EndpointCounts, Stats
 
 PLAIN_INTERVAL_S = 10.0
 
@@ -49,8 +49,7 @@ def summary_line(st: Stats) -> str:
         f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s{_cost(st)}"
         + (f" (limits: {limits(st)})" if limits(st) else "") + " | "
         f"errors {st.errors}{_last_error(st)} | ETA {_fmt_eta(st.eta_s())}"
-        + ("".join(f" | {e.url} {e.state}: {e.requests} req, {e.errors} errors" for e in st.endpoints)
-           if len(st.endpoints) > 1 else "")
+        + ("".join(f" | {e.url} {e.state}: {_endpoint(st, e)}" for e in st.endpoints) if len(st.endpoints) > 1 else "")
     )
 
 
@@ -60,6 +59,15 @@ def limits(st: Stats) -> str:
     if st.tpm_limit:
         parts.append(f"--tpm {st.tpm_limit} ({st.tokens_last_minute} in the last minute)")
     return ", ".join(parts)
+
+
+def _endpoint(st: Stats, e: EndpointCounts) -> str:
+    """One endpoint's columns: in flight (of its ceiling), its estimates, its share, its errors."""
+    total = sum(o.requests for o in st.endpoints) or 1
+    ceiling = f"/{e.ceiling}" if e.ceiling else ""
+    est = " ".join(f"{kind} {s:.1f}s" for kind, s in e.estimate_s.items()) or "est -"
+    return (f"{e.in_flight}{ceiling} in flight, {est}, {e.requests} req ({100 * e.requests / total:.0f}%), "
+            f"{e.errors} errors")
 
 
 def _cost(st: Stats) -> str:
@@ -91,8 +99,8 @@ def render(st: Stats, title: str) -> Panel:
     if len(st.endpoints) > 1:
         for e in st.endpoints:
             t.add_row(Text(f"  {e.url}", overflow="ellipsis"),
-                      f"[{'green' if e.state == 'up' else 'red'}]{e.state}[/]  {e.requests} requests, "
-                      f"{e.completion_tokens / el:.0f} tok/s, errors {e.errors}")
+                      f"[{'green' if e.state == 'up' else 'red'}]{e.state}[/]  {_endpoint(st, e)}, "
+                      f"{e.completion_tokens / el:.0f} tok/s")
     t.add_row("elapsed / ETA", f"{_fmt_eta(el)} / {_fmt_eta(st.eta_s())}")
     t.add_row("errors", Text(str(st.errors), style="red" if st.errors else ""))
     parts: list = [t]
