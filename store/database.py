@@ -5,7 +5,7 @@ folder given as the file, a read-only file system, a full disk, a server that re
 connection, a missing database, an unknown scheme — becomes a :class:`StoreUnavailable` that
 names the database (password masked), the cause and what to do. A write failing mid-run is
 translated the same way by the engine's ``handle_error`` hook, so the search never sees a raw
-driver error.
+driver error; it says whether the failure is one to wait out (``store.outage``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
 from sqlmodel import SQLModel, create_engine
 
 from store.errors import StoreUnavailable
+from store.outage import is_transient
 
 # Below this much free space a run would fail within its first writes: refuse before anything
 # is paid for. SQLite's schema and a few hundred nodes fit well within it.
@@ -182,7 +183,8 @@ def _translate(db: str, ctx) -> None:
     if "://" not in db and hint in (_FREE_SPACE, _DISK_HEALTH):
         free = shutil.disk_usage(Path(db).expanduser().parent).free
         cause += f"; {free // 1024} KiB free on its file system"
-    raise StoreUnavailable(shown(db), cause, hint) from ctx.original_exception
+    transient = is_transient(ctx.original_exception, ctx.is_disconnect)
+    raise StoreUnavailable(shown(db), cause, hint, transient=transient) from ctx.original_exception
 
 
 def _first_line(exc: BaseException) -> str:
