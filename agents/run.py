@@ -90,6 +90,7 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
         stack.callback(_leave, store, display)
         replay(store, cfg.db, display.log)  # what an earlier start held when the store went away
         outage = StoreOutage(cfg.store_wait_s, stats, display.log, rng, lambda: shutdown.requested)
+        outage.on_back = store.heartbeat
         try:
             if unfinished:  # a finished run has nothing to score: no scorer to load
                 await _search(cfg, start.run_id, store, generator, endpoint, remote, prompts, rng, shutdown, outage,

@@ -28,6 +28,12 @@ from store.outage import is_transient
 # is paid for. SQLite's schema and a few hundred nodes fit well within it.
 MIN_FREE_BYTES = 1 << 20
 
+# A server that vanishes without closing its connections (a failover, a cable pulled) would
+# otherwise hold a query in flight for the kernel's two hours: notice it within about 30 s, and
+# so ride it out like any other outage (libpq's parameters; a URL's own values win).
+PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                   "tcp_user_timeout": 30_000}
+
 _FREE_SPACE = "free space on its file system"
 _DISK_HEALTH = "check that its file system has free space and is healthy"
 # (pattern in the driver's message, what to do), first match wins.
@@ -98,6 +104,8 @@ def open_engine(db: str) -> Engine:
 def engine_for(db: str, **kwargs) -> Engine:
     """An engine on ``db`` (``kwargs`` for ``create_engine``) whose every failure, at connect or
     later, is a StoreUnavailable."""
+    if db.startswith("postgresql"):
+        kwargs.setdefault("connect_args", {k: v for k, v in PG_CONNECT_ARGS.items() if k not in make_url(db).query})
     try:
         engine = create_engine(db if "://" in db else f"sqlite:///{Path(db).expanduser()}", **kwargs)
     except (NoSuchModuleError, ArgumentError) as exc:

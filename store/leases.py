@@ -61,7 +61,10 @@ class LeaseQueries:
             table = Record.__table__
             # The status as literals, as the queue's partial index states it: a bound parameter
             # would keep the planner from proving that the index covers the query.
-            claimable = [table.c.worker_id.is_(None), table.c.worker_id.not_in(live)]
+            # Never its own records through its own lease running out (a heartbeat late, the store
+            # away a while): they are still being searched here.
+            claimable = [table.c.worker_id.is_(None),
+                         and_(table.c.worker_id.not_in(live), table.c.worker_id != self.worker_id)]
             if running is not None:
                 claimable.append(and_(table.c.worker_id == self.worker_id, table.c.id.not_in(list(running))))
             free = (select(table).where(table.c.run_id == run_id, QUEUE, or_(*claimable))

@@ -17,6 +17,7 @@ stops at once as before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -24,7 +25,7 @@ from typing import Callable, Sequence, TypeVar
 
 from agents.config import RetryPolicy
 from agents.watch.stats import Stats
-from store import LeaseLost, Node, StoreUnavailable
+from store import LeaseLost, Node, StoreError, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -43,6 +44,9 @@ class StoreOutage:
         self.wait_s, self.stats, self.log, self.rng = wait_s, stats, log, rng
         self.stopping, self.policy, self.clock = stopping, policy, clock
         self.down_since: float | None = None
+        # Called as the store answers again: the heartbeat, so that this worker's lease, which
+        # may have run out meanwhile, is its own again before another worker takes its records.
+        self.on_back: Callable[[], None] | None = None
         self.gave_up = False
         self.held: dict[int, list[Node]] = {}  # by call: the generations its write carries
         self._calls = itertools.count()
@@ -118,3 +122,6 @@ class StoreOutage:
         if self.down_since is not None and not self.gave_up:
             self.log(f"store back after {self.clock() - self.down_since:.0f} s", "INFO")
             self.down_since = self.stats.store_down_since = None
+            if self.on_back is not None:
+                with contextlib.suppress(StoreError):  # down again: the next call finds it so
+                    self.on_back()
