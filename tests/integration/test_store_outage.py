@@ -70,7 +70,7 @@ def test_a_short_outage_costs_nothing_and_needs_no_one(tmp_path, url, proxy):
     assert q(url, "select status, count(*) from record group by status") == [("done", N)]
     assert count(url, "node") == NODES and count(url, "step") == 2 * N
     assert total == NODES, (total, NODES)  # every generation stored, none requested twice
-    assert not spills(url)
+    assert not spills(proxy.url(url))
 
 
 def test_an_outage_past_the_wait_spills_and_the_same_command_stores_it(tmp_path, url, proxy):
@@ -84,7 +84,7 @@ def test_an_outage_past_the_wait_spills_and_the_same_command_stores_it(tmp_path,
         [line] = stderr.strip().splitlines()
         assert line.startswith("reer: error: database postgresql+psycopg://"), line
         assert "then run the same command" in line and "generations held while it was down are kept in " in line
-        [spill] = spills(url)
+        [spill] = spills(proxy.url(url))
         assert str(spill.name) in line
         held = len(spill.read_text().splitlines())
         assert held > 0
@@ -96,7 +96,7 @@ def test_an_outage_past_the_wait_spills_and_the_same_command_stores_it(tmp_path,
         total = generated(fake)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"recovered {held} generations held while the store was down" in again.stdout, again.stdout
-    assert not spills(url)
+    assert not spills(proxy.url(url))
     assert q(url, "select status, count(*) from record group by status") == [("done", N)]
     assert count(url, "node") == NODES and count(url, "step") == 2 * N
     assert total == NODES, (total, NODES)  # none requested twice, across both runs
@@ -111,4 +111,4 @@ def test_down_at_start_fails_at_once_with_one_line(tmp_path, url, proxy):
     assert p.returncode == 2, p.stdout + p.stderr
     [line] = p.stderr.strip().splitlines()
     assert line.startswith("reer: error: database ") and "server closed the connection" in line, line
-    assert asked == 0 and not spills(url)
+    assert asked == 0 and not spills(proxy.url(url))
