@@ -112,3 +112,45 @@ def test_down_at_start_fails_at_once_with_one_line(tmp_path, url, proxy):
     [line] = p.stderr.strip().splitlines()
     assert line.startswith("reer: error: database ") and "server closed the connection" in line, line
     assert asked == 0 and not spills(proxy.url(url))
+
+
+def test_ctrl_c_during_the_wait_spills_and_the_same_command_stores_it(tmp_path, url, proxy):
+    inp = R.write_input(tmp_path / "in.jsonl", many_records(N))
+    with FakeScorer() as scorer, FakeOpenAI(delay_s=0.3) as fake:
+        run = cmd(fake, scorer, inp, proxy.url(url), tmp_path / "out.jsonl")
+        proc = R.start(run)
+        cut_once_searching(url, proxy, proc)
+        time.sleep(2)  # the requests in flight come back to a store that is away
+        proc.send_signal(R.signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 2, stdout + stderr
+        [line] = stderr.strip().splitlines()
+        [spill] = spills(proxy.url(url))
+        assert f"generations held while it was down are kept in {spill.relative_to(R.ROOT)}" in line, line
+        proxy.restore()
+        again = R.run(run)
+        total = generated(fake)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "recovered " in again.stdout and not spills(proxy.url(url))
+    assert count(url, "node") == NODES and total == NODES, (count(url, "node"), total)
+
+
+def test_one_worker_cut_off_while_another_goes_on_no_record_stored_twice(tmp_path, url, proxy):
+    inp = R.write_input(tmp_path / "in.jsonl", many_records(N))
+    lease = ["--lease-s", "3"]
+    with FakeScorer() as scorer, FakeOpenAI(delay_s=0.3) as fake:
+        cut_off = R.start(cmd(fake, scorer, inp, proxy.url(url), tmp_path / "a.jsonl", *lease))
+        other = R.start(cmd(fake, scorer, inp, url, tmp_path / "b.jsonl", *lease))
+        cut_once_searching(url, proxy, cut_off)
+        time.sleep(8)  # past the cut-off worker's lease: the other takes its records over
+        proxy.restore()
+        results = [p.communicate(timeout=300) for p in (cut_off, other)]
+        total = generated(fake)
+    assert [cut_off.returncode, other.returncode] == [0, 0], [err for _, err in results]
+    assert "STORE DOWN, retrying" in results[0][0] and "store back after " in results[0][0]
+    assert "taken over from pid " in results[1][0], results[1][0]
+    assert q(url, "select status, count(*) from record group by status") == [("done", N)]
+    assert count(url, "node") == NODES and count(url, "step") == 2 * N
+    # what the cut-off worker generated for records taken over meanwhile is all that is lost:
+    # at most one request per record it had in flight
+    assert total - NODES <= 4 * 2, total
