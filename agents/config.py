@@ -36,6 +36,9 @@ DEFAULT_GRACE_S = 30.0  # Ctrl-C: how long in-flight records may finish
 # How long a worker's records stay its own without a heartbeat (it beats 4 times per lease): a
 # worker that dies unannounced holds them this long, one stalled longer loses them.
 DEFAULT_LEASE_S = 60.0
+# How long a worker rides out a store that went away (a server restart, a failover, a network
+# hiccup) before it stops; 0 stops at once. Five minutes covers a PostgreSQL restart or failover.
+DEFAULT_STORE_WAIT_S = 300.0
 
 GeneratorMode = Literal["chat", "completions"]
 EditPrefill = Literal["analyze", "refine"]
@@ -172,6 +175,7 @@ class RunConfig:
     record_failures: int = DEFAULT_RECORD_FAILURES
     prices: Prices | None = None  # what the endpoint charges, for the cost shown
     lease_s: float = DEFAULT_LEASE_S
+    store_wait_s: float = DEFAULT_STORE_WAIT_S
     others: tuple[GeneratorConfig, ...] = ()  # more endpoints (--endpoint repeated): their URL, key and model
 
     @property

@@ -144,6 +144,9 @@ def _io_options(io: argparse._ArgumentGroup) -> None:
     io.add_argument("--lease-s", type=float, default=C.DEFAULT_LEASE_S,
                     help="workers sharing a --db URL: how long a worker that stops answering keeps its records "
                          "before the others take them over")
+    io.add_argument("--store-wait", type=float, default=C.DEFAULT_STORE_WAIT_S, metavar="SECONDS",
+                    help="how long to ride out a database that went away (a restart, a failover, a network "
+                         "hiccup), holding what is generated meanwhile; 0 stops at once")
     io.add_argument("--force", action="store_true", help="resume even if the config or input changed")
     io.add_argument("--retry-failed", action="store_true", help="run the records that failed earlier again")
     io.add_argument("--strict", action="store_true",
@@ -271,11 +274,14 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard, log_json=a.log_json,
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
         record_failures=a.record_failures, prices=prices_from_args(a), lease_s=a.lease_s,
+        store_wait_s=a.store_wait,
     )
 
 
 def _check(a: argparse.Namespace) -> None:
     """The values no run can use, refused before anything starts."""
+    if a.store_wait < 0:
+        raise ConfigError("--store-wait cannot be negative (0 stops at once when the database goes away)")
     if a.lease_s < 1:
         raise ConfigError("--lease-s must be at least 1 (a worker renews its lease 4 times per lease)")
     if a.tpm is not None and a.tpm < 1:

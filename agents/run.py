@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agents import config as C
-from agents.errors import ConfigError, ReerError
+from agents.errors import ConfigError, ReerError, StoreSpilled
 from agents.generation.endpoint import EndpointInfo
 from agents.generation.generator import Generator
 from agents.generation.router import Router
@@ -28,8 +28,10 @@ from agents.inspect.status import reasons_summary
 from agents.options import LOCAL, config_from_args, dump_config, parse_args
 from agents.search.claims import ClaimLoop
 from agents.search.inputs import read_records
+from agents.search.outage import StoreOutage
 from agents.search.record import RecordSearch, draft_stop
 from agents.search.shutdown import Shutdown
+from agents.search.spill import replay, spill_file, write_spill
 from agents.services.fleet import connect_scorers, log_path, one_or_pool, quietly, start_local_endpoint, start_scorers
 from agents.services.process import ServiceError
 from agents.watch.dashboard import Display, summary_line
@@ -86,20 +88,51 @@ async def run(cfg: C.RunConfig, display: Display, stats: Stats) -> int:
         fingerprint["prefill"] = endpoint.prefills  # what shapes the drafts, whichever way it is sent
         start, unfinished = _begin(store, fingerprint, cfg, inputs, holder.exclusive, display, stats)
         stack.callback(_leave, store, display)
-        if unfinished:  # a finished run has nothing to score: no scorer to load
-            stats.phase = "starting scorer"
-            scorer = remote or one_or_pool(await start_scorers(cfg, display.log, stack), display.log)
-            searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
-                                    edit_prefill=cfg.generator.edit_prefill, prefill_supported=endpoint.prefills,
-                                    failure_budget=cfg.record_failures, seed=cfg.seed)
-            claims = ClaimLoop(searcher, store, start.run_id, cfg.concurrency, cfg.lease_s, shutdown, display.log, stats)
-            ticker = asyncio.create_task(_tick(display))
-            try:
-                await claims.run()
-            finally:
-                ticker.cancel()
-        code = _report(store, start.run_id, cfg.out, inputs, display, stats)
+        replay(store, cfg.db, display.log)  # what an earlier start held when the store went away
+        outage = StoreOutage(cfg.store_wait_s, stats, display.log, rng, lambda: shutdown.requested)
+        outage.on_back = store.heartbeat
+        try:
+            if unfinished:  # a finished run has nothing to score: no scorer to load
+                await _search(cfg, start.run_id, store, generator, endpoint, remote, prompts, rng, shutdown, outage,
+                              display, stats, stack)
+            code = await outage.call(lambda again: _report(store, start.run_id, cfg.out, inputs, display, stats))
+        except StoreError as exc:
+            spilled = _spilled(exc, outage, cfg.db, store.worker_id)
+            if spilled is None:
+                raise
+            raise spilled from exc
         return EXIT_INTERRUPTED if shutdown.requested else code  # a stopped run says so, however it ended
+
+
+async def _search(cfg: C.RunConfig, run_id: int, store: Store, generator: Router, endpoint: EndpointInfo, remote,
+                  prompts: PromptSet, rng: random.Random, shutdown: Shutdown, outage: StoreOutage, display: Display,
+                  stats: Stats, stack: contextlib.AsyncExitStack) -> None:
+    """Start the scorers and search the records this worker claims, until none is left."""
+    stats.phase = "starting scorer"
+    scorer = remote or one_or_pool(await start_scorers(cfg, display.log, stack), display.log)
+    searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
+                            edit_prefill=cfg.generator.edit_prefill, prefill_supported=endpoint.prefills,
+                            failure_budget=cfg.record_failures, seed=cfg.seed, outage=outage)
+    claims = ClaimLoop(searcher, store, run_id, cfg.concurrency, cfg.lease_s, shutdown, display.log, stats, outage)
+    ticker = asyncio.create_task(_tick(display))
+    try:
+        await claims.run()
+    finally:
+        ticker.cancel()
+
+
+def _spilled(exc: StoreError, outage: StoreOutage, db: str, worker: int | None) -> StoreSpilled | None:
+    """Where the wait for the store ran out (or the run was stopped during it) holding
+    generations: they are written to the spill file, and the error names it."""
+    held = outage.held_nodes()
+    if not (outage.gave_up and held):
+        return None
+    path = spill_file(db, worker)
+    try:
+        write_spill(path, held, worker)
+    except OSError as err:
+        return StoreSpilled(exc, len(held), path, err)
+    return StoreSpilled(exc, len(held), path)
 
 
 async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng: random.Random,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol, Sequence, TypeVar
 
 from agents.config import Acceptance, EditPrefill, SearchConfig
 from agents.errors import EndpointError, FatalEndpointError
@@ -19,6 +19,7 @@ from agents.generation.routing import RequestKind
 from agents.generation.parse import Parsed, parse_refine, parse_thinking
 from agents.generation.prefill import draft_prefill, edit_prefill
 from agents.search import decisions
+from agents.search.outage import StoreOutage
 from agents.services.scorers import Scorer
 from agents.watch.stats import Stats
 from prompts import PromptSet
@@ -28,6 +29,7 @@ from scorer.errors import ScoringInputError
 from store import LeaseLost, Node, NodeKind, Record, RecordStatus, Step, Store
 
 CHECK_CHUNK = 256  # records per /check request
+T = TypeVar("T")
 
 
 def draft_stop(acceptance: Acceptance) -> list[str]:
@@ -54,6 +56,7 @@ class RecordSearch:
     prefill_supported: bool = True  # False where the endpoint cannot continue a prefilled turn
     failure_budget: int = 3  # requests that may fail for good (after their retries) per record
     seed: int | None = None  # set: each draft's trigger phrase is a function of (seed, record, attempt)
+    outage: StoreOutage | None = None  # set: store calls ride out a store that went away
 
     async def run(self, rec: Record) -> RecordStatus | None:
         """Search one record to the end; returns its final status (None: another worker took
@@ -76,7 +79,7 @@ class RecordSearch:
                 if failures < self.failure_budget:
                     continue  # the search resumes from the store: nothing is redone
                 reason = f"{failures} requests failed for good; last: {exc}"
-            self.store.end_record(rec.id, RecordStatus.failed, reason)
+            await self._saved(lambda again: self.store.end_record(rec.id, RecordStatus.failed, reason))
             self.stats.failed += 1
             return RecordStatus.failed
 
@@ -90,25 +93,25 @@ class RecordSearch:
             results = await self.scorer.check_many([(r.question, r.answer, r.lang) for r in part])
             for rec, result in zip(part, results):
                 if isinstance(result, ScoringInputError):
-                    self._skip(rec, f"answer cannot be scored: {result}")
+                    await self._skip(rec, f"answer cannot be scored: {result}")
                 else:
                     ok.append(rec)
         return ok
 
     async def _search(self, rec: Record) -> RecordStatus:
-        progress = self.store.load_progress(rec.id)
+        progress = await self._saved(lambda again: self.store.load_progress(rec.id))
         draft, attempts = progress.draft, list(progress.drafts)
         while True:
             while draft is None and len(attempts) < self.cfg.draft_attempts:
                 attempts.append(await self._new_draft(rec, len(attempts)))
                 draft = None if attempts[-1].rejected else attempts[-1]
             if draft is None:
-                return self._skip(rec, f"draft rejected: {attempts[-1].rejected}"
+                return await self._skip(rec, f"draft rejected: {attempts[-1].rejected}"
                                   + (f" ({len(attempts)} attempts)" if len(attempts) > 1 else ""))
             if draft.score is not None or await self._score_nodes(rec, [(draft.text, draft)]):
                 break
             draft = None  # too long for the scorer: rejected like any unusable draft
-        self.store.set_initial_score(rec.id, draft.id, draft.score)
+        await self._saved(lambda again: self.store.set_initial_score(rec.id, draft.id, draft.score))
         segments = segment_text(draft.text)
         self.stats.initial_scores[rec.id] = draft.score
 
@@ -127,18 +130,22 @@ class RecordSearch:
                 best = chosen.score
                 self.stats.accepted += 1
             kept.append(chosen.text if chosen else view.segment)
-            self.store.complete_step(rec.id, Step(step=i, segment=view.segment, kept=kept[-1],
-                                                  chosen_node_id=chosen.id if chosen else None, best_after=best,
-                                                  record_id=rec.id), scores)
+            step = Step(step=i, segment=view.segment, kept=kept[-1], chosen_node_id=chosen.id if chosen else None,
+                        best_after=best, record_id=rec.id)
+            await self._saved(lambda again: self.store.complete_step(rec.id, step, scores, again=again))
             self.stats.steps += 1
         thinking = decisions.final_thinking(segments, kept)
-        self.store.finish_record(rec.id, thinking, best)
+        await self._saved(lambda again: self.store.finish_record(rec.id, thinking, best))
         self.stats.final_scores[rec.id] = best
         self.stats.done += 1
         return RecordStatus.done
 
-    def _skip(self, rec: Record, reason: str) -> RecordStatus:
-        self.store.end_record(rec.id, RecordStatus.skipped, reason)
+    async def _saved(self, write: Callable[[bool], T], held: Sequence[Node] = ()) -> T:
+        """A store call (``write(again)``), riding out a store that went away where the run does."""
+        return await self.outage.call(write, held) if self.outage is not None else write(False)
+
+    async def _skip(self, rec: Record, reason: str) -> RecordStatus:
+        await self._saved(lambda again: self.store.end_record(rec.id, RecordStatus.skipped, reason))
         self.stats.skipped += 1
         return RecordStatus.skipped
 
@@ -154,7 +161,7 @@ class RecordSearch:
         for (_, node), result in zip(items, results):
             if isinstance(result, ScoringInputError):
                 node.rejected = f"cannot be scored: {result}"
-                self.store.reject_node(node, node.rejected)
+                await self._saved(lambda again, node=node: self.store.reject_node(node, node.rejected))
             else:
                 node.score = scores[node.id] = result
         return scores
@@ -177,7 +184,9 @@ class RecordSearch:
             parsed = Parsed(None, f"draft has {gen.completion_tokens} generated tokens, under {self.cfg.min_draft_tokens}")
         if parsed.ok and len(segment_text(parsed.text)) <= 1:
             parsed = Parsed(None, "draft thinking is a single segment")
-        return self.store.add_node(_node(rec, NodeKind.draft, -1, attempt, prefill, gen, parsed))
+        node = _node(rec, NodeKind.draft, -1, attempt, prefill, gen, parsed)
+        [node] = await self._saved(lambda again: self.store.add_nodes([node], again=again), held=[node])
+        return node
 
     async def _candidates(self, rec: Record, view: decisions.StepView, stored: list[Node]) -> list[Node]:
         """The step's candidates: those already stored, plus the missing ones generated now."""
@@ -196,10 +205,10 @@ class RecordSearch:
         else:
             stop = [REFINE_CLOSE] if strict else []  # the reference's edits run to their end
         gens = await self.generator.generate(self._messages(user), prefill, missing, stop)
-        return list(stored) + self.store.add_nodes(
-            [_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen,
-                   parse_refine(prefill + gen.text, allow_empty=not strict))
-             for k, gen in enumerate(gens)])
+        nodes = [_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen,
+                       parse_refine(prefill + gen.text, allow_empty=not strict))
+                 for k, gen in enumerate(gens)]
+        return list(stored) + await self._saved(lambda again: self.store.add_nodes(nodes, again=again), held=nodes)
 
 
 def _node(rec: Record, kind: NodeKind, step: int, idx: int, prefill: str, gen: Generation, parsed: Parsed) -> Node:

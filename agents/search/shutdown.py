@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import Collection
 
 from agents.watch.dashboard import Display
 from agents.watch.stats import Stats
@@ -17,7 +18,7 @@ class Shutdown:
     def __init__(self, grace_s: float, display: Display, stats: Stats):
         self.grace_s, self.display, self.stats = grace_s, display, stats
         self.requested = False
-        self.tasks: list[asyncio.Task] = []
+        self.tasks: Collection[asyncio.Task] = ()
         self.main: asyncio.Task | None = None
         self._signals = 0
 
@@ -29,13 +30,21 @@ class Shutdown:
 
     def _on_signal(self) -> None:
         self._signals += 1
-        self.requested = True
-        self.stats.phase = "stopping"
         if not self.tasks or self._signals > 1:
+            self.requested = True
+            self.stats.phase = "stopping"
             self._cancel_all()
             return
+        self.wind_down("Progress is saved either way.")
+
+    def wind_down(self, why: str) -> None:
+        """Take no new records; give those in flight ``grace_s`` to finish, then cancel them."""
+        if self.requested:
+            return
+        self.requested = True
+        self.stats.phase = "stopping"
         self.display.log(f"stopping: no new records; in-flight ones get {self.grace_s:.0f} s to finish "
-                         "(Ctrl-C again to stop now). Progress is saved either way.")
+                         f"(Ctrl-C again to stop now). {why}")
         asyncio.get_running_loop().call_later(self.grace_s, self._cancel_all)
 
     def stop_now(self) -> None:

@@ -31,7 +31,17 @@ def _fmt_eta(s: float | None) -> str:
 
 
 def phase(st: Stats) -> str:
-    return st.phase + (" · ENDPOINT DOWN, waiting" if st.endpoint_down else "")
+    return st.phase + (" · ENDPOINT DOWN, waiting" if st.endpoint_down else "") + _store_down(st)
+
+
+def _store_down(st: Stats) -> str:
+    if st.store_down_since is None:
+        return ""
+    return f" · STORE DOWN, retrying ({time.monotonic() - st.store_down_since:.0f} s of {st.store_wait_s:.0f})"
+
+
+def _down(st: Stats) -> bool:
+    return st.endpoint_down or st.store_down_since is not None
 
 
 def _score_change(st: Stats, arrow: str = "->") -> str:
@@ -48,7 +58,7 @@ def summary_line(st: Stats) -> str:
         f"score {_score_change(st)} | "
         f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s{_cost(st)}"
         + (f" (limits: {limits(st)})" if limits(st) else "") + " | "
-        f"errors {st.errors}{_last_error(st)} | ETA {_fmt_eta(st.eta_s())}"
+        f"errors {st.errors}{_last_error(st)}{_wasted(st)} | ETA {_fmt_eta(st.eta_s())}"
         + ("".join(f" | {e.url} {e.state}: {_endpoint(st, e)}" for e in st.endpoints) if len(st.endpoints) > 1 else "")
     )
 
@@ -68,6 +78,10 @@ def _endpoint(st: Stats, e: EndpointCounts) -> str:
     est = " ".join(f"{kind} {s:.1f}s" for kind, s in e.estimate_s.items()) or "est -"
     return (f"{e.in_flight}{ceiling} in flight, {est}, {e.requests} req ({100 * e.requests / total:.0f}%), "
             f"{e.errors} errors")
+
+
+def _wasted(st: Stats) -> str:
+    return f" | wasted {st.wasted} (held while the store was down, for records taken over)" if st.wasted else ""
 
 
 def _cost(st: Stats) -> str:
@@ -107,7 +121,7 @@ def render(st: Stats, title: str) -> Panel:
     if st.last_errors:
         parts.append(Text("\n".join(st.last_errors), style="red", overflow="ellipsis", no_wrap=True))
     return Panel(Group(*parts), title=f"reer · {title} · {phase(st)}",
-                 border_style="red" if st.endpoint_down else "blue")
+                 border_style="red" if _down(st) else "blue")
 
 
 class Display:

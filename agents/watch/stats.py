@@ -47,6 +47,9 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     phase: str = "starting"
     endpoint_down: bool = False  # the circuit breaker is open: requests are waiting
+    store_down_since: float | None = None  # monotonic time the store stopped answering, while it is down
+    store_wait_s: float = 0.0  # --store-wait: how long it is waited for
+    wasted: int = 0  # generations held while the store was down, for records another worker took over
     on_error: Callable[[str], None] | None = None  # each error in full, as it happens (the run's log)
     prices: "Prices | None" = None  # per million tokens: the dashboard shows the cost so far
     endpoints: list[EndpointCounts] = field(default_factory=list)
