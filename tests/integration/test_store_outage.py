@@ -110,7 +110,8 @@ def test_down_at_start_fails_at_once_with_one_line(tmp_path, url, proxy):
         asked = generated(fake)
     assert p.returncode == 2, p.stdout + p.stderr
     [line] = p.stderr.strip().splitlines()
-    assert line.startswith("reer: error: database ") and "server closed the connection" in line, line
+    # the proxy drops the connection; the driver says so as "closed" or "broken pipe", by timing
+    assert line.startswith("reer: error: database ") and ("closed the connection" in line or "Broken pipe" in line), line
     assert asked == 0 and not spills(proxy.url(url))
 
 
