@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from typing import Collection
 
 from agents.watch.dashboard import Display
@@ -23,12 +24,16 @@ class Shutdown:
         self._signals = 0
 
     def install(self) -> None:
+        """Ctrl-C and SIGTERM stop the run. Off the main thread (a Ray actor's event loop) signals
+        are not ours to take: the actor calls ``request`` instead."""
         loop = asyncio.get_running_loop()
         self.main = asyncio.current_task()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.request)
 
-    def _on_signal(self) -> None:
+    def request(self) -> None:
+        """A stop, as Ctrl-C asks for it: the first winds down, the second stops at once."""
         self._signals += 1
         if not self.tasks or self._signals > 1:
             self.requested = True
