@@ -156,6 +156,15 @@ LOCAL_PROFILE = Profile(
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """``--ray``: the whole fleet on a Ray cluster (``agents.cluster``)."""
+
+    address: str = "auto"  # as ray.init takes it; "auto" starts a local Ray when none runs
+    workers: int = 1  # worker actors, each one worker of the run
+    scorers: int = 1  # scorer actors, each on a GPU of its own (a CPU where the cluster has none)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     input: Path
     db: str
@@ -177,6 +186,7 @@ class RunConfig:
     lease_s: float = DEFAULT_LEASE_S
     store_wait_s: float = DEFAULT_STORE_WAIT_S
     others: tuple[GeneratorConfig, ...] = ()  # more endpoints (--endpoint repeated): their URL, key and model
+    ray: RayConfig | None = None  # --ray: run the fleet on Ray instead of as this one process
 
     @property
     def generators(self) -> tuple[GeneratorConfig, ...]:

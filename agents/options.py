@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scorer-token", default=os.environ.get("REER_SCORER_TOKEN"),
                     help="bearer token of a --scorer-url that requires one (env REER_SCORER_TOKEN)")
     add_price_options(p)
+    _ray_options(p.add_argument_group("Ray (pip install 'reer[ray]')"))
     p.add_argument("--grace-s", type=float, default=C.DEFAULT_GRACE_S,
                    help="on Ctrl-C/SIGTERM, how long in-flight records may finish before they are cancelled")
     p.add_argument("--no-dashboard", action="store_true", help="plain log lines instead of the live dashboard")
@@ -151,6 +152,15 @@ def _io_options(io: argparse._ArgumentGroup) -> None:
     io.add_argument("--retry-failed", action="store_true", help="run the records that failed earlier again")
     io.add_argument("--strict", action="store_true",
                     help="stop at the first bad input record (default: skip it and list it at the end)")
+
+
+def _ray_options(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="run the whole fleet on a Ray cluster from this one command: ADDRESS as ray.init takes it "
+                        "(default auto: the cluster this node belongs to, or a new local one); needs a PostgreSQL --db")
+    g.add_argument("--ray-workers", type=int, default=1, metavar="K", help="--ray: worker actors")
+    g.add_argument("--ray-scorers", type=int, default=None, metavar="M",
+                   help="--ray: scorer actors, each on a GPU of its own (default 1; 0 with --scorer-url)")
 
 
 def _endpoint_options(g: argparse._ArgumentGroup) -> None:
@@ -274,7 +284,7 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard, log_json=a.log_json,
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
         record_failures=a.record_failures, prices=prices_from_args(a), lease_s=a.lease_s,
-        store_wait_s=a.store_wait,
+        store_wait_s=a.store_wait, ray=_ray_config(a),
     )
 
 
@@ -299,3 +309,20 @@ def _check(a: argparse.Namespace) -> None:
             raise ConfigError(f"--endpoint {url!r} is not a URL: use http://HOST:PORT/v1, or 'local'")
     if len(set(a.endpoint)) < len(a.endpoint):
         raise ConfigError("an --endpoint is given twice: give each server once")
+
+
+def _ray_config(a: argparse.Namespace) -> C.RayConfig | None:
+    scorers = a.ray_scorers if a.ray_scorers is not None else (0 if a.scorer_url else 1)
+    if a.ray is None:
+        if a.ray_scorers is not None or a.ray_workers != 1:
+            raise ConfigError("--ray-workers and --ray-scorers go with --ray")
+        return None
+    if a.ray_workers < 1 or scorers < 0:
+        raise ConfigError("--ray-workers must be at least 1 and --ray-scorers at least 0")
+    if scorers and a.scorer_url:
+        raise ConfigError("--ray-scorers starts scorers on the cluster, --scorer-url uses running ones: give one")
+    if not scorers and not a.scorer_url:
+        raise ConfigError("--ray-scorers 0 needs --scorer-url: the workers need a scorer")
+    if a.endpoint == [LOCAL]:
+        raise ConfigError("--ray needs --endpoint URL: the demo endpoint serves one machine")
+    return C.RayConfig(a.ray, a.ray_workers, scorers)

@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 
+from agents.cluster.driver import run_on_ray
 from agents.errors import ConfigError, ReerError
 from agents.options import config_from_args, dump_config, parse_args
 from agents.services.fleet import log_path
@@ -59,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         stats.prices = cfg.prices
         stats.on_error = lambda message: runlog.write("ERROR", message)
         try:
-            with Display(stats, str(cfg.input), live=None if cfg.dashboard else False, runlog=runlog) as display:
-                code = asyncio.run(work(cfg, display, stats))
+            # on Ray the workers are elsewhere: the driver says how the run goes in lines
+            live = None if cfg.dashboard and cfg.ray is None else False
+            with Display(stats, str(cfg.input), live=live, runlog=runlog) as display:
+                code = run_on_ray(cfg, display, stats) if cfg.ray else asyncio.run(work(cfg, display, stats))
         except (KeyboardInterrupt, asyncio.CancelledError):
             code = EXIT_INTERRUPTED
         if code == EXIT_INTERRUPTED:

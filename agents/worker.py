@@ -56,17 +56,15 @@ async def work(cfg: C.RunConfig, display: Display, stats: Stats, shutdown: Shutd
     shutdown.install()
     Store.check(cfg.db)  # a database that cannot be written stops the run before the endpoint is asked
     async with contextlib.AsyncExitStack() as stack:
-        cfg, generator, endpoint = await _start_generator(cfg, display, stats, rng, stack)
+        cfg, generator, endpoint = await start_generator(cfg, display, stats, rng, stack)
         stats.phase = "connecting to the scorer"
         remote = await connect_scorers(cfg, display.log, stack)  # checked before anything is stored
         holder = Store.hold(cfg.db)  # SQLite: one run process per database; a server database is shared
         stack.callback(holder.release)
         store = Store.open(cfg.db)  # created only once the endpoint has answered
         stack.callback(store.close)
-        fingerprint = cfg.fingerprint(prompts.fingerprint())
-        fingerprint["generator_model"] = generator.model
-        fingerprint["prefill"] = endpoint.prefills  # what shapes the drafts, whichever way it is sent
-        start, unfinished = _begin(store, fingerprint, cfg, inputs, holder.exclusive, display, stats)
+        start, unfinished = begin(store, fingerprint(cfg, prompts, generator, endpoint), cfg, inputs,
+                                  holder.exclusive, display, stats)
         stack.callback(_leave, store, display)
         replay(store, cfg.db, display.log)  # what an earlier start held when the store went away
         outage = StoreOutage(cfg.store_wait_s, stats, display.log, rng, lambda: shutdown.requested)
@@ -115,7 +113,7 @@ def _spilled(exc: StoreError, outage: StoreOutage, db: str, worker: int | None) 
     return StoreSpilled(exc, len(held), path)
 
 
-async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng: random.Random,
+async def start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng: random.Random,
                            stack: contextlib.AsyncExitStack) -> tuple[C.RunConfig, Router, EndpointInfo]:
     """The embedded endpoint if asked for, then the generator and its preflight."""
     if cfg.generator.endpoint == LOCAL:
@@ -142,7 +140,15 @@ async def _start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng
     return cfg, generator, endpoint
 
 
-def _begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, alone: bool, display: Display,
+def fingerprint(cfg: C.RunConfig, prompts: PromptSet, generator: Router, endpoint: EndpointInfo) -> dict:
+    """What shapes the results, as the run stores it: the config's, and what the preflight found."""
+    found = cfg.fingerprint(prompts.fingerprint())
+    found["generator_model"] = generator.model
+    found["prefill"] = endpoint.prefills  # what shapes the drafts, whichever way it is sent
+    return found
+
+
+def begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, alone: bool, display: Display,
            stats: Stats) -> tuple[RunStart, int]:
     """Create or resume the run in the store and join it as a worker; how many records are
     unfinished (this worker's to claim, or other workers')."""

@@ -25,6 +25,8 @@ AGENTS_ALLOWED = {
     "services": {"services", "config", "errors"},
     "watch": {"watch", "config"},
     "inspect": {"inspect", "config", "config_file", "errors", "options"},
+    # the fleet on Ray runs the same worker as the terminal does, in its actors
+    "cluster": {"cluster", "worker", "search", "services", "watch", "config", "errors"},
 }
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 350, 60
 

@@ -1,0 +1,1 @@
+"""The fleet on Ray (``reer run --ray``): the driver, and the scorer and worker actors it starts."""
