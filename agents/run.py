@@ -153,7 +153,8 @@ def _leave(store: Store, display: Display) -> None:
 
 def _report(store: Store, run_id: int, out: Path, inputs, display: Display, stats: Stats) -> int:
     """Write the results, list what did not finish and why; the run's exit code."""
-    unfinished = len(store.records_to_run(run_id))
+    counts = store.status_counts(run_id)
+    unfinished = counts.get(RecordStatus.pending, 0) + counts.get(RecordStatus.running, 0)
     stats.phase = "stopped" if unfinished else "finished"
     if store.shared(run_id):  # other workers wrote theirs: the whole run is `reer export`'s
         n = write_jsonl(store, run_id, out, worker_id=store.worker_id)
@@ -170,7 +171,7 @@ def _report(store: Store, run_id: int, out: Path, inputs, display: Display, stat
         display.log(f"  record {rec.key}: {rec.status.value}: {rec.error}")
     for problem in inputs.problems:
         display.log(f"  input: {problem}")
-    if not store.status_counts(run_id).get(RecordStatus.done):
+    if not counts.get(RecordStatus.done):
         display.log("no record produced a result; by reason:")
         for line in reasons_summary(problems):
             display.log(f"  {line}")

@@ -6,20 +6,17 @@
 
 One row per finished record, in input order: the input's own columns, the thinking, the scores,
 the language, where it came from (generator, scorer, reer version, config hash) and an
-SFT-ready ``messages`` column. Filters leave records out, each counted by reason. Files are
-written under a temporary name and renamed, so a reader never sees half of one, with the mode
-the umask gives any new file.
+SFT-ready ``messages`` column. Filters leave records out, each counted by reason. The store is
+read a chunk of records at a time and each row written as it comes (``writers``): what is held
+is one chunk and one row group, whatever the run's size.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Any, Iterator
 
 from agents.inspect.curation import Filters
 from agents.inspect.stored import add_db_option, open_run
+from agents.inspect.writers import ExportError, write_rows
 from prompts.tags import THINK_CLOSE, THINK_OPEN
 from store import Progress, Record, Run, Store, StoreError
 
@@ -99,82 +97,11 @@ def write_jsonl(store: Store, run_id: int, out: Path, worker_id: int | None = No
     return write_rows(export_rows(store, run_id, worker_id=worker_id), Path(out), "jsonl")
 
 
-def write_rows(rows, out: Path, fmt: str, card: str | None = None) -> int:
-    """Write the rows atomically in ``fmt``; how many."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "hf":
-        return _write_hf(list(rows), out, card)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        if fmt == "jsonl":
-            n = 0
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    n += 1
-        else:
-            os.close(fd)
-            n = _write_parquet(list(rows), Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; the file is the user's, as any other
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return n
-
-
-def _write_parquet(rows: list[dict[str, Any]], path: Path) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ExportError(f"the rows do not make one Parquet table ({exc}); an input column of mixed types? "
-                          "Use --format jsonl") from None
-    pq.write_table(table, path)
-    return len(rows)
-
-
-def _write_hf(rows: list[dict[str, Any]], out: Path, card: str | None) -> int:
-    try:
-        import datasets
-    except ImportError:
-        raise ExportError("--format hf needs the datasets package: pip install 'reer[hf]'") from None
-    datasets.disable_progress_bars()  # the export says what it wrote in one line
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
-    try:
-        datasets.Dataset.from_list(rows).save_to_disk(str(tmp))
-        if card is not None:
-            (tmp / "README.md").write_text(card, encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
-        if out.exists():
-            old = out.with_name(out.name + ".old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return len(rows)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-class ExportError(Exception):
-    """An export that cannot be written as asked (one line for the user)."""
-
-
-def dataset_card(run: Run, rows: list[dict[str, Any]], done: int, dropped: Counter, filters: Filters) -> str:
-    """A dataset card: where the data came from, with what settings, and what it holds."""
+def dataset_card(run: Run, scores: dict[str, list[float]], done: int, dropped: Counter, filters: Filters) -> str:
+    """A dataset card: where the data came from, with what settings, and what it holds;
+    ``scores``: the kept rows' initial_score and final_score."""
     def stats(key: str) -> str:
-        xs = [r[key] for r in rows if r[key] is not None]
+        xs = scores[key]
         return f"mean {statistics.fmean(xs):.4f}, median {statistics.median(xs):.4f}" if xs else "-"
 
     origin = provenance(run)
@@ -186,7 +113,7 @@ def dataset_card(run: Run, rows: list[dict[str, Any]], done: int, dropped: Count
         "# REER thinking trajectories", "",
         "Deep-reasoning training data made by reverse-engineered reasoning (REER, arXiv 2509.06160) with reer:",
         "each row's thinking was searched for so that it best explains the given answer.", "",
-        f"- records: {len(rows)} (of {done} done; left out: {left_out})",
+        f"- records: {len(scores['final_score'])} (of {done} done; left out: {left_out})",
         f"- filters: {json.dumps(used) if used else 'none'}",
         f"- generator: {origin['generator_model']}; scorer: {origin['scorer_model']}",
         f"- reer {origin['reer_version']}, config hash {origin['config_hash']}",
@@ -194,6 +121,14 @@ def dataset_card(run: Run, rows: list[dict[str, Any]], done: int, dropped: Count
         "(clipped mean NLL of the answer given the thinking; lower is better)", "",
         "## Settings", "", "```json", json.dumps(config, indent=2, ensure_ascii=False), "```", "",
     ])
+
+
+def _noting_scores(rows: Iterator[dict[str, Any]], scores: dict[str, list[float]]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        for key, xs in scores.items():
+            if row[key] is not None:
+                xs.append(row[key])
+        yield row
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,10 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store, run_id = open_run(args.db)
         dropped: Counter = Counter()
-        rows = list(export_rows(store, run_id, filters, args.messages_format, dropped))
-        done = len(rows) + sum(dropped.values())
-        card = dataset_card(store.run(run_id), rows, done, dropped, filters) if fmt == "hf" else None
-        n = write_rows(rows, args.out, fmt, card)
+        scores: dict[str, list[float]] = {"initial_score": [], "final_score": []}  # two floats a row, for the card
+        rows = _noting_scores(export_rows(store, run_id, filters, args.messages_format, dropped), scores)
+        card = lambda: dataset_card(store.run(run_id), scores,
+                                    len(scores["final_score"]) + sum(dropped.values()), dropped, filters)  # noqa: E731
+        n = write_rows(rows, args.out, fmt, card if fmt == "hf" else None)
+        done = n + sum(dropped.values())
     except (StoreError, ExportError) as exc:
         print(f"reer: error: {exc}", file=sys.stderr)
         return 2
