@@ -39,12 +39,13 @@ class RunReading:
         return {RecordStatus(st): n for st, n in s.exec(q)}
 
     def finished_records(self, run_id: int, worker_id: int | None = None,
-                         chunk: int = FINISHED_CHUNK) -> Iterator[tuple[Record, Progress]]:
+                         chunk: int | None = None) -> Iterator[tuple[Record, Progress]]:
         """Done records in input order, each with its search tree; with ``worker_id``, only
         those that worker finished. Read ``chunk`` records at a time (three queries a chunk:
         the records from ix_record_run_status's (run_id, status, position) prefix, after the
         last position seen; their nodes from ix_node_record_id; their steps from
         uq step (record_id, step)), so what is held is one chunk, whatever the run's size."""
+        chunk = chunk or FINISHED_CHUNK
         after = -1
         while True:
             with self._session() as s:

@@ -58,6 +58,12 @@ class RecordSearch:
         it over). A record-level failure is recorded, not raised; errors that no record can
         survive (a dead endpoint or scorer) propagate and stop the run, leaving the record
         resumable."""
+        try:
+            return await self._run(rec)
+        finally:
+            self.stats.record_ended(rec.id)  # no-op once done: a finished record keeps no state here
+
+    async def _run(self, rec: Record) -> RecordStatus | None:
         failures = 0
         while True:
             try:
@@ -108,7 +114,7 @@ class RecordSearch:
             draft = None  # too long for the scorer: rejected like any unusable draft
         self.store.set_initial_score(rec.id, draft.id, draft.score)
         segments = segment_text(draft.text)
-        self.stats.initial_scores[rec.id] = draft.score
+        self.stats.draft_scored(rec.id, draft.score)
 
         kept = [st.kept for st in progress.steps]
         best = progress.steps[-1].best_after if progress.steps else draft.score
@@ -131,7 +137,7 @@ class RecordSearch:
             self.stats.steps += 1
         thinking = decisions.final_thinking(segments, kept)
         self.store.finish_record(rec.id, thinking, best)
-        self.stats.final_scores[rec.id] = best
+        self.stats.record_ended(rec.id, best)
         self.stats.done += 1
         return RecordStatus.done
 
