@@ -17,6 +17,7 @@ from agents.watch.stats import Stats
 from store import Store
 
 HEARTBEATS_PER_LEASE = 4
+LAG_PROBE_S = 0.1  # how often the event loop's lateness is measured
 MAX_POLL_S = 5.0  # how often an idle worker asks the store whether work appeared
 
 
@@ -33,6 +34,7 @@ class ClaimLoop:
         self.stats.phase = "searching"
         self.shutdown.tasks = self.running
         heart = asyncio.create_task(self._heartbeat())
+        probe = asyncio.create_task(self._probe_lag())
         poll_s = min(MAX_POLL_S, self.lease_s / HEARTBEATS_PER_LEASE)
         try:
             while True:
@@ -49,6 +51,8 @@ class ClaimLoop:
                 self._reap()
         finally:
             heart.cancel()
+            probe.cancel()
+            self.log(f"event loop lag: max {self.stats.loop_lag_max_s * 1000:.0f} ms")
             for t in self.running:
                 t.cancel()
             if self.running:
@@ -95,6 +99,15 @@ class ClaimLoop:
             raise
         finally:
             self.stats.running -= 1
+
+    async def _probe_lag(self) -> None:
+        """How late a short sleep wakes: the longest the loop was held by one callback (a store
+        write, parsing a long output), which delays every request and heartbeat meanwhile."""
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            self.stats.loop_lag_max_s = max(self.stats.loop_lag_max_s, loop.time() - t0 - LAG_PROBE_S)
 
     async def _heartbeat(self) -> None:
         while True:

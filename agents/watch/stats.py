@@ -51,6 +51,7 @@ class Stats:
     on_error: Callable[[str], None] | None = None  # each error in full, as it happens (the run's log)
     prices: "Prices | None" = None  # per million tokens: the dashboard shows the cost so far
     endpoints: list[EndpointCounts] = field(default_factory=list)
+    loop_lag_max_s: float = 0.0  # the longest the event loop was late (store writes block it)
 
     def elapsed_s(self) -> float:
         return max(time.monotonic() - self.started, 1e-9)

@@ -104,6 +104,7 @@ class FakeOpenAI(LoopbackServer):
     # DeepWriting size: a draft of about this many characters (~8K tokens at 30,000) in paragraphs
     # of about PARAGRAPH_CHARS, and each rewrite about as long as its segment. 0: short outputs.
     draft_chars: int = 0
+    keep_prompts: bool = True  # False: the log keeps counts, not texts (a long run's prompts are GBs)
     api_key: str | None = None  # when set, requests must carry it
     port: int = 0
     log: list[Logged] = field(default_factory=list)  # every request answered
@@ -236,7 +237,8 @@ class FakeOpenAI(LoopbackServer):
         n_out = n if self.supports_n else 1
         stops = body.get("stop") or []
         stops = [stops] if isinstance(stops, str) else stops
-        logged = Logged(kind, endpoint, task, segment, n_out, prompt, body, prefill is not None)
+        logged = (Logged(kind, endpoint, task, segment, n_out, prompt, body, prefill is not None) if self.keep_prompts
+                  else Logged(kind, endpoint, "", None, n_out, "", {}, prefill is not None))
         with self._lock:
             self.log.append(logged)
             texts = []
