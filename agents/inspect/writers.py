@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-ROW_GROUP = 512  # rows per Parquet row group: tens of MB at DeepWriting size
+ROW_GROUP = 128  # rows per Parquet row group (and HF writer batch): ~15 MB at DeepWriting size
 
 
 class ExportError(Exception):
@@ -94,7 +94,8 @@ def _write_hf(rows: Iterable[dict[str, Any]], out: Path, card: Callable[[], str]
         else:
             # The builder writes the generator's rows to Arrow files as they come; its cache is
             # ours and goes with the temporary folder.
-            ds = datasets.Dataset.from_generator(counted, cache_dir=str(tmp / "cache"), keep_in_memory=False)
+            ds = datasets.Dataset.from_generator(counted, cache_dir=str(tmp / "cache"), keep_in_memory=False,
+                                                 writer_batch_size=ROW_GROUP)
         ds.save_to_disk(str(tmp / "data"))
         del ds
         if card is not None:

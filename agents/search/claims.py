@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from agents.search.record import RecordSearch
+from agents.search.record import RecordSearch, off_loop
 from agents.search.shutdown import Shutdown
 from agents.watch.stats import Stats
 from store import Store
@@ -61,7 +61,7 @@ class ClaimLoop:
     async def _claim_more(self) -> list:
         """Claim as many records as there is room for and start their searches."""
         free = 0 if self.shutdown.requested else self.concurrency - len(self.running)
-        claims = self.store.claim(self.run_id, free) if free > 0 else []
+        claims = await off_loop(self.store.claim, self.run_id, free) if free > 0 else []
         for c in claims:
             if c.taken_from:
                 self.log(f"record {c.record.key}: taken over from {c.taken_from}, whose lease ran out")

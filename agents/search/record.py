@@ -8,9 +8,10 @@ regenerated), and only the missing candidates of the open step are generated.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 from agents.config import Acceptance, EditPrefill, SearchConfig
 from agents.errors import EndpointError, FatalEndpointError
@@ -27,6 +28,21 @@ from scorer.errors import ScoringInputError
 from store import LeaseLost, Node, NodeKind, Record, RecordStatus, Step, Store
 
 CHECK_CHUNK = 256  # records per /check request
+T = TypeVar("T")
+
+
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """A store call in a thread: a write of a 30,000-character draft (or a wait on a lock) would
+    hold the event loop, and every request and heartbeat with it. A record cancelled meanwhile
+    waits for its write to end, so nothing is written after the record has stopped."""
+    call = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        await asyncio.wait([call])
+        if not call.cancelled():
+            call.exception()  # retrieved: what a cancelled record's write raised is moot
+        raise
 
 
 def draft_stop(acceptance: Acceptance) -> list[str]:
@@ -80,7 +96,7 @@ class RecordSearch:
                 if failures < self.failure_budget:
                     continue  # the search resumes from the store: nothing is redone
                 reason = f"{failures} requests failed for good; last: {exc}"
-            self.store.end_record(rec.id, RecordStatus.failed, reason)
+            await off_loop(self.store.end_record, rec.id, RecordStatus.failed, reason)
             self.stats.failed += 1
             return RecordStatus.failed
 
@@ -94,25 +110,25 @@ class RecordSearch:
             results = await self.scorer.check_many([(r.question, r.answer, r.lang) for r in part])
             for rec, result in zip(part, results):
                 if isinstance(result, ScoringInputError):
-                    self._skip(rec, f"answer cannot be scored: {result}")
+                    await self._skip(rec, f"answer cannot be scored: {result}")
                 else:
                     ok.append(rec)
         return ok
 
     async def _search(self, rec: Record) -> RecordStatus:
-        progress = self.store.load_progress(rec.id)
+        progress = await off_loop(self.store.load_progress, rec.id)
         draft, attempts = progress.draft, list(progress.drafts)
         while True:
             while draft is None and len(attempts) < self.cfg.draft_attempts:
                 attempts.append(await self._new_draft(rec, len(attempts)))
                 draft = None if attempts[-1].rejected else attempts[-1]
             if draft is None:
-                return self._skip(rec, f"draft rejected: {attempts[-1].rejected}"
+                return await self._skip(rec, f"draft rejected: {attempts[-1].rejected}"
                                   + (f" ({len(attempts)} attempts)" if len(attempts) > 1 else ""))
             if draft.score is not None or await self._score_nodes(rec, [(draft.text, draft)]):
                 break
             draft = None  # too long for the scorer: rejected like any unusable draft
-        self.store.set_initial_score(rec.id, draft.id, draft.score)
+        await off_loop(self.store.set_initial_score, rec.id, draft.id, draft.score)
         segments = segment_text(draft.text)
         self.stats.draft_scored(rec.id, draft.score)
 
@@ -131,18 +147,18 @@ class RecordSearch:
                 best = chosen.score
                 self.stats.accepted += 1
             kept.append(chosen.text if chosen else view.segment)
-            self.store.complete_step(rec.id, Step(step=i, segment=view.segment, kept=kept[-1],
+            await off_loop(self.store.complete_step, rec.id, Step(step=i, segment=view.segment, kept=kept[-1],
                                                   chosen_node_id=chosen.id if chosen else None, best_after=best,
                                                   record_id=rec.id), scores)
             self.stats.steps += 1
         thinking = decisions.final_thinking(segments, kept)
-        self.store.finish_record(rec.id, thinking, best)
+        await off_loop(self.store.finish_record, rec.id, thinking, best)
         self.stats.record_ended(rec.id, best)
         self.stats.done += 1
         return RecordStatus.done
 
-    def _skip(self, rec: Record, reason: str) -> RecordStatus:
-        self.store.end_record(rec.id, RecordStatus.skipped, reason)
+    async def _skip(self, rec: Record, reason: str) -> RecordStatus:
+        await off_loop(self.store.end_record, rec.id, RecordStatus.skipped, reason)
         self.stats.skipped += 1
         return RecordStatus.skipped
 
@@ -158,7 +174,7 @@ class RecordSearch:
         for (_, node), result in zip(items, results):
             if isinstance(result, ScoringInputError):
                 node.rejected = f"cannot be scored: {result}"
-                self.store.reject_node(node, node.rejected)
+                await off_loop(self.store.reject_node, node, node.rejected)
             else:
                 node.score = scores[node.id] = result
         return scores
@@ -180,7 +196,7 @@ class RecordSearch:
             parsed = Parsed(None, f"draft has {gen.completion_tokens} generated tokens, under {self.cfg.min_draft_tokens}")
         if parsed.ok and len(segment_text(parsed.text)) <= 1:
             parsed = Parsed(None, "draft thinking is a single segment")
-        return self.store.add_node(_node(rec, NodeKind.draft, -1, attempt, prefill, gen, parsed))
+        return await off_loop(self.store.add_node, _node(rec, NodeKind.draft, -1, attempt, prefill, gen, parsed))
 
     async def _candidates(self, rec: Record, view: decisions.StepView, stored: list[Node]) -> list[Node]:
         """The step's candidates: those already stored, plus the missing ones generated now."""
@@ -199,10 +215,9 @@ class RecordSearch:
         else:
             stop = [REFINE_CLOSE] if strict else []  # the reference's edits run to their end
         gens = await self.generator.generate(self._messages(user), prefill, missing, stop)
-        return list(stored) + self.store.add_nodes(
-            [_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen,
-                   parse_refine(prefill + gen.text, allow_empty=not strict))
-             for k, gen in enumerate(gens)])
+        nodes = [_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen,
+                       parse_refine(prefill + gen.text, allow_empty=not strict)) for k, gen in enumerate(gens)]
+        return list(stored) + await off_loop(self.store.add_nodes, nodes)
 
 
 def _node(rec: Record, kind: NodeKind, step: int, idx: int, prefill: str, gen: Generation, parsed: Parsed) -> Node:
