@@ -212,6 +212,8 @@ def main() -> int:
     a = p.parse_args()
     a.max_steps = 10  # the default search, as bench/scale.py's command needs it said
     tmp = Path(tempfile.mkdtemp(prefix="reer-deepwriting-"))
+    commit = {"commit": git("rev-parse", "--short", "HEAD"),  # what ran, whatever changes meanwhile
+              "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     print(f"{a.records} DeepWriting records (answers {ANSWER_CHARS} chars, drafts ~{DRAFT_CHARS}), 10 steps x "
           f"{EXPANSIONS} candidates, {a.workers} workers x {a.concurrency} in flight on PostgreSQL, {a.kill} "
           f"SIGKILLed and restarted, status every {a.poll_s:g} s", flush=True)
@@ -238,9 +240,7 @@ def main() -> int:
     ]
     print("\n".join(lines), flush=True)
     RESULTS.write_text(json.dumps({
-        "command": " ".join(sys.argv), "commit": git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        "command": " ".join(sys.argv), **commit, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
         "note": a.note, "figures": f, "output": lines}, indent=2, ensure_ascii=False, default=float) + "\n")
     print(f"-> {RESULTS.relative_to(R.ROOT)}", file=sys.stderr)
     return 0
