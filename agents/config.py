@@ -36,6 +36,9 @@ DEFAULT_GRACE_S = 30.0  # Ctrl-C: how long in-flight records may finish
 # How long a worker's records stay its own without a heartbeat (it beats 4 times per lease): a
 # worker that dies unannounced holds them this long, one stalled longer loses them.
 DEFAULT_LEASE_S = 60.0
+# How long a worker rides out a store that went away (a server restart, a failover, a network
+# hiccup) before it stops; 0 stops at once. Five minutes covers a PostgreSQL restart or failover.
+DEFAULT_STORE_WAIT_S = 300.0
 
 GeneratorMode = Literal["chat", "completions"]
 EditPrefill = Literal["analyze", "refine"]
@@ -101,6 +104,8 @@ class GeneratorConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific fields; None removes one
     timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     rps: float | None = None  # request-rate limit, requests per second
+    tpm: int | None = None  # token-rate limit, prompt + completion tokens per minute (the server's usage)
+    max_in_flight: int | None = None  # this endpoint's ceiling of requests in flight (--endpoint-concurrency)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -115,12 +120,16 @@ class SearchConfig:
     acceptance: Acceptance = "reference"
 
 
+DEFAULT_SCORER_WAIT_S = 120.0  # a scorer started with the run loads its model meanwhile
+
+
 @dataclass(frozen=True)
 class ScorerConfig:
     settings: ScorerSettings  # what the run's scorer process is started with (scorer.settings)
     urls: tuple[str, ...] = ()  # scorers already running, instead of starting them
     token: str | None = field(default=None, repr=False)  # its bearer token, if it requires one
     tokenizer: str | None = None  # a vLLM scorer's tokenizer, where it is not the scorer model's
+    wait_s: float = DEFAULT_SCORER_WAIT_S  # none of the --scorer-urls answers: how long the run waits
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,7 @@ class RunConfig:
     record_failures: int = DEFAULT_RECORD_FAILURES
     prices: Prices | None = None  # what the endpoint charges, for the cost shown
     lease_s: float = DEFAULT_LEASE_S
+    store_wait_s: float = DEFAULT_STORE_WAIT_S
     others: tuple[GeneratorConfig, ...] = ()  # more endpoints (--endpoint repeated): their URL, key and model
 
     @property

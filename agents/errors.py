@@ -3,6 +3,8 @@
     ReerError                  root: every error reer reports to the user
     ├── InputError             a bad input file or record (names the file and the record)
     ├── ConfigError            bad options, or options that do not fit the endpoint
+    ├── StoreSpilled           the store stayed away past --store-wait: its error, and the spill file
+    │                          that keeps the generations held meanwhile
     └── EndpointError          one request failed for good (the record may be retried, then fails)
         ├── RetryableError     a failure worth retrying: 429, 5xx, timeouts, dropped connections
         └── FatalEndpointError no request can succeed (bad key, wrong URL or model, endpoint down
@@ -43,3 +45,16 @@ class RetryableError(EndpointError):
     def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None):
         self.retry_after_s = retry_after_s
         super().__init__(message, status)
+
+
+class StoreSpilled(ReerError):
+    """The store did not come back within --store-wait (or the run was stopped while waiting):
+    the store's own line, and where the generations held meanwhile were kept."""
+
+    def __init__(self, cause: Exception, held: int, path, failed: OSError | None = None):
+        self.cause, self.held, self.path = cause, held, path
+        if failed is None:
+            kept = f"the {held} generations held while it was down are kept in {path}: the same command stores them first"
+        else:
+            kept = f"the {held} generations held while it was down could not be kept in {path} ({failed})"
+        super().__init__(f"{cause} ({kept})")

@@ -29,6 +29,16 @@ SCORER_FLAGS = {"max_context": "--max-context", "scoring_prompt": "--scoring-pro
 SCORER_SERVER_ONLY = ("prompts_dir", "max_body_mb", "max_items", "read_timeout_s", "max_large_requests")
 
 
+def input_stem(path: Path) -> str:
+    """The input's name for the default --db and --out: a file's stem, or a dataset's name and
+    split (hf:org/name:test -> name-test)."""
+    text = str(path)
+    if not text.startswith("hf:"):
+        return path.stem
+    name, _, split = text.removeprefix("hf:").partition(":")
+    return "-".join(p for p in (name.rstrip("/").rsplit("/", 1)[-1], split) if p) or "dataset"
+
+
 def per_endpoint(flag: str, values: list | None, n: int) -> list:
     """A repeatable endpoint flag's value for each of ``n`` endpoints: given once, for all;
     else once per --endpoint, in their order."""
@@ -67,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scorer-tokenizer", default=None,
                     help="a vLLM --scorer-url: the served model's tokenizer, to find the scored span (default: "
                          "--scorer-model)")
+    sc.add_argument("--scorer-wait", type=float, default=C.DEFAULT_SCORER_WAIT_S, metavar="SECONDS",
+                    help="when no --scorer-url answers (at the start, or mid-run while they restart), how long the "
+                         "run waits for one before it stops; one of several not answering never holds the run")
     sc.add_argument("--scorer-token", default=os.environ.get("REER_SCORER_TOKEN"),
                     help="bearer token of a --scorer-url that requires one (env REER_SCORER_TOKEN)")
     add_price_options(p)
@@ -122,13 +135,18 @@ def dump_config(a: argparse.Namespace) -> str:
 
 
 def _io_options(io: argparse._ArgumentGroup) -> None:
-    io.add_argument("--input", required=True, type=Path, help="records: .json (a list), .jsonl or .parquet")
+    io.add_argument("--input", required=True, type=Path, help="records: .json (a list), .jsonl, .parquet, a Hugging Face dataset "
+                                                                 "as hf:NAME[:SPLIT] (default split: train), or a "
+                                                                 "datasets.save_to_disk folder")
     io.add_argument("--db", default=None, help="the run's store: a SQLite path or a SQLAlchemy URL "
                                                "(default: runs/<input name>.db)")
     io.add_argument("--out", type=Path, default=None, help="results JSONL (default: runs/<input name>.jsonl)")
     io.add_argument("--lease-s", type=float, default=C.DEFAULT_LEASE_S,
                     help="workers sharing a --db URL: how long a worker that stops answering keeps its records "
                          "before the others take them over")
+    io.add_argument("--store-wait", type=float, default=C.DEFAULT_STORE_WAIT_S, metavar="SECONDS",
+                    help="how long to ride out a database that went away (a restart, a failover, a network "
+                         "hiccup), holding what is generated meanwhile; 0 stops at once")
     io.add_argument("--force", action="store_true", help="resume even if the config or input changed")
     io.add_argument("--retry-failed", action="store_true", help="run the records that failed earlier again")
     io.add_argument("--strict", action="store_true",
@@ -139,7 +157,8 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--endpoint", action=Repeat, default=None,
                    help="OpenAI-compatible base URL ending in /v1 (env OPENAI_BASE_URL; default 'local': an embedded "
                         "llama.cpp server with the Gemma 3 270M demo model). Repeat it for several servers: each "
-                        "request goes to the one with the fewest in flight, and one that is down is skipped")
+                        "request goes where it would finish first at their measured speed and load, and one that "
+                        "is down is skipped")
     g.add_argument("--api-key", action=Repeat, default=None,
                    help="API key (env OPENAI_API_KEY; not needed by local servers); once for all endpoints, or once "
                         "per --endpoint in their order")
@@ -164,7 +183,13 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
                         "repeat_penalty 1.3)")
     g.add_argument("--concurrency", type=int, default=None,
                    help=f"records in flight (default {C.REFERENCE_PROFILE.concurrency}; {C.LOCAL_PROFILE.concurrency} for the local endpoint)")
+    g.add_argument("--endpoint-concurrency", action=Repeat, type=int, default=None, metavar="N",
+                   help="requests in flight at most on an endpoint (default: no ceiling): once for all endpoints, "
+                        "or once per --endpoint in their order; 0 for none on that one")
     g.add_argument("--rps", type=float, default=None, help="request-rate limit (requests/s)")
+    g.add_argument("--tpm", type=int, default=None,
+                   help="token-rate limit: prompt + completion tokens per minute, as the server's usage counts "
+                        "them (API tiers meter this); a request waits while the last minute is at the limit")
     g.add_argument("--timeout", type=float, default=C.DEFAULT_REQUEST_TIMEOUT_S, help="per-request timeout (s)")
     g.add_argument("--max-retries", type=int, default=C.DEFAULT_MAX_RETRIES, help="retries on 429/5xx/timeouts")
     g.add_argument("--record-failures", type=int, default=C.DEFAULT_RECORD_FAILURES,
@@ -215,8 +240,52 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
     for name, value in unset.items():
         if getattr(a, name) is None:
             setattr(a, name, value)
+    _check(a)
+    keys = per_endpoint("--api-key", a.api_key or [os.environ.get("OPENAI_API_KEY")], len(a.endpoint))
+    models = per_endpoint("--model", a.model, len(a.endpoint))
+    ceilings = per_endpoint("--endpoint-concurrency", a.endpoint_concurrency, len(a.endpoint))
+    if any(c is not None and c < 0 for c in ceilings):
+        raise ConfigError("--endpoint-concurrency cannot be negative (0: no ceiling)")
+    ceilings = [c or None for c in ceilings]
+    try:
+        settings = scorer_settings(a, prefix="scorer-", prompts_dir=str(a.prompts_dir) if a.prompts_dir else None)
+    except ValueError as exc:
+        raise ConfigError(f"scorer option: {exc}") from None
+    stem = input_stem(a.input)
+    generator = C.GeneratorConfig(
+        endpoint=a.endpoint[0], api_key=keys[0], model=models[0], max_in_flight=ceilings[0],
+        mode=a.mode, tokenizer=a.generator_tokenizer, chat_format=a.chat_format, edit_prefill=a.edit_prefill,
+        chat_prefill=a.chat_prefill, sampling=C.Sampling(a.temperature, a.top_p, a.top_k, a.max_tokens),
+        extra_body=a.extra_body,
+        timeout_s=a.timeout,
+        rps=a.rps, tpm=a.tpm, retry=C.RetryPolicy(max_retries=a.max_retries),
+    )
+    return C.RunConfig(
+        input=a.input,
+        db=a.db or f"runs/{stem}.db",
+        out=a.out or Path(f"runs/{stem}.jsonl"),
+        generator=generator,
+        others=tuple(replace(generator, endpoint=u, api_key=k, model=m, max_in_flight=c)
+                     for u, k, m, c in zip(a.endpoint[1:], keys[1:], models[1:], ceilings[1:])),
+        search=C.SearchConfig(a.stop_score, a.max_steps, a.expansions, a.min_draft_tokens, a.cut_drafts,
+                              a.draft_attempts, a.acceptance),
+        scorer=C.ScorerConfig(settings, urls=tuple(a.scorer_url or ()), token=a.scorer_token,
+                            tokenizer=a.scorer_tokenizer, wait_s=a.scorer_wait),
+        prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard, log_json=a.log_json,
+        force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
+        record_failures=a.record_failures, prices=prices_from_args(a), lease_s=a.lease_s,
+        store_wait_s=a.store_wait,
+    )
+
+
+def _check(a: argparse.Namespace) -> None:
+    """The values no run can use, refused before anything starts."""
+    if a.store_wait < 0:
+        raise ConfigError("--store-wait cannot be negative (0 stops at once when the database goes away)")
     if a.lease_s < 1:
         raise ConfigError("--lease-s must be at least 1 (a worker renews its lease 4 times per lease)")
+    if a.tpm is not None and a.tpm < 1:
+        raise ConfigError("--tpm must be at least 1 (tokens per minute)")
     for name in ("concurrency", "max_steps", "expansions", "max_tokens", "draft_attempts", "record_failures"):
         if getattr(a, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
@@ -230,33 +299,3 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
             raise ConfigError(f"--endpoint {url!r} is not a URL: use http://HOST:PORT/v1, or 'local'")
     if len(set(a.endpoint)) < len(a.endpoint):
         raise ConfigError("an --endpoint is given twice: give each server once")
-    keys = per_endpoint("--api-key", a.api_key or [os.environ.get("OPENAI_API_KEY")], len(a.endpoint))
-    models = per_endpoint("--model", a.model, len(a.endpoint))
-    try:
-        settings = scorer_settings(a, prefix="scorer-", prompts_dir=str(a.prompts_dir) if a.prompts_dir else None)
-    except ValueError as exc:
-        raise ConfigError(f"scorer option: {exc}") from None
-    stem = a.input.stem
-    generator = C.GeneratorConfig(
-        endpoint=a.endpoint[0], api_key=keys[0], model=models[0],
-        mode=a.mode, tokenizer=a.generator_tokenizer, chat_format=a.chat_format, edit_prefill=a.edit_prefill,
-        chat_prefill=a.chat_prefill, sampling=C.Sampling(a.temperature, a.top_p, a.top_k, a.max_tokens),
-        extra_body=a.extra_body,
-        timeout_s=a.timeout,
-        rps=a.rps, retry=C.RetryPolicy(max_retries=a.max_retries),
-    )
-    return C.RunConfig(
-        input=a.input,
-        db=a.db or f"runs/{stem}.db",
-        out=a.out or Path(f"runs/{stem}.jsonl"),
-        generator=generator,
-        others=tuple(replace(generator, endpoint=u, api_key=k, model=m)
-                     for u, k, m in zip(a.endpoint[1:], keys[1:], models[1:])),
-        search=C.SearchConfig(a.stop_score, a.max_steps, a.expansions, a.min_draft_tokens, a.cut_drafts,
-                              a.draft_attempts, a.acceptance),
-        scorer=C.ScorerConfig(settings, urls=tuple(a.scorer_url or ()), token=a.scorer_token,
-                            tokenizer=a.scorer_tokenizer),
-        prompts_dir=a.prompts_dir, concurrency=a.concurrency, dashboard=not a.no_dashboard, log_json=a.log_json,
-        force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
-        record_failures=a.record_failures, prices=prices_from_args(a), lease_s=a.lease_s,
-    )

@@ -5,7 +5,7 @@ folder given as the file, a read-only file system, a full disk, a server that re
 connection, a missing database, an unknown scheme — becomes a :class:`StoreUnavailable` that
 names the database (password masked), the cause and what to do. A write failing mid-run is
 translated the same way by the engine's ``handle_error`` hook, so the search never sees a raw
-driver error.
+driver error; it says whether the failure is one to wait out (``store.outage``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,17 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
 from sqlmodel import SQLModel, create_engine
 
 from store.errors import StoreUnavailable
+from store.outage import is_transient
 
 # Below this much free space a run would fail within its first writes: refuse before anything
 # is paid for. SQLite's schema and a few hundred nodes fit well within it.
 MIN_FREE_BYTES = 1 << 20
+
+# A server that vanishes without closing its connections (a failover, a cable pulled) would
+# otherwise hold a query in flight for the kernel's two hours: notice it within about 30 s, and
+# so ride it out like any other outage (libpq's parameters; a URL's own values win).
+PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                   "tcp_user_timeout": 30_000}
 
 _FREE_SPACE = "free space on its file system"
 _DISK_HEALTH = "check that its file system has free space and is healthy"
@@ -97,6 +104,8 @@ def open_engine(db: str) -> Engine:
 def engine_for(db: str, **kwargs) -> Engine:
     """An engine on ``db`` (``kwargs`` for ``create_engine``) whose every failure, at connect or
     later, is a StoreUnavailable."""
+    if db.startswith("postgresql"):
+        kwargs.setdefault("connect_args", {k: v for k, v in PG_CONNECT_ARGS.items() if k not in make_url(db).query})
     try:
         engine = create_engine(db if "://" in db else f"sqlite:///{Path(db).expanduser()}", **kwargs)
     except (NoSuchModuleError, ArgumentError) as exc:
@@ -182,7 +191,8 @@ def _translate(db: str, ctx) -> None:
     if "://" not in db and hint in (_FREE_SPACE, _DISK_HEALTH):
         free = shutil.disk_usage(Path(db).expanduser().parent).free
         cause += f"; {free // 1024} KiB free on its file system"
-    raise StoreUnavailable(shown(db), cause, hint) from ctx.original_exception
+    transient = is_transient(ctx.original_exception, ctx.is_disconnect)
+    raise StoreUnavailable(shown(db), cause, hint, transient=transient) from ctx.original_exception
 
 
 def _first_line(exc: BaseException) -> str:

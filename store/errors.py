@@ -17,8 +17,11 @@ class StoreUnavailable(StoreError):
     """The database cannot be opened, created or written: a folder given as the file, a full
     disk, a read-only file, a server that refuses, a missing database, an unknown URL scheme."""
 
-    def __init__(self, db: str, cause: str, hint: str | None = None, resumable: bool = True):
+    def __init__(self, db: str, cause: str, hint: str | None = None, resumable: bool = True,
+                 transient: bool = False):
         self.db, self.cause, self.hint = db, cause, hint  # db: as it may be shown (password masked)
+        # The server went away for a while (store.outage): a worker waits for it, up to --store-wait.
+        self.transient = transient
         then = ", then run the same command; what is stored so far is kept" if resumable else ""
         super().__init__(f"database {db}: {cause}. To go on: {hint or 'fix that'}{then}")
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Collection
 
-from sqlalchemy import bindparam, func, insert, or_, update
+from sqlalchemy import and_, bindparam, func, insert, or_, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col, select
 
@@ -48,26 +48,33 @@ class LeaseQueries:
             conn.execute(update(Worker).where(col(Worker.id) == self.worker_id)
                          .values(expires_at=now + timedelta(seconds=self.lease_s)))
 
-    def claim(self, run_id: int, n: int) -> list[Claim]:
+    def claim(self, run_id: int, n: int, running: Collection[int] | None = None) -> list[Claim]:
         """Up to ``n`` unfinished records for this worker: free ones, and those of workers whose
         lease has run out or that have ended, in input order. Concurrent claims never take the
         same record (``FOR UPDATE SKIP LOCKED``); a taken-over record resumes from its stored
-        steps and candidates."""
+        steps and candidates. Given what this worker is ``running``, the records marked its own that
+        it is not are taken again: a claim whose commit it never heard of (the connection cut)
+        left them so."""
         with self.engine.begin() as conn:
             now = db_now(conn)
             live = select(Worker.id).where(col(Worker.ended_at).is_(None), Worker.expires_at > now)
             table = Record.__table__
             # The status as literals, as the queue's partial index states it: a bound parameter
             # would keep the planner from proving that the index covers the query.
-            free = (select(table).where(table.c.run_id == run_id, QUEUE,
-                                        or_(table.c.worker_id.is_(None), table.c.worker_id.not_in(live)))
+            # Never its own records through its own lease running out (a heartbeat late, the store
+            # away a while): they are still being searched here.
+            claimable = [table.c.worker_id.is_(None),
+                         and_(table.c.worker_id.not_in(live), table.c.worker_id != self.worker_id)]
+            if running is not None:
+                claimable.append(and_(table.c.worker_id == self.worker_id, table.c.id.not_in(list(running))))
+            free = (select(table).where(table.c.run_id == run_id, QUEUE, or_(*claimable))
                     .order_by(table.c.position).limit(n).with_for_update(skip_locked=True))
             found = [Record.model_validate(r._mapping) for r in conn.execute(free)]
             if not found:
                 return []
             conn.execute(update(Record).where(col(Record.id).in_([r.id for r in found]))
                          .values(worker_id=self.worker_id, status=RecordStatus.running, updated_at=now))
-            previous = {r.worker_id for r in found if r.worker_id is not None}
+            previous = {r.worker_id for r in found if r.worker_id not in (None, self.worker_id)}
             names = dict(conn.execute(select(Worker.id, Worker.name).where(col(Worker.id).in_(previous))).all()
                          ) if previous else {}
             claims = [Claim(r, names.get(r.worker_id)) for r in found]
@@ -94,12 +101,18 @@ class LeaseQueries:
         that dies instead frees them when its lease runs out)."""
         if self.worker_id is None:
             return
+        self.end_worker(self.worker_id)
+        self.worker_id = None
+
+    def end_worker(self, worker_id: int) -> None:
+        """Mark worker ``worker_id`` ended and free its unfinished records: this one leaving, or
+        one known to be gone (it left generations to replay as it stopped)."""
         with self.engine.begin() as conn:
             now = db_now(conn)
-            conn.execute(update(Record).where(col(Record.worker_id) == self.worker_id,
+            conn.execute(update(Record).where(col(Record.worker_id) == worker_id,
                                               col(Record.status).in_(UNFINISHED)).values(worker_id=None))
-            conn.execute(update(Worker).where(col(Worker.id) == self.worker_id).values(ended_at=now, expires_at=now))
-        self.worker_id = None
+            conn.execute(update(Worker).where(col(Worker.id) == worker_id, col(Worker.ended_at).is_(None))
+                         .values(ended_at=now, expires_at=now))
 
     def shared(self, run_id: int) -> bool:
         """Whether another worker has been live on the run while this one was."""

@@ -19,6 +19,12 @@ CONTINUE_FIELDS = {"continue_final_message": True, "add_generation_prompt": Fals
 PREFLIGHT_MESSAGES = [{"role": "system", "content": SYSTEM_PROMPT},
                       {"role": "user", "content": "Say hello in one short sentence."}]
 PREFLIGHT_PREFILL = f"{THINK_OPEN}\nAlright"  # the form of a draft's prefill
+# llama.cpp refuses a trailing assistant message while the chat template thinks (Qwen3, GLM,
+# Gemma 4: tools/server/server-common.cpp, oaicompat_chat_params_parse); the request's own
+# chat_template_kwargs override the server's, and with thinking off the prefill is continued.
+THINKING_REFUSAL = "incompatible with enable_thinking"
+NO_THINKING = {"enable_thinking": False}
+NO_THINKING_FLAG = "--extra-body '{\"chat_template_kwargs\": {\"enable_thinking\": false}}'"
 
 # The flag that changes each request field reer sends; any field can also be removed with
 # --extra-body '{"FIELD": null}'. Fields a server names in a 400 are looked up here.
@@ -38,9 +44,10 @@ class EndpointInfo:
 
     prefill: str  # "completions" | "continue" | "trailing" | "off"
     n_supported: bool
-    max_tokens_field: str  # "max_tokens", or "max_completion_tokens" (OpenAI's reasoning models)
+    max_tokens_field: str  # "max_completion_tokens" where the server takes it, else "max_tokens"
     thinking_field: str | None  # where a reasoning server returns the thinking, when it does
     no_prefill_reason: str | None = None  # why "auto" ended without a prefill
+    thinking_off: bool = False  # the prefill needed chat_template_kwargs enable_thinking false
 
     @property
     def prefills(self) -> bool:
@@ -50,9 +57,10 @@ class EndpointInfo:
         how = {"completions": "prefill in the rendered prompt (/v1/completions)",
                "continue": "prefill continued via continue_final_message",
                "trailing": "prefill as a trailing assistant message", "off": "NO prefill"}[self.prefill]
-        parts = [how, "n supported" if self.n_supported else "n=1 requests in parallel"]
-        if self.max_tokens_field != "max_tokens":
-            parts.append(f"length as {self.max_tokens_field}")
+        if self.thinking_off:
+            how += ", with the template's thinking off (chat_template_kwargs enable_thinking false)"
+        parts = [how, "n supported" if self.n_supported else "n=1 requests in parallel",
+                 f"length as {self.max_tokens_field}"]
         if self.thinking_field:
             parts.append(f"thinking read from '{self.thinking_field}'")
         return "; ".join(parts)
@@ -95,3 +103,14 @@ def refusal_message(endpoint: str, exc: EndpointError, sent: dict[str, Any], ext
              "" if field in _KEPT_FIELDS else f"leave it out with --extra-body '{{\"{field}\": null}}'"]
     fix = ", or ".join(f for f in fixes if f) or "see the endpoint's documentation"
     return f"{where}: the field '{field}' is refused; {fix}"
+
+
+def no_prefill_hint(reason: str, extra_body: dict[str, Any]) -> str:
+    """``reason`` with what to set, where a thinking chat template refused the prefill."""
+    if THINKING_REFUSAL not in reason:
+        return reason
+    kwargs = extra_body.get("chat_template_kwargs")
+    if isinstance(kwargs, dict) and kwargs.get("enable_thinking"):
+        return f"{reason}; --extra-body turns the template's thinking on: set {NO_THINKING_FLAG}"
+    return (f"{reason}, even with {NO_THINKING_FLAG}; start llama-server with --reasoning-budget 0, or use "
+            "--mode completions")

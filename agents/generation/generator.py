@@ -25,20 +25,24 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import httpx
 import openai
-from asyncio_throttle import Throttler
 
 from agents.config import PREFLIGHT_MAX_TOKENS, GeneratorConfig
 from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
 from agents.generation.breaker import CircuitBreaker
 from agents.generation.endpoint import (
     CONTINUE_FIELDS,
+    NO_THINKING,
     PREFLIGHT_MESSAGES,
     PREFLIGHT_PREFILL,
     REASONING_FIELDS,
+    THINKING_REFUSAL,
     EndpointInfo,
     continuation,
+    no_prefill_hint,
     refusal_message,
+    refused_field,
 )
+from agents.generation.limits import Limits
 from agents.generation.parse import merge_reasoning
 from agents.generation.translate import translated
 from agents.watch.stats import EndpointCounts, Stats
@@ -90,9 +94,14 @@ class Generator:
         self._n_supported = True  # until the server shows otherwise
         self._render: Callable[[Sequence[Message]], str] | None = None
         self._prefill = "completions" if cfg.mode == "completions" else "off"
-        self._max_tokens_field = "max_tokens"
+        # Chat: the current name first (vLLM and SGLang deprecate max_tokens, OpenAI's reasoning
+        # models refuse it); /v1/completions has max_tokens alone.
+        self._max_tokens_field = "max_tokens" if cfg.mode == "completions" else "max_completion_tokens"
+        self._thinking_off = False  # chat_template_kwargs enable_thinking false, for the prefill's sake
         self._thinking_field: str | None = None
-        self.throttler = Throttler(rate_limit=cfg.rps, period=1.0) if cfg.rps else None
+        # What the router waits for before each request (the name is the router's).
+        self.throttler = Limits(cfg.rps, cfg.tpm) if (cfg.rps or cfg.tpm) else None
+        self.stats.rps_limit, self.stats.tpm_limit = cfg.rps, cfg.tpm
         self.in_flight = 0
         self.counts = EndpointCounts(cfg.endpoint)
         self.stats.endpoints.append(self.counts)
@@ -119,7 +128,7 @@ class Generator:
             forms = [self.cfg.chat_prefill]
         no_prefill_reason = None
         for i, form in enumerate(forms):
-            self._prefill = form
+            self._prefill, self._thinking_off = form, False
             try:
                 await self._preflight(n, list(stop), send)
                 break
@@ -130,9 +139,10 @@ class Generator:
                     raise  # not a refusal: the endpoint is failing
                 if i + 1 == len(forms):
                     raise self._refusal(exc) from exc
-                no_prefill_reason = str(exc)  # try the next form: a server that cannot continue
+                # try the next form: a server that cannot continue
+                no_prefill_reason = no_prefill_hint(str(exc), self.cfg.extra_body)
         self.info = EndpointInfo(self._prefill, self._n_supported, self._max_tokens_field, self._thinking_field,
-                                 no_prefill_reason)
+                                 no_prefill_reason, self._thinking_off)
         return self.info
 
     async def _preflight(self, n: int, stop: list[str], send: Send) -> None:
@@ -140,20 +150,25 @@ class Generator:
         when ``n`` > 1, one of ``n`` choices, once: a server that refuses ``n`` (llama.cpp
         answers it with a 400 or a 500) or ignores it gets single requests from then on."""
         prefill = PREFLIGHT_PREFILL if self._prefill != "off" else ""
-        for _ in range(2):
+        adjusted: set[str] = set()
+        while True:
             try:
                 [out] = await self._request(PREFLIGHT_MESSAGES, prefill, 1, stop, send, PREFLIGHT_MAX_TOKENS, stay=True)
-                if prefill and self._prefill != "completions" and out.text.lstrip().startswith(THINK_OPEN):
-                    # A continuation never opens the block the prefill opened: the server
-                    # closed the prefilled turn and began a new one (llama.cpp without --jinja).
-                    raise EndpointError("the endpoint accepted the prefilled turn but began a new one instead of "
-                                        "continuing it", 400, param="messages")
                 break
+            except FatalEndpointError:
+                raise
             except EndpointError as exc:
-                # OpenAI's reasoning models take the length as max_completion_tokens only.
-                if "max_completion_tokens" not in str(exc) or self._max_tokens_field != "max_tokens":
+                fix = self._adjust(exc)
+                if fix is None or fix in adjusted:
                     raise
-                self._max_tokens_field = "max_completion_tokens"
+                adjusted.add(fix)
+        if prefill and self._prefill != "completions" and out.text.lstrip().startswith(THINK_OPEN):
+            # A continuation never opens the block the prefill opened: the server closed the
+            # prefilled turn and began a new one (llama.cpp without --jinja).
+            raise EndpointError("the endpoint accepted the prefilled turn but began a new one instead of "
+                                "continuing it", 400, param="messages")
+        if self._max_tokens_field == "max_completion_tokens" and (out.completion_tokens or 0) > PREFLIGHT_MAX_TOKENS:
+            self._max_tokens_field = "max_tokens"  # written past it: an older server that reads max_tokens alone
         if n > 1:
             try:
                 out = await self._request(PREFLIGHT_MESSAGES, prefill, n, stop, send_once, PREFLIGHT_MAX_TOKENS)
@@ -162,6 +177,23 @@ class Generator:
                 raise
             except EndpointError:
                 self._n_supported = False
+
+    def _adjust(self, exc: EndpointError) -> str | None:
+        """Change the request as a refusal of the preflight asks, and name the change; None
+        where nothing of reer's making can be changed."""
+        if exc.status is None or exc.status >= 500:
+            return None
+        if THINKING_REFUSAL in str(exc) and self._prefill in ("continue", "trailing"):
+            kwargs = self.cfg.extra_body.get("chat_template_kwargs")
+            if isinstance(kwargs, dict) and "enable_thinking" in kwargs:
+                return None  # the user's own choice: the warning names the flag
+            self._thinking_off = True
+            return "thinking"
+        sent = self._body(PREFLIGHT_MESSAGES, "", 1, [], PREFLIGHT_MAX_TOKENS)[1]
+        if self._render is None and refused_field(exc, sent) == self._max_tokens_field:
+            self._max_tokens_field = {"max_tokens": "max_completion_tokens"}.get(self._max_tokens_field, "max_tokens")
+            return "length"
+        return None
 
     def _refusal(self, exc: EndpointError) -> ConfigError:
         sent = self._body(PREFLIGHT_MESSAGES, "", 1, [], PREFLIGHT_MAX_TOKENS)[1]
@@ -210,6 +242,8 @@ class Generator:
                 if self._prefill == "continue":
                     body.update(CONTINUE_FIELDS)
         body.update(self.cfg.extra_body)
+        if self._thinking_off and "messages" in body:
+            body["chat_template_kwargs"] = {**(body.get("chat_template_kwargs") or {}), **NO_THINKING}
         return path, {k: v for k, v in body.items() if v is not None}
 
     async def _request(self, messages: Sequence[Message], prefill: str, n: int, stop: list[str], send: Send,
@@ -240,6 +274,9 @@ class Generator:
             self.stats.prompt_tokens += prompt or 0
             self.stats.completion_tokens += completion or 0
             e.counts.completion_tokens += completion or 0
+            if e.throttler is not None and e.throttler.budget is not None:
+                e.throttler.budget.spend((prompt or 0) + (completion or 0))
+                self.stats.tokens_last_minute = e.throttler.budget.used()
             # A request's usage is for all its choices: its prompt is counted on the first output
             # only and its completion tokens shared out, so that sums over outputs are what the
             # endpoint billed (the API gives no per-choice counts).

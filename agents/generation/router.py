@@ -1,11 +1,17 @@
 """Which endpoint a request goes to, and what happens when it fails.
 
 A run has one or more generator endpoints (``--endpoint`` repeated), each a ``Generator`` with
-its own preflight, connection pool and circuit breaker. A request goes to the endpoint with the
-fewest requests in flight among those not down. A request that fails is retried with backoff
-on whichever endpoint is best then, so an endpoint that goes down moves its share to the
-others. Requests wait only while every endpoint is down, and the run stops only when every one
-has stayed down for the breaker's limit.
+its own preflight, connection pool and circuit breaker. A request goes where it would finish
+first (``agents.generation.routing``: each endpoint's moving estimate of its time per request
+at its load, per kind of request), among those not down and under their ceiling
+(``--endpoint-concurrency``). A request that fails is retried with backoff on whichever
+endpoint is best then, so an endpoint that goes down moves its share to the others. Requests
+wait only while every endpoint is down, and the run stops only when every one has stayed down
+for the breaker's limit.
+
+The run starts with the endpoints whose preflight answers; one that does not goes on with its
+preflight in the background (retried with its breaker's backoff) and takes requests once it
+passes and agrees with the others on the prefill. Only while none answers does the start wait.
 """
 
 from __future__ import annotations
@@ -19,8 +25,14 @@ from agents.config import RetryPolicy
 from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
 from agents.generation.endpoint import EndpointInfo
 from agents.generation.generator import Generation, Generator
+from agents.generation.routing import Estimates, Moving, Option, RequestKind, choose, fleet_finish_s
 from agents.generation.translate import translated
 from agents.watch.stats import Stats
+
+# Once one endpoint's preflight has passed, how long the start waits for the others to pass or
+# fail once; one still silent then (hung) goes on in the background.
+JOIN_GRACE_S = 10.0
+POLL_S = 0.05
 
 
 class Router:
@@ -28,48 +40,144 @@ class Router:
                  log: Callable[[str], None]):
         self.endpoints = list(endpoints)
         self.policy, self.stats, self.rng, self.log = policy, stats, rng, log
+        self.estimates = {e: Estimates() for e in self.endpoints}
+        self.tokens: dict[str, Moving] = {}  # output tokens per request, by kind, over the fleet
+        self.waiting: set[Generator] = set()  # preflight not passed yet: no requests
+        self._joining: set[asyncio.Task] = set()
+        self._changed = asyncio.Event()
+        for e in self.endpoints:
+            e.counts.ceiling = e.cfg.max_in_flight
 
     @property
     def model(self) -> str:
         """The generator model, as the endpoints name it (their names joined where they differ)."""
-        return " | ".join(dict.fromkeys(e.model for e in self.endpoints))
+        return " | ".join(dict.fromkeys(e.model for e in self.endpoints if e.model))
+
+    @property
+    def live(self) -> list[Generator]:
+        return [e for e in self.endpoints if e not in self.waiting]
+
+    def budget(self, concurrency: int) -> str:
+        """How the run's records in flight are split over the endpoints, in one line."""
+        ceilings = [e.cfg.max_in_flight for e in self.endpoints]
+        each = ", ".join(f"{e.cfg.endpoint} {f'at most {c}' if c else 'no ceiling'}"
+                         for e, c in zip(self.endpoints, ceilings))
+        line = (f"the fleet: {concurrency} records in flight over {len(self.endpoints)} endpoint"
+                f"{'s' * (len(self.endpoints) > 1)}, each request where it would finish first ({each})")
+        if all(ceilings) and sum(ceilings) < concurrency:  # type: ignore[arg-type]
+            line += f"; the ceilings add up to {sum(ceilings)} requests: records beyond them wait for a free one"  # type: ignore[arg-type]
+        return line
 
     async def start(self, n: int = 1, stop: Sequence[str] = ()) -> EndpointInfo:
-        """Every endpoint's preflight, at once; they must agree on the prefill, which shapes the data."""
-        infos = await asyncio.gather(*(e.start(n, stop, self.send) for e in self.endpoints))
-        if len({i.prefills for i in infos}) > 1:
-            can = [e.cfg.endpoint for e, i in zip(self.endpoints, infos) if i.prefills]
-            cannot = [e.cfg.endpoint for e, i in zip(self.endpoints, infos) if not i.prefills]
-            raise ConfigError(f"the endpoints differ: {', '.join(can)} continue a prefilled turn, {', '.join(cannot)} "
-                              "cannot, and the data would differ with the endpoint: give endpoints of one kind, or "
-                              "--chat-prefill off for all")
-        return infos[0]
+        """Every endpoint's preflight, at once. The run starts once one has passed and each other
+        has passed or failed once (or ``JOIN_GRACE_S`` later); those that passed must agree on
+        the prefill, which shapes the data. The others go on in the background (``_join``)."""
+        self.waiting = set(self.endpoints)
+        tasks = {asyncio.create_task(e.start(n, stop, self.send)): e for e in self.endpoints}
+        passed: list[Generator] = []
+        grace_until: float | None = None
+        try:
+            while True:
+                running = [t for t in tasks if not t.done()]
+                if running:
+                    await asyncio.wait(running, timeout=POLL_S)
+                for t in tasks:
+                    if t.done() and isinstance(t.exception(), ConfigError):
+                        raise t.exception()  # type: ignore[misc]  # a refusal: the run's options are wrong
+                passed = [e for t, e in tasks.items() if t.done() and t.exception() is None]
+                running = [t for t in tasks if not t.done()]
+                if not running or not passed:
+                    if not running:
+                        break
+                    continue
+                grace_until = grace_until or time.monotonic() + JOIN_GRACE_S
+                if all(tasks[t].breaker.failures for t in running) or time.monotonic() > grace_until:
+                    break
+            if not passed:
+                raise next(t.exception() for t in tasks if t.exception() is not None)  # type: ignore[misc]
+            _agree(passed)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
+        passed.sort(key=self.endpoints.index)
+        self.info = passed[0].info
+        self.waiting -= set(passed)
+        self.stats.endpoint_down = False  # one answered: no request waits
+        for t, e in tasks.items():
+            if e in self.waiting:
+                e.counts.state = "waiting"
+                job = asyncio.create_task(self._join(e, t, n, stop))
+                self._joining.add(job)
+                job.add_done_callback(self._joining.discard)
+        return self.info
 
-    async def generate(self, messages, prefill: str, n: int, stop: list[str]) -> list[Generation]:
-        return await (await self._choose()).generate(messages, prefill, n, stop, self.send)
+    async def _join(self, e: Generator, preflight: asyncio.Task, n: int, stop: Sequence[str]) -> None:
+        """An endpoint whose preflight had not passed at the start: it takes requests once it
+        passes (retried with its breaker's backoff) and agrees with the others on the prefill."""
+        while True:
+            try:
+                info = await preflight
+                break
+            except ConfigError as exc:
+                e.counts.state = "refused"
+                self.log(f"the endpoint {e.cfg.endpoint} is left out of this run: {exc}")
+                return
+            except FatalEndpointError as exc:
+                e.counts.state = "down"
+                self.log(f"the endpoint {e.cfg.endpoint} is left out of this run: {exc}")
+                return
+            except EndpointError:  # failed past its retries with the breaker still closed
+                await asyncio.sleep(max(e.breaker.wait_s(time.monotonic()), e.breaker.cooldown_s))
+                preflight = asyncio.create_task(e.start(n, stop, self.send))
+        if info.prefills != self.info.prefills:
+            e.counts.state = "refused"
+            self.log(f"the endpoint {e.cfg.endpoint} answered its preflight but "
+                     f"{'continues' if info.prefills else 'cannot continue'} a prefilled turn, unlike the others: "
+                     "it is left out of this run, whose data would otherwise differ with the endpoint")
+            return
+        self.waiting.discard(e)
+        e.counts.state = "up"
+        self.log(f"the endpoint {e.cfg.endpoint} answered its preflight ({e.model}; {info.describe()}); "
+                 "it takes requests now")
+        self._notify()
+
+    async def generate(self, messages, prefill: str, n: int, stop: list[str],
+                       kind: RequestKind = "edit") -> list[Generation]:
+        async def send(call: Callable[[Generator], Awaitable[Any]], first: Generator, stay: bool = False) -> Any:
+            return await self.send(call, first, stay, kind)
+
+        return await (await self._choose(kind)).generate(messages, prefill, n, stop, send)
 
     async def aclose(self) -> None:
+        for job in list(self._joining):
+            job.cancel()
         for e in self.endpoints:
             await e.aclose()
 
-    async def send(self, call: Callable[[Generator], Awaitable[Any]], first: Generator, stay: bool = False) -> Any:
+    async def send(self, call: Callable[[Generator], Awaitable[Any]], first: Generator, stay: bool = False,
+                   kind: RequestKind | None = None) -> Any:
         """``call(endpoint)`` on ``first``, retried with backoff on the best endpoint then
         (``stay``: on ``first`` only, as a preflight must be). While an endpoint's breaker is
         open (it looks down for everyone) failures there do not count against this request's
         retries: it waits, or goes elsewhere. That holds for a request sent while it was down
         whose failure arrives after another request's success has closed the breaker again."""
+        kind = kind or ("probe" if stay else "edit")
         attempt, target, failed = 0, first, None
         while True:
-            target = await self._choose([target] if stay else None, prefer=target, avoid=failed)
+            target = await self._choose(kind, [target] if stay else None, prefer=target, avoid=failed)
             breaker = target.breaker
             down_when_sent = breaker.is_open()
             target.in_flight += 1
+            target.counts.in_flight = target.in_flight
+            load = target.in_flight
             try:
                 if target.throttler is not None:
                     async with target.throttler:
                         pass
                 self.stats.requests += 1
                 target.counts.requests += 1
+                t0 = time.monotonic()
                 out = await translated(lambda: call(target))
             except RetryableError as exc:
                 counts = not (down_when_sent or breaker.is_open())
@@ -89,6 +197,9 @@ class Router:
                 continue
             finally:
                 target.in_flight -= 1
+                target.counts.in_flight = target.in_flight
+                self._notify()
+            self._observe(target, kind, load, time.monotonic() - t0, out)
             if breaker.down_since is not None:
                 self.log(f"the endpoint {target.cfg.endpoint} is back after "
                          f"{breaker.down_for_s(time.monotonic()):.0f} s; requests go on")
@@ -97,32 +208,79 @@ class Router:
             self.stats.endpoint_down = False
             return out
 
-    async def _choose(self, among: Sequence[Generator] | None = None, prefer: Generator | None = None,
-                      avoid: Generator | None = None) -> Generator:
-        """The endpoint with the fewest in flight among those not cooling down (on a tie, not
-        ``avoid``, where the request just failed, then ``prefer``); while all are cooling down,
-        wait for the first to be tried again; FatalEndpointError once every one has been down
-        for the breaker's limit."""
-        among = among or self.endpoints
+    def _observe(self, e: Generator, kind: RequestKind, load: int, latency_s: float, out: Any) -> None:
+        """A request's time into its endpoint's estimates (restarted from it where the endpoint
+        was down), and its output tokens into the fleet's."""
+        if not isinstance(out, list) or not out or not isinstance(out[0], Generation):
+            return  # not a generation (the model list)
+        counted = [g.completion_tokens for g in out]
+        tokens = sum(c for c in counted if c is not None) if None not in counted else None
+        if e.breaker.down_since is not None:
+            self.estimates[e].restart(kind, load, latency_s, tokens)
+        else:
+            self.estimates[e].observe(kind, load, latency_s, tokens)
+        if tokens and kind != "probe":
+            self.tokens.setdefault(kind, Moving()).add(tokens)
+        self._show_estimates()
+
+    def _show_estimates(self) -> None:
+        live = self.live
+        for kind in ("draft", "edit"):
+            fleet = fleet_finish_s([self.estimates[e] for e in live], [0] * len(live), kind,  # type: ignore[arg-type]
+                                   self._expected_tokens(kind))  # type: ignore[arg-type]
+            for e, s in zip(live, fleet):
+                if s is not None:
+                    e.counts.estimate_s[kind] = s
+
+    def _expected_tokens(self, kind: RequestKind) -> float | None:
+        m = self.tokens.get(kind)
+        return None if m is None else m.mean
+
+    async def _choose(self, kind: RequestKind = "edit", among: Sequence[Generator] | None = None,
+                      prefer: Generator | None = None, avoid: Generator | None = None) -> Generator:
+        """Where one more ``kind`` request would finish first among the endpoints whose
+        preflight passed (or ``among``), not cooling down and under their ceiling; while all
+        are cooling down, wait for the first to be tried again; FatalEndpointError once every
+        one has been down for the breaker's limit."""
         while True:
+            pool = list(among or self.live)
             now = time.monotonic()
-            ready = [e for e in among if e.breaker.wait_s(now) == 0]
-            if ready:
-                return min(ready, key=lambda e: (e.in_flight, e is avoid, e is not prefer))
-            if all(e.breaker.gave_up(now) for e in among):
-                which = "the endpoint" if len(among) == 1 else f"all {len(among)} endpoints"
+            finish = fleet_finish_s([self.estimates[e] for e in pool], [e.in_flight for e in pool], kind,
+                                    self._expected_tokens(kind))
+            options = [Option(e.in_flight, f, e.cfg.max_in_flight, e.breaker.wait_s(now) == 0, e is avoid,
+                              e is prefer) for e, f in zip(pool, finish)]
+            i = choose(options)
+            if i is not None:
+                return pool[i]
+            if any(o.ready for o in options):
+                await self._wait(None)  # every endpoint up is at its ceiling
+                continue
+            if all(e.breaker.gave_up(now) for e in pool):
+                which = "the endpoint" if len(pool) == 1 else f"all {len(pool)} endpoints"
                 raise FatalEndpointError(
-                    f"{which} {', '.join(e.cfg.endpoint for e in among)} "
-                    f"{'has' if len(among) == 1 else 'have'} failed every request for "
-                    f"{min(e.breaker.down_for_s(now) for e in among):.0f} s; stopping (run again to resume)")
-            self.stats.endpoint_down = True
-            await asyncio.sleep(min(e.breaker.wait_s(now) for e in among))
+                    f"{which} {', '.join(e.cfg.endpoint for e in pool)} "
+                    f"{'has' if len(pool) == 1 else 'have'} failed every request for "
+                    f"{min(e.breaker.down_for_s(now) for e in pool):.0f} s; stopping (run again to resume)")
+            if among is None or not self.live:  # a request waits, not only a late endpoint's preflight
+                self.stats.endpoint_down = True
+            await self._wait(min(e.breaker.wait_s(now) for e in pool))
+
+    def _notify(self) -> None:
+        """Something a waiting request may care about changed: a request ended, an endpoint joined."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait(self, timeout_s: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
 
     def _log_down(self, e: Generator, exc: EndpointError) -> None:
         """A new cooldown of an endpoint's breaker: it went down, or is still down."""
         now, b = time.monotonic(), e.breaker
         e.counts.state = "down"
-        others = sum(1 for o in self.endpoints if o is not e and not o.breaker.is_open())
+        others = sum(1 for o in self.live if o is not e and not o.breaker.is_open())
         where = (f"its requests go to the {others} other endpoints meanwhile" if others else
                  "every request waits")
         if b.trips == 1:
@@ -133,3 +291,13 @@ class Router:
         else:
             self.log(f"the endpoint {e.cfg.endpoint} is still down after {b.down_for_s(now):.0f} s "
                      f"(last: {exc}); tried again in {b.wait_s(now):.0f} s")
+
+
+def _agree(passed: Sequence[Generator]) -> None:
+    """Endpoints that differ on the prefill would make the data differ with the endpoint."""
+    if len({e.info.prefills for e in passed}) > 1:
+        can = [e.cfg.endpoint for e in passed if e.info.prefills]
+        cannot = [e.cfg.endpoint for e in passed if not e.info.prefills]
+        raise ConfigError(f"the endpoints differ: {', '.join(can)} continue a prefilled turn, {', '.join(cannot)} "
+                          "cannot, and the data would differ with the endpoint: give endpoints of one kind, or "
+                          "--chat-prefill off for all")

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 from agents.inspect.curation import Filters
 from agents.inspect.stored import add_db_option, open_run
@@ -29,7 +31,9 @@ from prompts.tags import THINK_CLOSE, THINK_OPEN
 from store import Progress, Record, Run, Store, StoreError
 
 FORMATS = ("jsonl", "parquet", "hf")
-MESSAGES_FORMATS = ("think", "reasoning_content")
+MESSAGES_FORMATS = ("think", "reasoning_content", "thinking")
+CONFIG_FILE = "reer-config.json"  # beside the card: the run's stored settings, to repeat it
+LLAMA_FACTORY_DIR = "llamafactory"  # dataset_info.json and its data: `dataset_dir` for LLaMA-Factory
 
 
 def reer_version() -> str:
@@ -46,16 +50,17 @@ def provenance(run: Run) -> dict[str, Any]:
 
 def messages(rec: Record, thinking: str, fmt: str = "think") -> list[dict[str, str]]:
     """The SFT conversation: the thinking inside ``<think>`` in the assistant's content, or apart
-    in ``reasoning_content`` as the chat templates of current reasoning models take it."""
-    if fmt == "reasoning_content":
-        assistant = {"role": "assistant", "content": rec.answer, "reasoning_content": thinking}
+    in ``reasoning_content`` (DeepSeek's name, as the chat templates of current reasoning models
+    take it) or ``thinking`` (gpt-oss's)."""
+    if fmt in ("reasoning_content", "thinking"):
+        assistant = {"role": "assistant", "content": rec.answer, fmt: thinking}
     else:
         assistant = {"role": "assistant", "content": f"{THINK_OPEN}\n{thinking}\n{THINK_CLOSE}\n\n{rec.answer}"}
     return [{"role": "user", "content": rec.question}, assistant]
 
 
 def result_row(rec: Record, progress: Progress, origin: dict[str, Any] | None = None,
-               messages_format: str = "think") -> dict[str, Any]:
+               messages_format: str = "think", prompt_completion: bool = False) -> dict[str, Any]:
     thinking = rec.final_thinking or ""
     row: dict[str, Any] = {
         "id": rec.key,
@@ -71,6 +76,8 @@ def result_row(rec: Record, progress: Progress, origin: dict[str, Any] | None = 
         "messages": messages(rec, thinking, messages_format),
         **(origin or {}),
     }
+    if prompt_completion:  # TRL's conversational prompt/completion pairs
+        row["prompt"], row["completion"] = row["messages"][:1], row["messages"][1:]
     if "original_thinking" in rec.meta:
         row["original_thinking"] = rec.meta["original_thinking"]
     for name, value in rec.meta.get("extra", {}).items():  # the input's own columns, never over reer's
@@ -79,12 +86,13 @@ def result_row(rec: Record, progress: Progress, origin: dict[str, Any] | None = 
 
 
 def export_rows(store: Store, run_id: int, filters: Filters = Filters(), messages_format: str = "think",
-                dropped: Counter | None = None, worker_id: int | None = None) -> Iterator[dict[str, Any]]:
+                dropped: Counter | None = None, worker_id: int | None = None,
+                prompt_completion: bool = False) -> Iterator[dict[str, Any]]:
     """The done records' rows that pass ``filters`` (with ``worker_id``, those that worker
     finished); ``dropped`` counts the others by reason."""
     origin = provenance(store.run(run_id))
     for rec, progress in store.finished_records(run_id, worker_id):
-        row = result_row(rec, progress, origin, messages_format)
+        row = result_row(rec, progress, origin, messages_format, prompt_completion)
         reason = filters.reason_out(row)
         if reason is None:
             yield row
@@ -95,6 +103,11 @@ def export_rows(store: Store, run_id: int, filters: Filters = Filters(), message
 def write_jsonl(store: Store, run_id: int, out: Path, worker_id: int | None = None) -> int:
     """Every done record as JSONL, or those ``worker_id`` finished (what a run writes to --out)."""
     return write_rows(export_rows(store, run_id, worker_id=worker_id), Path(out), "jsonl")
+
+
+def _dataset_name(out: Path) -> str:
+    """The folder's name as a LLaMA-Factory dataset name (its `dataset` argument)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in out.resolve().name) or "reer"
 
 
 def dataset_card(run: Run, scores: dict[str, list[float]], done: int, dropped: Counter, filters: Filters) -> str:
@@ -123,12 +136,45 @@ def dataset_card(run: Run, scores: dict[str, list[float]], done: int, dropped: C
     ])
 
 
-def _noting_scores(rows: Iterator[dict[str, Any]], scores: dict[str, list[float]]) -> Iterator[dict[str, Any]]:
-    for row in rows:
-        for key, xs in scores.items():
-            if row[key] is not None:
-                xs.append(row[key])
-        yield row
+class HfFiles:
+    """What goes beside the data in an hf folder: the card, the run's settings, and a
+    LLaMA-Factory dataset (sharegpt; the thinking inside <think>, as its reasoning templates
+    take it). datasets' own dataset_info.json is at the top, so LLaMA-Factory's is apart. Noted
+    as the rows go by (:meth:`noting`): two scores a row, and LLaMA-Factory's copy of the row in
+    ``spool``, a temporary file, so that no row is held."""
+
+    def __init__(self, run: Run, dropped: Counter, filters: Filters, name: str, spool: IO[str]):
+        self.run, self.dropped, self.filters, self.name, self.spool = run, dropped, filters, name, spool
+        self.scores: dict[str, list[float]] = {"initial_score": [], "final_score": []}
+
+    def noting(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            for key, xs in self.scores.items():
+                if row[key] is not None:
+                    xs.append(row[key])
+            assistant = f"{THINK_OPEN}\n{row['thinking']}\n{THINK_CLOSE}\n\n{row['answer']}"
+            turns = [{"role": "user", "content": row["question"]}, {"role": "assistant", "content": assistant}]
+            self.spool.write(json.dumps({"messages": turns}, ensure_ascii=False) + "\n")
+            yield row
+
+    def write(self, folder: Path) -> None:
+        """Into the dataset's folder, once every row is written."""
+        done = len(self.scores["final_score"]) + sum(self.dropped.values())
+        entry = {self.name: {"file_name": f"{self.name}.jsonl", "formatting": "sharegpt",
+                             "columns": {"messages": "messages"},
+                             "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                                      "assistant_tag": "assistant", "system_tag": "system"}}}
+        config = {k: v for k, v in self.run.config.items() if k != "prompts"}
+        (folder / "README.md").write_text(dataset_card(self.run, self.scores, done, self.dropped, self.filters),
+                                          encoding="utf-8")
+        (folder / CONFIG_FILE).write_text(json.dumps({"config_hash": self.run.config_hash, **config}, indent=2,
+                                                     ensure_ascii=False) + "\n", encoding="utf-8")
+        (folder / LLAMA_FACTORY_DIR).mkdir(exist_ok=True)
+        (folder / LLAMA_FACTORY_DIR / "dataset_info.json").write_text(json.dumps(entry, indent=2) + "\n",
+                                                                      encoding="utf-8")
+        self.spool.seek(0)
+        with open(folder / LLAMA_FACTORY_DIR / f"{self.name}.jsonl", "w", encoding="utf-8") as f:
+            shutil.copyfileobj(self.spool, f)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,7 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "from --out's suffix")
     p.add_argument("--messages-format", choices=MESSAGES_FORMATS, default="think",
                    help="the thinking in the messages column: inside <think> in the assistant's content, or apart "
-                        "in reasoning_content")
+                        "in reasoning_content or thinking (gpt-oss)")
+    p.add_argument("--prompt-completion", action="store_true",
+                   help="also write prompt and completion columns (the user turn, the assistant turn), as TRL reads "
+                        "them")
     p.add_argument("--push-to-hub", metavar="REPO", default=None, help="with --format hf: push the dataset there")
     f = p.add_argument_group("filters (each reported with how many records it left out)")
     f.add_argument("--max-score", type=float, default=None, help="leave out records whose final score is above")
@@ -172,11 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store, run_id = open_run(args.db)
         dropped: Counter = Counter()
-        scores: dict[str, list[float]] = {"initial_score": [], "final_score": []}  # two floats a row, for the card
-        rows = _noting_scores(export_rows(store, run_id, filters, args.messages_format, dropped), scores)
-        card = lambda: dataset_card(store.run(run_id), scores,
-                                    len(scores["final_score"]) + sum(dropped.values()), dropped, filters)  # noqa: E731
-        n = write_rows(rows, args.out, fmt, card if fmt == "hf" else None)
+        rows = export_rows(store, run_id, filters, args.messages_format, dropped,
+                           prompt_completion=args.prompt_completion)
+        if fmt == "hf":
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile("w+", encoding="utf-8", dir=args.out.parent) as spool:
+                files = HfFiles(store.run(run_id), dropped, filters, _dataset_name(args.out), spool)
+                n = write_rows(files.noting(rows), args.out, fmt, files.write)
+        else:
+            n = write_rows(rows, args.out, fmt)
         done = n + sum(dropped.values())
     except (StoreError, ExportError) as exc:
         print(f"reer: error: {exc}", file=sys.stderr)

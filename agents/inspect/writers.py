@@ -22,12 +22,14 @@ class ExportError(Exception):
     """An export that cannot be written as asked (one line for the user)."""
 
 
-def write_rows(rows: Iterable[dict[str, Any]], out: Path, fmt: str, card: Callable[[], str] | None = None) -> int:
-    """Write the rows atomically in ``fmt`` as they come; how many. ``card``, for ``hf``: the
-    dataset card's text, asked for once every row is written."""
+def write_rows(rows: Iterable[dict[str, Any]], out: Path, fmt: str,
+               beside: Callable[[Path], None] | None = None) -> int:
+    """Write the rows atomically in ``fmt`` as they come; how many. ``beside``, for ``hf``:
+    writes what goes beside the data (a dataset card, ...) into the dataset's folder, called
+    once every row is written."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "hf":
-        return _write_hf(rows, out, card)
+        return _write_hf(rows, out, beside)
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     try:
         if fmt == "jsonl":
@@ -78,7 +80,7 @@ def _write_parquet(rows: Iterable[dict[str, Any]], path: Path) -> int:
     return n
 
 
-def _write_hf(rows: Iterable[dict[str, Any]], out: Path, card: Callable[[], str] | None) -> int:
+def _write_hf(rows: Iterable[dict[str, Any]], out: Path, beside: Callable[[Path], None] | None) -> int:
     try:
         import datasets
     except ImportError:
@@ -98,8 +100,8 @@ def _write_hf(rows: Iterable[dict[str, Any]], out: Path, card: Callable[[], str]
                                                  writer_batch_size=ROW_GROUP)
         ds.save_to_disk(str(tmp / "data"))
         del ds
-        if card is not None:
-            (tmp / "data" / "README.md").write_text(card(), encoding="utf-8")
+        if beside is not None:
+            beside(tmp / "data")
         os.chmod(tmp / "data", 0o777 & ~_umask())
         if out.exists():
             old = out.with_name(out.name + ".old")

@@ -3,7 +3,10 @@ renew its lease meanwhile, until no record of the run is left unfinished.
 
 While other workers hold the last records the loop waits rather than ends: one of them that
 dies has its records taken over here once its lease runs out. An error no record survives
-stops every record in flight (``Shutdown.stop_now``) and leaves the loop.
+stops every record in flight (``Shutdown.stop_now``) and leaves the loop. A store that went away
+is ridden out (``agents.search.outage``): nothing new is claimed until it answers again, and if
+it does not within ``--store-wait`` the records in flight get the grace period to finish, their
+generations held, before the loop stops.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from agents.search.record import RecordSearch, off_loop
+from agents.search.outage import StoreOutage
+from agents.search.record import RecordSearch
 from agents.search.shutdown import Shutdown
 from agents.watch.stats import Stats
 from store import Store
@@ -23,12 +27,13 @@ MAX_POLL_S = 5.0  # how often an idle worker asks the store whether work appeare
 
 class ClaimLoop:
     def __init__(self, searcher: RecordSearch, store: Store, run_id: int, concurrency: int, lease_s: float,
-                 shutdown: Shutdown, log: Callable[[str], None], stats: Stats):
+                 shutdown: Shutdown, log: Callable[[str], None], stats: Stats, outage: StoreOutage):
         self.searcher, self.store, self.run_id = searcher, store, run_id
         self.concurrency, self.lease_s = concurrency, lease_s
-        self.shutdown, self.log, self.stats = shutdown, log, stats
-        self.running: set[asyncio.Task] = set()
+        self.shutdown, self.log, self.stats, self.outage = shutdown, log, stats, outage
+        self.running: dict[asyncio.Task, int] = {}  # each search, by the record it searches
         self._waiting_said = False
+        self._failed: BaseException | None = None  # the store gave out: raised once the searches drained
 
     async def run(self) -> None:
         self.stats.phase = "searching"
@@ -40,14 +45,17 @@ class ClaimLoop:
             while True:
                 claims = await self._claim_more()
                 if not self.running:
-                    if self.shutdown.requested or not self._others_unfinished(claims):
+                    if self._failed is not None:
+                        raise self._failed
+                    if self.shutdown.requested or not await self._others_unfinished(claims):
                         return
-                    if not claims:
+                    if not claims and not heart.done():
                         await asyncio.wait([heart], timeout=poll_s)
                 else:
-                    await asyncio.wait([*self.running, heart], timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
-                if heart.done():
-                    heart.result()  # the store is gone: StoreUnavailable stops the run
+                    beating = [] if heart.done() else [heart]
+                    await asyncio.wait([*self.running, *beating], timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
+                if heart.done() and not heart.cancelled() and heart.exception() is not None:
+                    self._stop_for(heart.exception())  # the store is gone
                 self._reap()
         finally:
             heart.cancel()
@@ -59,22 +67,36 @@ class ClaimLoop:
                 await asyncio.wait(self.running)  # cancelled records write nothing more
 
     async def _claim_more(self) -> list:
-        """Claim as many records as there is room for and start their searches."""
+        """Claim as many records as there is room for and start their searches; none while the
+        store is down (a claim is what finds it back)."""
         free = 0 if self.shutdown.requested else self.concurrency - len(self.running)
-        claims = await off_loop(self.store.claim, self.run_id, free) if free > 0 else []
+        if free <= 0:
+            return []
+        mine = list(self.running.values())  # read here, not in the claim's thread
+        claims = await self.outage.attempt(lambda: self.store.claim(self.run_id, free, mine), [], in_thread=True)
         for c in claims:
             if c.taken_from:
                 self.log(f"record {c.record.key}: taken over from {c.taken_from}, whose lease ran out")
         if claims:
             self.stats.phase = "searching"
             for rec in await self.searcher.precheck([c.record for c in claims]):
-                self.running.add(asyncio.create_task(self._one(rec)))
+                self.running[asyncio.create_task(self._one(rec))] = rec.id
         return claims
 
-    def _others_unfinished(self, claims: list) -> bool:
+    def _stop_for(self, exc: BaseException) -> None:
+        """An error no record survives: raised now, or, where the wait for the store ran out,
+        once the searches in flight have finished or been given up, holding what they generate."""
+        if not self.outage.gave_up:
+            raise exc
+        if self._failed is None:
+            self._failed = exc
+            self.shutdown.wind_down("The store did not come back within --store-wait: what is generated "
+                                    "meanwhile is kept in a spill file.")
+
+    async def _others_unfinished(self, claims: list) -> bool:
         """Nothing runs here: whether the run still has unfinished records (held by other
         workers), said once."""
-        waiting = self.store.waiting(self.run_id)
+        waiting = await self.outage.call(lambda again: self.store.waiting(self.run_id), in_thread=True)
         if waiting.unfinished == 0:
             return False
         if not claims and not self._waiting_said and waiting.held_elsewhere:
@@ -86,16 +108,17 @@ class ClaimLoop:
     def _reap(self) -> None:
         """Forget the finished searches; one that raised stops the run."""
         for task in [t for t in self.running if t.done()]:
-            self.running.discard(task)
+            del self.running[task]
             if not task.cancelled() and task.exception() is not None:
-                raise task.exception()
+                self._stop_for(task.exception())
 
     async def _one(self, rec) -> None:
         self.stats.running += 1
         try:
             await self.searcher.run(rec)
         except Exception:
-            self.shutdown.stop_now()  # what stops this record stops the run: nothing more in flight
+            if not self.outage.gave_up:
+                self.shutdown.stop_now()  # what stops this record stops the run: nothing more in flight
             raise
         finally:
             self.stats.running -= 1
@@ -112,4 +135,4 @@ class ClaimLoop:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.lease_s / HEARTBEATS_PER_LEASE)
-            await asyncio.to_thread(self.store.heartbeat)
+            await self.outage.call(lambda again: self.store.heartbeat(), in_thread=True)

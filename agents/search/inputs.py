@@ -1,4 +1,8 @@
-"""Reading the input: a JSON list, JSONL, or Parquet of (question, answer) records.
+"""Reading the input: a JSON list, JSONL, Parquet, or a Hugging Face dataset (``hf:NAME[:SPLIT]``
+or a ``save_to_disk`` folder, ``agents.search.hub``) of (question, answer) records. A record
+without an answer field may carry the conversation instead (``messages``): the last assistant
+turn's ``content`` is the answer and its ``thinking`` or ``reasoning_content`` the original
+thinking; the user turn before it is the question where there is no ``question``.
 
 Every record is validated before anything runs. A file that cannot be read at all fails at once
 with one line naming the file and what to fix, and nothing is written. A bad record (broken JSON
@@ -15,12 +19,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from agents.errors import InputError
+from agents.search.hub import is_dataset, read_dataset
 from prompts import detect_lang
 from prompts.tags import THINK_CLOSE
 from store import RecordIn
 
 ANSWER_FIELDS = ("solution", "answer", "response", "output")  # the first present wins
-ID_FIELDS = ("id", "index")
+ID_FIELDS = ("id", "index")  # then extra_info.index, the reference's parquet key
+THINKING_FIELDS = ("thinking", "reasoning_content")  # gpt-oss-style datasets, then DeepSeek's name
 MAX_ID_CHARS = 256
 
 
@@ -32,8 +38,16 @@ class Inputs:
 
 def read_records(path: Path, strict: bool = True) -> Inputs:
     path = Path(path)
-    if not path.is_file():
+    if is_dataset(path):
+        raw = read_dataset(str(path))
+    elif not path.is_file():
         raise InputError(str(path), None, "no such file")
+    else:
+        raw = _read_file(path)
+    return _scan(path, raw, strict)
+
+
+def _read_file(path: Path) -> Iterator[tuple[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         raw = _read_jsonl(path)
@@ -42,7 +56,12 @@ def read_records(path: Path, strict: bool = True) -> Inputs:
     elif suffix == ".parquet":
         raw = _read_parquet(path)
     else:
-        raise InputError(str(path), None, f"unknown file type {suffix!r}: use .json (a list), .jsonl or .parquet")
+        raise InputError(str(path), None, f"unknown file type {suffix!r}: use .json (a list), .jsonl, .parquet, "
+                                          "hf:NAME[:SPLIT] or a datasets.save_to_disk folder")
+    return raw
+
+
+def _scan(path: Path, raw: Iterator[tuple[str, Any]], strict: bool) -> Inputs:
     records, problems, seen = [], [], {}
     for position, (where, obj) in enumerate(raw):
         try:
@@ -166,19 +185,53 @@ def _texts(value: Any, name: str = "") -> Iterator[tuple[str, str]]:
             yield from _texts(v, name)
 
 
+def _from_messages(obj: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """A record that carries its conversation (``messages``) and no answer field: the question,
+    the answer and the original thinking from its turns; and that thinking (None if none)."""
+    turns = obj.get("messages")
+    if not isinstance(turns, list) or any(obj.get(f) is not None for f in ANSWER_FIELDS):
+        return obj, None
+    turns = [t for t in turns if isinstance(t, dict)]
+    last = next((i for i in range(len(turns) - 1, -1, -1) if turns[i].get("role") == "assistant"), None)
+    if last is None:
+        return obj, None
+    out = {**obj, "answer": turns[last].get("content")}
+    if out.get("question") is None:
+        user = next((t for t in reversed(turns[:last]) if t.get("role") == "user"), {})
+        out["question"] = user.get("content")
+    return out, next((turns[last][f] for f in THINKING_FIELDS if turns[last].get(f) is not None), None)
+
+
+def _key(path: str, where: str, position: int, obj: dict[str, Any]) -> str | int:
+    extra_info = obj.get("extra_info")
+    index = extra_info.get("index") if isinstance(extra_info, dict) else None
+    key = next((obj[f] for f in ID_FIELDS if obj.get(f) is not None), index if index is not None else position)
+    if not isinstance(key, (str, int)) or isinstance(key, bool):
+        raise InputError(path, where, f"id must be a string or an integer, got {type(key).__name__}")
+    if len(str(key)) > MAX_ID_CHARS:
+        raise InputError(path, where, f"id of {len(str(key))} characters; ids are at most {MAX_ID_CHARS}")
+    if isinstance(key, str) and (problem := _text_problem(key)):
+        raise InputError(path, where, f"id {problem}")
+    return key
+
+
 def _to_record(path: str, where: str, position: int, obj: Any) -> RecordIn:
     if not isinstance(obj, dict):
         raise InputError(path, where, f"expected an object with 'question' and 'solution', got {type(obj).__name__}")
+    obj, thinking = _from_messages(obj)
+    if thinking is not None and not isinstance(thinking, str):
+        raise InputError(path, where, f"the assistant turn's thinking must be a string, got {type(thinking).__name__}")
     question = obj.get("question")
     if not isinstance(question, str) or not question.strip():
         raise InputError(path, where, "missing or empty 'question' (a non-empty string is required)")
     field = next((f for f in ANSWER_FIELDS if obj.get(f) is not None), None)
     if field is None:
-        raise InputError(path, where, f"no answer: give one of {', '.join(repr(f) for f in ANSWER_FIELDS)}")
+        raise InputError(path, where, f"no answer: give one of {', '.join(repr(f) for f in ANSWER_FIELDS)}, or "
+                                      "'messages' ending in an assistant turn")
     solution = obj[field]
     if not isinstance(solution, str):
         raise InputError(path, where, f"{field!r} must be a string, got {type(solution).__name__}")
-    for name, value in (("question", question), (field, solution)):
+    for name, value in (("question", question), (field, solution), ("thinking", thinking or "")):
         if problem := _text_problem(value):
             raise InputError(path, where, f"{name!r} {problem}")
     meta: dict[str, Any] = {}
@@ -188,16 +241,12 @@ def _to_record(path: str, where: str, position: int, obj: Any) -> RecordIn:
         cut = solution.rfind(THINK_CLOSE)
         answer = solution[cut + len(THINK_CLOSE) :]
         meta["original_thinking"] = solution[:cut]
+    if thinking and thinking.strip():
+        meta["original_thinking"] = thinking
     answer = answer.strip()
     if not answer:
         raise InputError(path, where, f"empty answer in {field!r}")
-    key = next((obj[f] for f in ID_FIELDS if obj.get(f) is not None), position)
-    if not isinstance(key, (str, int)) or isinstance(key, bool):
-        raise InputError(path, where, f"id must be a string or an integer, got {type(key).__name__}")
-    if len(str(key)) > MAX_ID_CHARS:
-        raise InputError(path, where, f"id of {len(str(key))} characters; ids are at most {MAX_ID_CHARS}")
-    if isinstance(key, str) and (problem := _text_problem(key)):
-        raise InputError(path, where, f"id {problem}")
+    key = _key(path, where, position, obj)
     extra = {k: v for k, v in obj.items() if k not in ("question", field, *ID_FIELDS)}
     if extra:
         # The input's own columns, kept for the export; made JSON (a Parquet timestamp or bytes

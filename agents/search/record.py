@@ -8,17 +8,18 @@ regenerated), and only the missing candidates of the open step are generated.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Callable, Protocol, Sequence, TypeVar
 
 from agents.config import Acceptance, EditPrefill, SearchConfig
 from agents.errors import EndpointError, FatalEndpointError
 from agents.generation.generator import Generation
+from agents.generation.routing import RequestKind
 from agents.generation.parse import Parsed, parse_refine, parse_thinking
 from agents.generation.prefill import draft_prefill, edit_prefill
 from agents.search import decisions
+from agents.search.outage import StoreOutage, off_loop
 from agents.services.scorers import Scorer
 from agents.watch.stats import Stats
 from prompts import PromptSet
@@ -31,20 +32,6 @@ CHECK_CHUNK = 256  # records per /check request
 T = TypeVar("T")
 
 
-async def off_loop(fn: Callable[..., T], *args: Any) -> T:
-    """A store call in a thread: a write of a 30,000-character draft (or a wait on a lock) would
-    hold the event loop, and every request and heartbeat with it. A record cancelled meanwhile
-    waits for its write to end, so nothing is written after the record has stopped."""
-    call = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(call)
-    except asyncio.CancelledError:
-        await asyncio.wait([call])
-        if not call.cancelled():
-            call.exception()  # retrieved: what a cancelled record's write raised is moot
-        raise
-
-
 def draft_stop(acceptance: Acceptance) -> list[str]:
     """A draft's stop strings. The reference sends none: the model may write past its thinking,
     and those tokens count toward the draft's minimum. "strict" stops at the thinking's end."""
@@ -52,7 +39,8 @@ def draft_stop(acceptance: Acceptance) -> list[str]:
 
 
 class GeneratorLike(Protocol):
-    async def generate(self, messages: list[dict[str, str]], prefill: str, n: int, stop: list[str]) -> list[Generation]: ...
+    async def generate(self, messages: list[dict[str, str]], prefill: str, n: int, stop: list[str],
+                       kind: RequestKind = "edit") -> list[Generation]: ...
 
 
 @dataclass
@@ -68,6 +56,7 @@ class RecordSearch:
     prefill_supported: bool = True  # False where the endpoint cannot continue a prefilled turn
     failure_budget: int = 3  # requests that may fail for good (after their retries) per record
     seed: int | None = None  # set: each draft's trigger phrase is a function of (seed, record, attempt)
+    outage: StoreOutage | None = None  # set: store calls ride out a store that went away
 
     async def run(self, rec: Record) -> RecordStatus | None:
         """Search one record to the end; returns its final status (None: another worker took
@@ -96,7 +85,7 @@ class RecordSearch:
                 if failures < self.failure_budget:
                     continue  # the search resumes from the store: nothing is redone
                 reason = f"{failures} requests failed for good; last: {exc}"
-            await off_loop(self.store.end_record, rec.id, RecordStatus.failed, reason)
+            await self._saved(lambda again: self.store.end_record(rec.id, RecordStatus.failed, reason))
             self.stats.failed += 1
             return RecordStatus.failed
 
@@ -116,7 +105,7 @@ class RecordSearch:
         return ok
 
     async def _search(self, rec: Record) -> RecordStatus:
-        progress = await off_loop(self.store.load_progress, rec.id)
+        progress = await self._saved(lambda again: self.store.load_progress(rec.id))
         draft, attempts = progress.draft, list(progress.drafts)
         while True:
             while draft is None and len(attempts) < self.cfg.draft_attempts:
@@ -128,7 +117,7 @@ class RecordSearch:
             if draft.score is not None or await self._score_nodes(rec, [(draft.text, draft)]):
                 break
             draft = None  # too long for the scorer: rejected like any unusable draft
-        await off_loop(self.store.set_initial_score, rec.id, draft.id, draft.score)
+        await self._saved(lambda again: self.store.set_initial_score(rec.id, draft.id, draft.score))
         segments = segment_text(draft.text)
         self.stats.draft_scored(rec.id, draft.score)
 
@@ -147,18 +136,25 @@ class RecordSearch:
                 best = chosen.score
                 self.stats.accepted += 1
             kept.append(chosen.text if chosen else view.segment)
-            await off_loop(self.store.complete_step, rec.id, Step(step=i, segment=view.segment, kept=kept[-1],
-                                                  chosen_node_id=chosen.id if chosen else None, best_after=best,
-                                                  record_id=rec.id), scores)
+            step = Step(step=i, segment=view.segment, kept=kept[-1], chosen_node_id=chosen.id if chosen else None,
+                        best_after=best, record_id=rec.id)
+            await self._saved(lambda again: self.store.complete_step(rec.id, step, scores, again=again))
             self.stats.steps += 1
         thinking = decisions.final_thinking(segments, kept)
-        await off_loop(self.store.finish_record, rec.id, thinking, best)
+        await self._saved(lambda again: self.store.finish_record(rec.id, thinking, best))
         self.stats.record_ended(rec.id, best)
         self.stats.done += 1
         return RecordStatus.done
 
+    async def _saved(self, write: Callable[[bool], T], held: Sequence[Node] = ()) -> T:
+        """A store call (``write(again)``) in a thread, riding out a store that went away where the
+        run does."""
+        if self.outage is None:
+            return await off_loop(write, False)
+        return await self.outage.call(write, held, in_thread=True)
+
     async def _skip(self, rec: Record, reason: str) -> RecordStatus:
-        await off_loop(self.store.end_record, rec.id, RecordStatus.skipped, reason)
+        await self._saved(lambda again: self.store.end_record(rec.id, RecordStatus.skipped, reason))
         self.stats.skipped += 1
         return RecordStatus.skipped
 
@@ -174,7 +170,7 @@ class RecordSearch:
         for (_, node), result in zip(items, results):
             if isinstance(result, ScoringInputError):
                 node.rejected = f"cannot be scored: {result}"
-                await off_loop(self.store.reject_node, node, node.rejected)
+                await self._saved(lambda again, node=node: self.store.reject_node(node, node.rejected))
             else:
                 node.score = scores[node.id] = result
         return scores
@@ -190,13 +186,16 @@ class RecordSearch:
         # records happen to run concurrently, nor on resuming.
         rng = random.Random(f"{self.seed}/{rec.key}/{attempt}") if self.seed is not None else self.rng
         prefill = draft_prefill(rec.lang, rng) if self.prefill_supported else ""
-        [gen] = await self.generator.generate(self._messages(user), prefill, 1, draft_stop(self.cfg.acceptance))
+        [gen] = await self.generator.generate(self._messages(user), prefill, 1, draft_stop(self.cfg.acceptance),
+                                             kind="draft")
         parsed = parse_thinking(prefill + gen.text, gen.finish_reason, self.cfg.cut_drafts)
         if parsed.ok and gen.completion_tokens is not None and gen.completion_tokens < self.cfg.min_draft_tokens:
             parsed = Parsed(None, f"draft has {gen.completion_tokens} generated tokens, under {self.cfg.min_draft_tokens}")
         if parsed.ok and len(segment_text(parsed.text)) <= 1:
             parsed = Parsed(None, "draft thinking is a single segment")
-        return await off_loop(self.store.add_node, _node(rec, NodeKind.draft, -1, attempt, prefill, gen, parsed))
+        node = _node(rec, NodeKind.draft, -1, attempt, prefill, gen, parsed)
+        [node] = await self._saved(lambda again: self.store.add_nodes([node], again=again), held=[node])
+        return node
 
     async def _candidates(self, rec: Record, view: decisions.StepView, stored: list[Node]) -> list[Node]:
         """The step's candidates: those already stored, plus the missing ones generated now."""
@@ -216,8 +215,9 @@ class RecordSearch:
             stop = [REFINE_CLOSE] if strict else []  # the reference's edits run to their end
         gens = await self.generator.generate(self._messages(user), prefill, missing, stop)
         nodes = [_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen,
-                       parse_refine(prefill + gen.text, allow_empty=not strict)) for k, gen in enumerate(gens)]
-        return list(stored) + await off_loop(self.store.add_nodes, nodes)
+                       parse_refine(prefill + gen.text, allow_empty=not strict))
+                 for k, gen in enumerate(gens)]
+        return list(stored) + await self._saved(lambda again: self.store.add_nodes(nodes, again=again), held=nodes)
 
 
 def _node(rec: Record, kind: NodeKind, step: int, idx: int, prefill: str, gen: Generation, parsed: Parsed) -> Node:

@@ -13,9 +13,9 @@ from typing import Callable
 from agents import config as C
 from agents.errors import ConfigError
 from agents.services.process import ChildService
-from agents.services.scorers import Scorer, ScorerPool, identity_problems, ready_health
+from agents.services.scorers import DOWN_S, Scorer, ScorerPool, identity_problems, ready_health
 from agents.services.supervised import SupervisedScorer
-from scorer import ScorerClient
+from scorer import ScorerClient, ScorerUnavailable
 from scorer.vllm import VLLMScorer
 
 Log = Callable[[str], None]
@@ -44,28 +44,67 @@ async def start_local_endpoint(db: str, stack: contextlib.AsyncExitStack) -> str
     return await local.start()
 
 
-async def connect_scorers(cfg: C.RunConfig, log: Log, stack: contextlib.AsyncExitStack) -> list[tuple[str, Scorer]]:
+async def connect_scorers(cfg: C.RunConfig, log: Log, stack: contextlib.AsyncExitStack) -> ScorerPool | None:
     """The running scorers of --scorer-url, each checked to score as this run is configured to
-    (a mismatch stops the run before anything is stored)."""
-    members = []
-    for url in cfg.scorer.urls:
-        if url.rstrip("/").endswith("/v1"):  # an OpenAI-style server: vLLM scoring with prompt_logprobs
-            vllm = VLLMScorer(url, cfg.scorer.settings, cfg.scorer.tokenizer, cfg.scorer.token)
-            stack.push_async_callback(quietly, vllm.aclose)
-            entry = await vllm.start()
-            log(f"scorer: {vllm.model} at {url} (vLLM, context {entry.get('max_model_len', 'not said')})")
-            members.append((url, vllm))
-            continue
-        client = ScorerClient(url, token=cfg.scorer.token)
-        stack.push_async_callback(quietly, client.aclose)
-        health = await ready_health(client, log)
-        problems = identity_problems(health, cfg.scorer.settings)
-        if problems:
-            raise ConfigError(f"the scorer at {url} does not score as this run is configured to: "
-                              + "; ".join(problems) + ". Give this run the scorer's settings, or another --scorer-url")
-        log(f"scorer: {health.model} at {url} ({(health.model_extra or {}).get('dtype', 'dtype not said')})")
-        members.append((url, client))
-    return members
+    (a mismatch stops the run before anything is stored). The run starts once one answers; one
+    that does not yet is tried again in the background and joins when it answers."""
+    if not cfg.scorer.urls:
+        return None
+    urls = list(cfg.scorer.urls)
+    pool = ScorerPool([], log, pending=tuple(urls), wait_s=cfg.scorer.wait_s)  # each member is closed by the stack that opened it
+    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    silent: set[str] = set()
+
+    async def join(url: str) -> None:
+        while True:
+            try:
+                scorer = await _connect_one(url, cfg, log, stack)
+            except ScorerUnavailable as exc:
+                if url not in silent:
+                    silent.add(url)
+                    if len(silent) == len(urls) and not first.done():
+                        first.set_exception(exc)  # none answered: today's error, nothing stored
+                        return
+                    log(f"the scorer at {url} does not answer ({exc}); the run goes on with the others and tries "
+                        f"it again every {DOWN_S:.0f} s")
+                await asyncio.sleep(DOWN_S)
+                continue
+            except Exception as exc:  # a mismatch: before the start it stops the run, after it keeps it out
+                if not first.done():
+                    first.set_exception(exc)
+                else:
+                    log(f"the scorer at {url} is kept out of the run: {exc}")
+                return
+            pool.add(url, scorer)
+            if first.done():
+                log(f"the scorer at {url} answers now and takes back its records")
+            else:
+                first.set_result(None)
+            return
+
+    tasks = [asyncio.create_task(join(url)) for url in urls]
+    stack.callback(lambda: [t.cancel() for t in tasks])
+    await first
+    return pool
+
+
+async def _connect_one(url: str, cfg: C.RunConfig, log: Log, stack: contextlib.AsyncExitStack) -> Scorer:
+    """One --scorer-url once it answers as this run's scorer (ConfigError where it differs)."""
+    if url.rstrip("/").endswith("/v1"):  # an OpenAI-style server: vLLM scoring with prompt_logprobs
+        vllm = VLLMScorer(url, cfg.scorer.settings, cfg.scorer.tokenizer, cfg.scorer.token)
+        stack.push_async_callback(quietly, vllm.aclose)
+        entry = await vllm.start()
+        log(f"scorer: {vllm.model} at {url} (vLLM, context {entry.get('max_model_len', 'not said')})")
+        return vllm
+    client = ScorerClient(url, token=cfg.scorer.token)
+    stack.push_async_callback(quietly, client.aclose)
+    health = await ready_health(client, log, connect_wait_s=cfg.scorer.wait_s)
+    problems = identity_problems(health, cfg.scorer.settings)
+    if problems:
+        raise ConfigError(f"the scorer at {url} does not score as this run is configured to: "
+                          + "; ".join(problems) + ". Give this run the scorer's settings, or another --scorer-url")
+    log(f"scorer: {health.model} at {url} ({(health.model_extra or {}).get('dtype', 'dtype not said')})")
+    return client
 
 
 async def start_scorers(cfg: C.RunConfig, log: Log, stack: contextlib.AsyncExitStack) -> list[tuple[str, Scorer]]:

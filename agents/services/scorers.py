@@ -5,7 +5,8 @@ repeated, names scorers already running (``reer scorer`` on other machines). A r
 always go to the same scorer, so its prefix KV cache keeps hitting: rendezvous hashing on the
 record's question and answer picks, among the scorers up, the one with the highest hash of
 (record, scorer). A scorer that stops answering is set aside for ``DOWN_S`` and its records go
-each to its next-highest, while every other record stays where it was.
+each to its next-highest, while every other record stays where it was; one that did not answer
+at the start joins when it does, taking back the records that prefer it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from scorer.settings import ScorerSettings
 DOWN_S = 30.0  # a scorer that stopped answering is tried again after this
 LOAD_WAIT_S = 1800.0  # a remote scorer still loading its model: how long to wait for it
 CONNECT_WAIT_S = 120.0  # one not listening yet (started at the same time as the run): how long to wait
+ALL_DOWN_WAIT_S = 120.0  # every scorer down mid-run (restarting, reloading): how long the records wait
+ALL_DOWN_RETRY_S = 1.0  # meanwhile, how often each waiting request tries them again
 
 
 class Scorer(Protocol):
@@ -43,11 +46,22 @@ def rank(key: str, names: list[str]) -> list[int]:
 
 
 class ScorerPool:
-    def __init__(self, members: list[tuple[str, Scorer]], log: Callable[[str], None]):
-        self.names = [name for name, _ in members]
-        self.scorers = [scorer for _, scorer in members]
-        self.log = log
-        self._down_until = [0.0] * len(members)
+    """The scorers of a run; ``pending`` names ones not answering yet, which take records once
+    ``add`` brings them in. With every scorer down the pool waits up to ``wait_s`` for one to
+    answer again (a restarted scorer reloads its model), saying so, before it gives up."""
+
+    def __init__(self, members: list[tuple[str, Scorer]], log: Callable[[str], None], pending: tuple[str, ...] = (),
+                 wait_s: float = ALL_DOWN_WAIT_S):
+        self.names = [name for name, _ in members] + list(pending)
+        self.scorers: dict[str, Scorer] = dict(members)
+        self.log, self.wait_s = log, wait_s
+        self._down_until = dict.fromkeys(self.names, 0.0)
+        self._all_down_since: float | None = None
+
+    def add(self, name: str, scorer: Scorer) -> None:
+        """A pending scorer now answers: the records that prefer it go to it from now on."""
+        self.scorers[name] = scorer
+        self._down_until[name] = 0.0
 
     async def score_many(self, question: str, thinkings: list[str], answer: str, lang: str):
         return await self._call(f"{question}\x00{answer}", "score_many", question, thinkings, answer, lang)
@@ -56,21 +70,48 @@ class ScorerPool:
         return await self._call(f"{items[0][0]}\x00{items[0][1]}" if items else "", "check_many", items)
 
     async def _call(self, key: str, method: str, *args):
-        for i in rank(key, self.names):
-            if self._down_until[i] > time.monotonic():
-                continue
-            try:
-                return await getattr(self.scorers[i], method)(*args)
-            except ScorerUnavailable as exc:
-                if self._down_until[i] <= time.monotonic():
-                    self.log(f"the scorer {self.names[i]} stopped answering ({exc}); its records go to the other "
-                             f"scorers, and it is tried again in {DOWN_S:.0f} s")
-                self._down_until[i] = time.monotonic() + DOWN_S
-        raise ScorerUnavailable(f"every scorer ({', '.join(self.names)}) has stopped answering; stopping "
-                                "(run again to resume)")
+        while True:
+            # every scorer down: try them all again rather than wait out DOWN_S
+            ignore_down = self._all_down_since is not None
+            for i in rank(key, self.names):
+                name = self.names[i]
+                scorer = self.scorers.get(name)
+                if scorer is None or (self._down_until[name] > time.monotonic() and not ignore_down):
+                    continue
+                try:
+                    result = await getattr(scorer, method)(*args)
+                except ScorerUnavailable as exc:
+                    self._set_down(name, exc)
+                    continue
+                self._answered(name)
+                return result
+            await self._wait_for_one()
+
+    def _set_down(self, name: str, exc: ScorerUnavailable) -> None:
+        if self._down_until[name] <= time.monotonic() and self._all_down_since is None:
+            self.log(f"the scorer {name} stopped answering ({exc}); its records go to the other scorers, and it "
+                     f"is tried again in {DOWN_S:.0f} s")
+        self._down_until[name] = time.monotonic() + DOWN_S
+
+    def _answered(self, name: str) -> None:
+        if self._all_down_since is not None:
+            self.log(f"the scorer {name} answers again after {time.monotonic() - self._all_down_since:.0f} s")
+            self._all_down_since = None
+        self._down_until[name] = 0.0
+
+    async def _wait_for_one(self) -> None:
+        now = time.monotonic()
+        if self._all_down_since is None:
+            self._all_down_since = now
+            self.log(f"SCORERS DOWN: no scorer answers ({', '.join(self.names)}); waiting up to {self.wait_s:.0f} s "
+                     "for one to come back")
+        elif now - self._all_down_since > self.wait_s:
+            raise ScorerUnavailable(f"no scorer ({', '.join(self.names)}) has answered for {self.wait_s:.0f} s; "
+                                    "stopping (run again to resume)")
+        await asyncio.sleep(ALL_DOWN_RETRY_S)
 
     async def aclose(self) -> None:
-        for scorer in self.scorers:
+        for scorer in self.scorers.values():
             await scorer.aclose()
 
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agents.watch.runlog import RunLog
-from agents.watch.stats import Stats
+from agents.watch.stats import EndpointCounts, Stats
 
 PLAIN_INTERVAL_S = 10.0
 
@@ -31,7 +31,17 @@ def _fmt_eta(s: float | None) -> str:
 
 
 def phase(st: Stats) -> str:
-    return st.phase + (" · ENDPOINT DOWN, waiting" if st.endpoint_down else "")
+    return st.phase + (" · ENDPOINT DOWN, waiting" if st.endpoint_down else "") + _store_down(st)
+
+
+def _store_down(st: Stats) -> str:
+    if st.store_down_since is None:
+        return ""
+    return f" · STORE DOWN, retrying ({time.monotonic() - st.store_down_since:.0f} s of {st.store_wait_s:.0f})"
+
+
+def _down(st: Stats) -> bool:
+    return st.endpoint_down or st.store_down_since is not None
 
 
 def _score_change(st: Stats, arrow: str = "->") -> str:
@@ -46,11 +56,32 @@ def summary_line(st: Stats) -> str:
         f"(done {st.done}, failed {st.failed}, skipped {st.skipped}, running {st.running}) | "
         f"steps {st.steps} (accepted {st.accepted}) | "
         f"score {_score_change(st)} | "
-        f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s{_cost(st)} | "
-        f"errors {st.errors}{_last_error(st)} | ETA {_fmt_eta(st.eta_s())}"
-        + ("".join(f" | {e.url} {e.state}: {e.requests} req, {e.errors} errors" for e in st.endpoints)
-           if len(st.endpoints) > 1 else "")
+        f"{st.requests / el:.2f} req/s, {st.completion_tokens / el:.0f} tok/s{_cost(st)}"
+        + (f" (limits: {limits(st)})" if limits(st) else "") + " | "
+        f"errors {st.errors}{_last_error(st)}{_wasted(st)} | ETA {_fmt_eta(st.eta_s())}"
+        + ("".join(f" | {e.url} {e.state}: {_endpoint(st, e)}" for e in st.endpoints) if len(st.endpoints) > 1 else "")
     )
+
+
+def limits(st: Stats) -> str:
+    """The spend limits beside what they limit: --rps and --tpm, with the last minute's tokens."""
+    parts = [f"--rps {st.rps_limit:g}"] if st.rps_limit else []
+    if st.tpm_limit:
+        parts.append(f"--tpm {st.tpm_limit} ({st.tokens_last_minute} in the last minute)")
+    return ", ".join(parts)
+
+
+def _endpoint(st: Stats, e: EndpointCounts) -> str:
+    """One endpoint's columns: in flight (of its ceiling), its estimates, its share, its errors."""
+    total = sum(o.requests for o in st.endpoints) or 1
+    ceiling = f"/{e.ceiling}" if e.ceiling else ""
+    est = " ".join(f"{kind} {s:.1f}s" for kind, s in e.estimate_s.items()) or "est -"
+    return (f"{e.in_flight}{ceiling} in flight, {est}, {e.requests} req ({100 * e.requests / total:.0f}%), "
+            f"{e.errors} errors")
+
+
+def _wasted(st: Stats) -> str:
+    return f" | wasted {st.wasted} (held while the store was down, for records taken over)" if st.wasted else ""
 
 
 def _cost(st: Stats) -> str:
@@ -77,18 +108,20 @@ def render(st: Stats, title: str) -> Panel:
                             "finished; lower is better)")
     t.add_row("generator", f"{st.requests} requests ({st.requests / el:.2f}/s), retries {st.retries}, "
                            f"{st.completion_tokens} tokens ({st.completion_tokens / el:.0f}/s){_cost(st)}")
+    if limits(st):
+        t.add_row("limits", limits(st))
     if len(st.endpoints) > 1:
         for e in st.endpoints:
             t.add_row(Text(f"  {e.url}", overflow="ellipsis"),
-                      f"[{'green' if e.state == 'up' else 'red'}]{e.state}[/]  {e.requests} requests, "
-                      f"{e.completion_tokens / el:.0f} tok/s, errors {e.errors}")
+                      f"[{'green' if e.state == 'up' else 'red'}]{e.state}[/]  {_endpoint(st, e)}, "
+                      f"{e.completion_tokens / el:.0f} tok/s")
     t.add_row("elapsed / ETA", f"{_fmt_eta(el)} / {_fmt_eta(st.eta_s())}")
     t.add_row("errors", Text(str(st.errors), style="red" if st.errors else ""))
     parts: list = [t]
     if st.last_errors:
         parts.append(Text("\n".join(st.last_errors), style="red", overflow="ellipsis", no_wrap=True))
     return Panel(Group(*parts), title=f"reer · {title} · {phase(st)}",
-                 border_style="red" if st.endpoint_down else "blue")
+                 border_style="red" if _down(st) else "blue")
 
 
 class Display:

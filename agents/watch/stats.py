@@ -19,7 +19,10 @@ class EndpointCounts:
     requests: int = 0
     errors: int = 0
     completion_tokens: int = 0
-    state: str = "up"  # "down" while its circuit breaker is open
+    state: str = "up"  # "down" while its circuit breaker is open, "waiting" for its preflight, "refused"
+    in_flight: int = 0
+    ceiling: int | None = None  # its --endpoint-concurrency
+    estimate_s: dict[str, float] = field(default_factory=dict)  # one request's time at no load, by kind
 
 
 @dataclass
@@ -48,10 +51,16 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     phase: str = "starting"
     endpoint_down: bool = False  # the circuit breaker is open: requests are waiting
+    store_down_since: float | None = None  # monotonic time the store stopped answering, while it is down
+    store_wait_s: float = 0.0  # --store-wait: how long it is waited for
+    wasted: int = 0  # generations held while the store was down, for records another worker took over
     on_error: Callable[[str], None] | None = None  # each error in full, as it happens (the run's log)
     prices: "Prices | None" = None  # per million tokens: the dashboard shows the cost so far
     endpoints: list[EndpointCounts] = field(default_factory=list)
     loop_lag_max_s: float = 0.0  # the longest the event loop was late (store writes block it)
+    rps_limit: float | None = None  # --rps, shown beside the rate it limits
+    tpm_limit: int | None = None  # --tpm
+    tokens_last_minute: int = 0  # what --tpm counts, as last seen
 
     def elapsed_s(self) -> float:
         return max(time.monotonic() - self.started, 1e-9)

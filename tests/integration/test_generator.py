@@ -103,12 +103,12 @@ async def test_vllm_continues_the_prefill_via_continue_final_message_and_samples
     with FakeOpenAI(flavor="vllm") as fake:
         g = gen(fake.url)
         info = await g.start(2, [])
-        assert (info.prefill, info.n_supported, info.max_tokens_field) == ("continue", True, "max_tokens")
+        assert (info.prefill, info.n_supported, info.max_tokens_field) == ("continue", True, "max_completion_tokens")
         [out] = await g.generate(DRAFT, "<think>\nAlright", 1, [])
         body = fake.log[-1].body
         assert body["messages"][-1] == {"role": "assistant", "content": "<think>\nAlright"}
         assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
-        assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.8, 0.85, 8000)
+        assert (body["temperature"], body["top_p"], body["max_completion_tokens"]) == (0.8, 0.85, 8000)
         assert "top_k" not in body and fake.log[-1].continued
         assert not out.text.startswith("<think>")  # the continuation only
         await g.aclose()
@@ -151,7 +151,7 @@ async def test_openai_runs_without_prefill_and_says_why():
         assert "continue_final_message" in info.no_prefill_reason
         await g.generate(DRAFT, "", 1, [])
         body = fake.log[-1].body
-        assert set(body) <= {"model", "messages", "temperature", "top_p", "max_tokens", "n"}
+        assert set(body) <= {"model", "messages", "temperature", "top_p", "max_completion_tokens", "n"}
         assert body["messages"][-1]["role"] == "user"
         await g.aclose()
 
@@ -195,3 +195,14 @@ async def test_completions_mode_on_openai_stops_at_once_pointing_at_mode():
 def test_a_requests_completion_tokens_are_shared_out_whole():
     assert split_evenly(7, 3) == [3, 2, 2] and sum(split_evenly(1001, 4)) == 1001
     assert split_evenly(None, 2) == [None, None] and split_evenly(5, 1) == [5]
+
+
+async def test_a_token_limit_counts_the_servers_usage_and_makes_requests_wait():
+    with FakeOpenAI() as fake:
+        g = gen(fake.url, model="m", tpm=10)
+        [e] = g.endpoints
+        await g.generate(MSGS, "", 1, [])
+        spent = fake.log[-1].usage["prompt_tokens"] + fake.log[-1].usage["completion_tokens"]
+        assert e.throttler.budget.used() == spent > 10 and e.stats.tokens_last_minute == spent
+        assert e.throttler.budget.wait_s() > 50  # the next request waits for the minute to pass
+        await g.aclose()

@@ -140,6 +140,31 @@ def test_export_formats_round_trip_with_the_inputs_columns_and_provenance(run, t
     assert assistant == {"role": "assistant", "content": rows[0]["answer"], "reasoning_content": rows[0]["thinking"]}
 
 
+def test_export_for_other_trainers_llamafactory_trl_and_gpt_oss_thinking(run, tmp_path, capsys):
+    run_db, _ = run
+    out = tmp_path / "my set"
+    assert export.main(["--db", str(run_db), "--out", str(out), "--format", "hf", "--messages-format", "thinking",
+                        "--prompt-completion"]) == 0
+    rows = datasets.load_from_disk(str(out)).to_list()  # LLaMA-Factory's files leave datasets' own alone
+    row = rows[0]
+    assert row["messages"][1] == {"role": "assistant", "content": row["answer"], "thinking": row["thinking"]}
+
+    def turns(ms):  # Arrow gives every turn of a column the same keys, None where a turn has none
+        return [{k: v for k, v in m.items() if v is not None} for m in ms]
+
+    assert turns(row["prompt"]) == turns(row["messages"][:1]) and turns(row["completion"]) == turns(row["messages"][1:])
+    config = json.loads((out / export.CONFIG_FILE).read_text())
+    assert config["config_hash"] == row["config_hash"] and config["generator_model"] == "fake-model"
+    info = json.loads((out / "llamafactory" / "dataset_info.json").read_text())
+    assert info == {"my_set": {"file_name": "my_set.jsonl", "formatting": "sharegpt",
+                               "columns": {"messages": "messages"},
+                               "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                                        "assistant_tag": "assistant", "system_tag": "system"}}}
+    lf = R.read_jsonl(out / "llamafactory" / "my_set.jsonl")
+    assert len(lf) == len(rows) and lf[0]["messages"][0] == {"role": "user", "content": row["question"]}
+    assert lf[0]["messages"][1]["content"] == f"<think>\n{row['thinking']}\n</think>\n\n{row['answer']}"
+
+
 def test_export_filters_say_what_they_left_out(run, tmp_path, capsys):
     run_db, _ = run
     scores = sorted(s for s, in R.query(run_db, "select final_score from record where status = 'done'"))

@@ -21,13 +21,15 @@ from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_scorer import FakeScorer
 
 
-def router(*urls, retries=3, breaker=None) -> Router:
+def router(*urls, retries=3, breaker=None, ceilings=(), log=lambda line: None) -> Router:
     stats, rng = Stats(), random.Random(0)
     policy = RetryPolicy(max_retries=retries, base_s=0.01, max_s=0.05)
-    gens = [Generator(GeneratorConfig(endpoint=u, model="m", retry=policy), stats, rng) for u in urls]
+    ceilings = ceilings or (None,) * len(urls)
+    gens = [Generator(GeneratorConfig(endpoint=u, model="m", retry=policy, max_in_flight=c), stats, rng)
+            for u, c in zip(urls, ceilings)]
     for g in gens:
         g.breaker = breaker() if breaker else g.breaker
-    return Router(gens, policy, stats, rng, log=lambda line: None)
+    return Router(gens, policy, stats, rng, log=log)
 
 
 async def test_requests_go_to_the_endpoint_with_the_fewest_in_flight():

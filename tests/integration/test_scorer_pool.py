@@ -67,3 +67,51 @@ def test_a_scorer_is_started_per_device(tmp_path, tiny_model_dirs):
     for i in range(2):
         assert "scorer: ready" in (tmp_path / f"run.db.scorer-{i}.log").read_text()
     assert R.query(db, "select distinct status from record") == [("done",)]
+
+
+def test_a_scorer_dead_from_the_start_does_not_hold_the_run_and_joins_when_it_answers(tmp_path):
+    inp = R.write_input(tmp_path / "in.jsonl", distinct_records(24))
+    db = tmp_path / "run.db"
+    dead = FakeScorer().__enter__()  # its port then refuses: the scorer is not up yet
+    dead.kill()
+    with FakeOpenAI(delay_s=0.3) as fake, FakeScorer() as live:
+        proc = R.start(cmd(fake, [dead, live], inp, db, tmp_path / "out.jsonl", "--concurrency", "2", "--scorer-wait", "2"))
+        assert R.wait_for(lambda: len(live.records) >= 2, timeout=120), "the live scorer got no record"
+        with FakeScorer(port=int(dead.url.rsplit(":", 1)[1])) as back:  # it comes up on its port
+            stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert R.query(db, "select distinct status from record") == [("done",)]
+    assert f"waiting for the scorer at {dead.url} to answer" in stdout  # said, while the other one scored
+    assert f"the scorer at {dead.url} answers now and takes back its records" in stdout
+    assert back.records, "the scorer that came back took no record"
+
+
+def test_every_scorer_dead_from_the_start_stops_the_run_before_anything_is_stored(tmp_path):
+    inp = R.write_input(tmp_path / "in.jsonl", distinct_records(2))
+    db = tmp_path / "run.db"
+    dead = [FakeScorer().__enter__(), FakeScorer().__enter__()]
+    for s in dead:
+        s.kill()
+    with FakeOpenAI() as fake:
+        p = R.run(cmd(fake, dead, inp, db, tmp_path / "out.jsonl", "--scorer-wait", "3"))
+    assert p.returncode == 2
+    assert p.stderr.startswith(f"reer: error: the scorer at {dead[0].url} did not answer") or \
+        p.stderr.startswith(f"reer: error: the scorer at {dead[1].url} did not answer"), p.stderr
+    assert not db.exists()
+
+
+def test_the_only_scorer_restarting_mid_run_makes_the_records_wait_not_fail(tmp_path):
+    inp = R.write_input(tmp_path / "in.jsonl", distinct_records(12))
+    db = tmp_path / "run.db"
+    with FakeOpenAI(delay_s=0.3) as fake:
+        first = FakeScorer().__enter__()
+        proc = R.start(cmd(fake, [first], inp, db, tmp_path / "out.jsonl"))
+        assert R.wait_for(lambda: len(first.records) >= 3, timeout=120), "the scorer scored nothing"
+        first.kill()
+        R.time.sleep(3)
+        with FakeScorer(port=int(first.url.rsplit(":", 1)[1])) as again:
+            stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert R.query(db, "select distinct status from record") == [("done",)]
+    assert "SCORERS DOWN: no scorer answers" in stdout and f"the scorer {first.url} answers again after" in stdout
+    assert again.records

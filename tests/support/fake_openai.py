@@ -14,6 +14,16 @@ It behaves like one of three real servers (``flavor``), as their sources and doc
                 ``continue_final_message`` and ``add_generation_prompt`` true; ignores fields it
                 does not know; answers ``n`` != 1 with a 500 "Only one completion choice is
                 allowed", as builds before ``n`` support did (``supports_n=True``: as later ones).
+                From tools/server/server-common.cpp (oaicompat_chat_params_parse): on the prefill
+                path, 400 "Cannot have 2 or more assistant messages at the end of the list.",
+                reasoning_format forced to none (no reasoning field comes back), and with a
+                thinking chat template (``thinking_template``) 400 "Assistant response prefill is
+                incompatible with enable_thinking." unless the request's ``chat_template_kwargs``
+                say ``enable_thinking: false`` (issue 20861, PR 15404). ``parses_continue``: newer
+                builds (PR 23012) take ``continue_final_message`` with ``add_generation_prompt``
+                false as the prefill path even under ``--no-prefill-assistant``
+                (``prefill_assistant=False``). ``reads_max_completion_tokens=False``: builds that
+                read ``max_tokens`` alone (server-task.cpp, params_from_json_cmpl, reads both now).
     "openai"    400 "Unrecognized request argument supplied: X" for any field outside its API
                 (``top_k``, ``continue_final_message`` ...); a trailing assistant message is an
                 earlier turn, not continued; reasoning models (``o*``, ``gpt-5*``) refuse
@@ -95,6 +105,10 @@ class FakeOpenAI(LoopbackServer):
     llamacpp_n: bool = False  # llamacpp: honours n, as recent builds do
     reasoning_field: str | None = None  # vllm with a reasoning parser: "reasoning" or "reasoning_content"
     template_opens_think: bool = False  # the chat template puts <think> in the generation prompt
+    thinking_template: bool = False  # llamacpp: a Qwen3/GLM/Gemma 4 template, thinking on by default
+    parses_continue: bool = False  # llamacpp: a build that reads continue_final_message (PR 23012)
+    prefill_assistant: bool = True  # llamacpp: the server's --prefill-assistant (its default)
+    reads_max_completion_tokens: bool = True  # False: an older server that reads max_tokens alone
     delay_s: float = 0.0
     seed: int = 0
     faults: list = field(default_factory=list)  # statuses or fault names for the next requests, in order
@@ -210,6 +224,23 @@ class FakeOpenAI(LoopbackServer):
             raise self._error(400, "Cannot set both `continue_final_message` and `add_generation_prompt` to True.")
         if self.flavor == "llamacpp" and not self.llamacpp_n and (body.get("n") or 1) != 1:
             raise self._error(500, "Only one completion choice is allowed")
+        if self.flavor == "llamacpp" and endpoint == "chat" and self._llamacpp_prefills(body):
+            messages = body["messages"]
+            if len(messages) > 1 and messages[-2].get("role") == "assistant":
+                raise self._error(400, "Cannot have 2 or more assistant messages at the end of the list.")
+            kwargs = body.get("chat_template_kwargs") or {}
+            if self.thinking_template and kwargs.get("enable_thinking", True) is not False:
+                raise self._error(400, "Assistant response prefill is incompatible with enable_thinking.")
+
+    def _llamacpp_prefills(self, body: dict) -> bool:
+        """llama.cpp takes the prefill path: a trailing assistant message, with the server's
+        --prefill-assistant or (newer builds) the request's continue_final_message."""
+        messages = body.get("messages") or []
+        if not messages or messages[-1].get("role") != "assistant":
+            return False
+        asked = self.parses_continue and body.get("continue_final_message") and \
+            body.get("add_generation_prompt") is False
+        return self.prefill_assistant or bool(asked)
 
     def continues(self, body: dict, endpoint: str) -> str | None:
         """The prefill this request's output continues, if the server continues one."""
@@ -219,7 +250,8 @@ class FakeOpenAI(LoopbackServer):
         last = messages[-1] if messages else {}
         if last.get("role") != "assistant":
             return None
-        if self.flavor == "llamacpp" or (self.flavor == "vllm" and body.get("continue_final_message")):
+        if (self.flavor == "llamacpp" and self._llamacpp_prefills(body)) or \
+                (self.flavor == "vllm" and body.get("continue_final_message")):
             return last.get("content") or ""
         return None  # an earlier turn: the model starts a new message
 
@@ -255,12 +287,15 @@ class FakeOpenAI(LoopbackServer):
                     t = self._edit(segment or "", answer)
                     texts.append(t if prefill and prefill.endswith("<analyze>\n") else "<analyze>\n" + t)
                 else:
-                    texts.append("Hello there, nice to meet you.")
+                    texts.append("Hello there, nice to meet you. I hope the sea is calm where you are today.")
         texts = [_cut_at(t, stops) for t in texts]
         toks = [max(1, len(t.split())) * 2 for t in texts]
         if kind == "draft":
             toks = [max(t, 150) for t in toks]
         finish = "stop"
+        limit = self.length_limit(body)
+        if kind == "other" and limit and max(toks) > limit:  # the preflight: cut where the server reads a limit
+            texts, toks, finish = [" ".join(t.split()[: max(1, limit // 2)]) for t in texts], [limit] * len(texts), "length"
         if fault == "length":
             texts, finish = [t[: len(t) // 3] for t in texts], "length"
         if endpoint == "chat":
@@ -278,11 +313,18 @@ class FakeOpenAI(LoopbackServer):
                 "choices": choices, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sum(toks),
                                               "total_tokens": prompt_tokens + sum(toks)}}
 
+    def length_limit(self, body: dict) -> int | None:
+        """The length field this server reads (the newer name first, where it reads it)."""
+        if self.reads_max_completion_tokens and body.get("max_completion_tokens") is not None:
+            return body["max_completion_tokens"]
+        return body.get("max_tokens")
+
     def _message(self, text: str, prefill: str | None) -> dict:
         """The assistant message, with the thinking split off as a reasoning parser does."""
         if prefill and self.flavor == "llamacpp":
-            text = prefill + text  # llama.cpp parses the continued message whole
-            prefill = ""
+            # llama.cpp returns the continued message whole, and its prefill path forces
+            # reasoning_format none: nothing is split off.
+            return {"role": "assistant", "content": prefill + text}
         if self.reasoning_field is None:
             return {"role": "assistant", "content": text}
         in_thinking = ("<think>" in prefill and "</think>" not in prefill) if prefill is not None \

@@ -73,3 +73,21 @@ def test_options_left_unset_take_the_profile_of_the_endpoint():
     # a value given on the command line wins over the profile's
     set_ = config_from_args(build_parser().parse_args(["--input", "x.jsonl", "--max-steps", "7", "--cut-drafts", "keep"]))
     assert (set_.search.max_steps, set_.search.cut_drafts, set_.search.acceptance) == (7, "keep", "strict")
+
+
+def test_endpoint_concurrency_is_a_ceiling_per_endpoint_given_once_or_per_endpoint():
+    import pytest
+
+    from agents.errors import ConfigError
+
+    parse = build_parser().parse_args
+    two = ["--input", "x.jsonl", "--endpoint", "http://a:8000/v1", "--endpoint", "http://b:8000/v1"]
+    each = config_from_args(parse([*two, "--endpoint-concurrency", "0", "--endpoint-concurrency", "4"]))
+    assert [g.max_in_flight for g in each.generators] == [None, 4]
+    once = config_from_args(parse([*two, "--endpoint-concurrency", "3"]))
+    assert [g.max_in_flight for g in once.generators] == [3, 3]
+    assert [g.max_in_flight for g in config_from_args(parse(two)).generators] == [None, None]
+    assert "max_in_flight" not in str(each.fingerprint({}))  # transport: a resume may change it
+    for bad in (["-1"], ["1", "2", "3"]):
+        with pytest.raises(ConfigError, match="--endpoint-concurrency"):
+            config_from_args(parse([*two, *[x for v in bad for x in ("--endpoint-concurrency", v)]]))

@@ -72,11 +72,12 @@ def test_several_endpoints_each_get_a_line_with_their_state():
     from agents.watch.stats import EndpointCounts
 
     s = stats()
-    s.endpoints = [EndpointCounts("http://gen1:8000/v1", requests=30, completion_tokens=900),
+    s.endpoints = [EndpointCounts("http://gen1:8000/v1", requests=30, completion_tokens=900, in_flight=5,
+                                  ceiling=8, estimate_s={"draft": 2.04, "edit": 0.31}),
                    EndpointCounts("http://gen2:8000/v1", requests=10, errors=7, state="down")]
     panel, line = _text(render(s, "in.jsonl")), summary_line(s)
-    assert "http://gen1:8000/v1" in panel and "up  30 requests" in panel and "down  10 requests" in panel
-    assert "errors 7" in panel
-    assert "http://gen2:8000/v1 down: 10 req, 7 errors" in line
+    assert "http://gen1:8000/v1" in panel and "down  0 in flight" in panel
+    assert "up  5/8 in flight, draft 2.0s edit 0.3s, 30 req (75%), 0 errors" in panel
+    assert "http://gen2:8000/v1 down: 0 in flight, est -, 10 req (25%), 7 errors" in line
     s.endpoints = s.endpoints[:1]  # one endpoint: the generator line says it all
     assert "http://gen1" not in _text(render(s, "in.jsonl")) and "http://gen1" not in summary_line(s)

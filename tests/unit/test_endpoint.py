@@ -42,4 +42,4 @@ def test_the_startup_line_says_how_the_prefill_goes():
     assert not info.prefills
     assert info.describe() == "NO prefill; n supported; length as max_completion_tokens; thinking read from 'reasoning'"
     assert EndpointInfo("continue", False, "max_tokens", None).describe() == \
-        "prefill continued via continue_final_message; n=1 requests in parallel"
+        "prefill continued via continue_final_message; n=1 requests in parallel; length as max_tokens"

@@ -25,7 +25,7 @@ class ScriptedGenerator:
     def __init__(self, drafts, edits):
         self.drafts, self.edits, self.calls, self.requests = list(drafts), list(edits), [], []
 
-    async def generate(self, messages, prefill, n, stop):
+    async def generate(self, messages, prefill, n, stop, kind="edit"):
         kind = "edit" if is_edit(messages) else "draft"
         self.calls.append((kind, n))
         self.requests.append((kind, prefill, list(stop)))
@@ -93,9 +93,9 @@ async def test_resume_scores_stored_candidates_and_generates_only_missing_ones(t
     s, store, rec = make(tmp_path, gen, SearchConfig(max_steps=1, stop_score=0.0, expansions=2))
     original = gen.generate
 
-    async def one_candidate_then_crash(messages, prefill, n, stop):
+    async def one_candidate_then_crash(messages, prefill, n, stop, kind="edit"):
         if not is_edit(messages):
-            return await original(messages, prefill, n, stop)
+            return await original(messages, prefill, n, stop, kind)
         # The first of two candidates reaches the store, then the process dies.
         [out] = [Generation("<refine>a</refine>", "stop", "m", 10, 20, 0.01)]
         store.add_node(_node(rec, NodeKind.candidate, 0, 0, prefill, out, parse_refine(out.text)))
