@@ -99,7 +99,8 @@ def test_past_the_wait_it_gives_up_holding_what_was_not_written():
     node = Node(record_id=1, kind=NodeKind.draft, step=-1, idx=0, raw="x")
     with pytest.raises(StoreUnavailable):
         asyncio.run(o.call(write, held=[node]))
-    assert len(seen) == 4 and o.gave_up  # down from t=2 on; the try at t=8 is past 5 s and o.held_nodes() == [node]
+    assert len(seen) == 4 and o.gave_up  # down from t=2 on; the try at t=8 is past 5 s
+    assert o.held_nodes() == [node]
 
 
 def test_a_stop_during_the_wait_gives_up_at_once():
