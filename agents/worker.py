@@ -195,7 +195,8 @@ def write_results(store: Store, run_id: int, out: Path, display: Display, whole:
 
 def outcome(store: Store, run_id: int, inputs, display: Display, stats: Stats) -> int:
     """The run's exit code from its store, with what did not finish and why."""
-    unfinished = len(store.records_to_run(run_id))
+    counts = store.status_counts(run_id)  # counted in the index: no record's texts are read
+    unfinished = counts.get(RecordStatus.pending, 0) + counts.get(RecordStatus.running, 0)
     stats.phase = "stopped" if unfinished else "finished"
     if unfinished:
         display.log(f"{unfinished} records unfinished: run the same command to resume them")
@@ -205,7 +206,7 @@ def outcome(store: Store, run_id: int, inputs, display: Display, stats: Stats) -
         display.log(f"  record {rec.key}: {rec.status.value}: {rec.error}")
     for problem in inputs.problems:
         display.log(f"  input: {problem}")
-    if not store.status_counts(run_id).get(RecordStatus.done):
+    if not counts.get(RecordStatus.done):
         display.log("no record produced a result; by reason:")
         for line in reasons_summary(problems):
             display.log(f"  {line}")

@@ -4,10 +4,10 @@ from store.database import shown
 from store.errors import LeaseLost, RunMismatch, StoreBusy, StoreError, StoreStateError, StoreUnavailable
 from store.models import Node, NodeKind, Record, RecordStatus, Run, Step, Worker
 from store.store import Store
-from store.values import Claim, Overview, Progress, RecordIn, RunStart, content_hash
+from store.values import Claim, Overview, Problem, Progress, RecordIn, RecordNumbers, RunStart, content_hash
 
 __all__ = [
-    "Claim", "LeaseLost", "Worker", "Node", "NodeKind", "Overview", "Progress", "Record", "RecordIn", "RecordStatus", "Run", "RunMismatch",
+    "Claim", "LeaseLost", "Problem", "RecordNumbers", "Worker", "Node", "NodeKind", "Overview", "Progress", "Record", "RecordIn", "RecordStatus", "Run", "RunMismatch",
     "RunStart", "Step", "Store", "StoreBusy", "StoreError", "StoreStateError", "StoreUnavailable",
     "content_hash", "shown",
 ]

@@ -20,7 +20,7 @@ from sqlmodel import SQLModel
 from store.database import engine_for, shown
 from store.errors import StoreUnavailable
 from store.holder import lock_schema
-from store.models import Record, Worker
+from store.models import Node, Record, Step, Worker
 
 # Its own metadata: the reader of an old database checks reer's tables, not this one.
 VERSION_TABLE = Table("reer_schema", MetaData(), Column("version", Integer, nullable=False))
@@ -34,9 +34,20 @@ def _v2_workers(conn: Connection) -> None:
             index.create(conn)
 
 
+READING_INDEXES = {"ix_record_run_status", "ix_record_worker_status", "ix_node_usage", "ix_step_choice"}
+
+
+def _v3_reading_indexes(conn: Connection) -> None:
+    for table in (Record, Node, Step):
+        for index in table.__table__.indexes:
+            if index.name in READING_INDEXES:
+                index.create(conn, checkfirst=True)
+
+
 # version: (what it changes, the change). Version 1 is the schema before versioning.
 STEPS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     2: ("workers share a run: the worker table, the worker holding each record, the queue's index", _v2_workers),
+    3: ("indexes that cover what status, export and report read, so they read no long text", _v3_reading_indexes),
 }
 VERSION = max(STEPS)
 

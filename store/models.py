@@ -66,10 +66,14 @@ _UNFINISHED = text("status IN ('pending', 'running')")
 
 class Record(SQLModel, table=True):
     # The queue a worker claims from: unfinished records in input order, found without walking
-    # past the finished ones.
+    # past the finished ones. The others cover what `status`, `export` and `report` read, so that
+    # they read no row: a record's row holds its long texts (store/reading.py says who uses each).
     __table_args__ = (UniqueConstraint("run_id", "key"),
                       Index("ix_record_queue", "run_id", "position", postgresql_where=_UNFINISHED,
-                            sqlite_where=_UNFINISHED))
+                            sqlite_where=_UNFINISHED),
+                      Index("ix_record_run_status", "run_id", "status", "position", "initial_score", "final_score",
+                            "updated_at"),
+                      Index("ix_record_worker_status", "worker_id", "status"))
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="run.id", index=True)
@@ -94,7 +98,10 @@ class Record(SQLModel, table=True):
 class Node(SQLModel, table=True):
     """One generation: the draft (step -1) or a candidate rewrite of step ``step``'s segment."""
 
-    __table_args__ = (UniqueConstraint("record_id", "step", "idx"),)
+    # ix_node_usage covers the sums of `status` and `report`: they read no generated text.
+    __table_args__ = (UniqueConstraint("record_id", "step", "idx"),
+                      Index("ix_node_usage", "record_id", "kind", "idx", "rejected", "prompt_tokens",
+                            "completion_tokens", "latency_s"))
 
     id: int | None = Field(default=None, primary_key=True)
     record_id: int = Field(foreign_key="record.id", index=True)
@@ -118,7 +125,8 @@ class Node(SQLModel, table=True):
 class Step(SQLModel, table=True):
     """A completed step of the local search; its existence is what marks the step done."""
 
-    __table_args__ = (UniqueConstraint("record_id", "step"),)
+    __table_args__ = (UniqueConstraint("record_id", "step"),
+                      Index("ix_step_choice", "record_id", "step", "best_after", "chosen_node_id"))
 
     id: int | None = Field(default=None, primary_key=True)
     record_id: int = Field(foreign_key="record.id", index=True)

@@ -10,9 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from store.errors import StoreStateError
-from store.models import Node, NodeKind, Record, RecordStatus, Step, Worker, utcnow
+from store.models import Node, Record, RecordStatus, Step, Worker, utcnow
 from store.sql import UNFINISHED, db_now, set_row, write_scores
-from store.values import Progress
+from store.values import Progress, progress_of
 
 
 class TreeWrites:
@@ -56,13 +56,7 @@ class TreeWrites:
         with self.engine.connect() as conn:
             nodes = [Node.model_validate(r._mapping) for r in conn.execute(_NODES_OF, {"record_id": record_id})]
             steps = [Step.model_validate(r._mapping) for r in conn.execute(_STEPS_OF, {"record_id": record_id})]
-        drafts, candidates = [], {}
-        for n in nodes:
-            if n.kind == NodeKind.draft:
-                drafts.append(n)
-            else:
-                candidates.setdefault(n.step, []).append(n)
-        return Progress(drafts, steps, candidates)
+        return progress_of(nodes, steps)
 
     def add_node(self, node: Node) -> Node:
         """Store one generation as soon as it arrives: a paid-for output is never lost."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
-from store.models import Node, Record, RecordStatus, Run, Step
+from store.models import Node, NodeKind, Record, RecordStatus, Run, Step
 
 
 def content_hash(*parts: str) -> str:
@@ -99,6 +99,40 @@ class Progress:
     def draft(self) -> Node | None:
         """The draft the search uses: the first attempt that was not rejected."""
         return next((d for d in self.drafts if not d.rejected), None)
+
+
+def progress_of(nodes: Sequence[Node], steps: Sequence[Step]) -> Progress:
+    """A record's progress from its nodes (by step, then idx) and its steps (by step)."""
+    drafts: list[Node] = []
+    candidates: dict[int, list[Node]] = {}
+    for n in nodes:
+        if n.kind == NodeKind.draft:
+            drafts.append(n)
+        else:
+            candidates.setdefault(n.step, []).append(n)
+    return Progress(drafts, list(steps), candidates)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A record that ended without a result: its key, failed or skipped, and why."""
+
+    key: str
+    status: RecordStatus
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RecordNumbers:
+    """A done record's numbers for a report, read without its texts (``Store.record_numbers``)."""
+
+    key: str
+    initial: float | None
+    final: float | None
+    draft_chars: int
+    final_chars: int
+    tokens: int  # completion tokens of all its generations
+    seconds: float  # the sum of their requests' latencies
 
 
 @dataclass(frozen=True)

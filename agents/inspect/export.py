@@ -6,16 +6,15 @@
 
 One row per finished record, in input order: the input's own columns, the thinking, the scores,
 the language, where it came from (generator, scorer, reer version, config hash) and an
-SFT-ready ``messages`` column. Filters leave records out, each counted by reason. Files are
-written under a temporary name and renamed, so a reader never sees half of one, with the mode
-the umask gives any new file.
+SFT-ready ``messages`` column. Filters leave records out, each counted by reason. The store is
+read a chunk of records at a time and each row written as it comes (``writers``): what is held
+is one chunk and one row group, whatever the run's size.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -23,10 +22,11 @@ import tempfile
 from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 from agents.inspect.curation import Filters
 from agents.inspect.stored import add_db_option, open_run
+from agents.inspect.writers import ExportError, write_rows
 from prompts.tags import THINK_CLOSE, THINK_OPEN
 from store import Progress, Record, Run, Store, StoreError
 
@@ -105,89 +105,16 @@ def write_jsonl(store: Store, run_id: int, out: Path, worker_id: int | None = No
     return write_rows(export_rows(store, run_id, worker_id=worker_id), Path(out), "jsonl")
 
 
-def write_rows(rows, out: Path, fmt: str, files: dict[str, str] | None = None) -> int:
-    """Write the rows atomically in ``fmt`` (hf: with ``files``, relative path -> text, in the
-    folder); how many."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "hf":
-        return _write_hf(list(rows), out, files or {})
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        if fmt == "jsonl":
-            n = 0
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    n += 1
-        else:
-            os.close(fd)
-            n = _write_parquet(list(rows), Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; the file is the user's, as any other
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return n
-
-
-def _write_parquet(rows: list[dict[str, Any]], path: Path) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ExportError(f"the rows do not make one Parquet table ({exc}); an input column of mixed types? "
-                          "Use --format jsonl") from None
-    pq.write_table(table, path)
-    return len(rows)
-
-
-def _write_hf(rows: list[dict[str, Any]], out: Path, files: dict[str, str]) -> int:
-    try:
-        import datasets
-    except ImportError:
-        raise ExportError("--format hf needs the datasets package: pip install 'reer[hf]'") from None
-    datasets.disable_progress_bars()  # the export says what it wrote in one line
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
-    try:
-        datasets.Dataset.from_list(rows).save_to_disk(str(tmp))
-        for name, text in files.items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
-        if out.exists():
-            old = out.with_name(out.name + ".old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return len(rows)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _dataset_name(out: Path) -> str:
     """The folder's name as a LLaMA-Factory dataset name (its `dataset` argument)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in out.resolve().name) or "reer"
 
 
-class ExportError(Exception):
-    """An export that cannot be written as asked (one line for the user)."""
-
-
-def dataset_card(run: Run, rows: list[dict[str, Any]], done: int, dropped: Counter, filters: Filters) -> str:
-    """A dataset card: where the data came from, with what settings, and what it holds."""
+def dataset_card(run: Run, scores: dict[str, list[float]], done: int, dropped: Counter, filters: Filters) -> str:
+    """A dataset card: where the data came from, with what settings, and what it holds;
+    ``scores``: the kept rows' initial_score and final_score."""
     def stats(key: str) -> str:
-        xs = [r[key] for r in rows if r[key] is not None]
+        xs = scores[key]
         return f"mean {statistics.fmean(xs):.4f}, median {statistics.median(xs):.4f}" if xs else "-"
 
     origin = provenance(run)
@@ -199,7 +126,7 @@ def dataset_card(run: Run, rows: list[dict[str, Any]], done: int, dropped: Count
         "# REER thinking trajectories", "",
         "Deep-reasoning training data made by reverse-engineered reasoning (REER, arXiv 2509.06160) with reer:",
         "each row's thinking was searched for so that it best explains the given answer.", "",
-        f"- records: {len(rows)} (of {done} done; left out: {left_out})",
+        f"- records: {len(scores['final_score'])} (of {done} done; left out: {left_out})",
         f"- filters: {json.dumps(used) if used else 'none'}",
         f"- generator: {origin['generator_model']}; scorer: {origin['scorer_model']}",
         f"- reer {origin['reer_version']}, config hash {origin['config_hash']}",
@@ -209,23 +136,45 @@ def dataset_card(run: Run, rows: list[dict[str, Any]], done: int, dropped: Count
     ])
 
 
-def hf_files(run: Run, rows: list[dict[str, Any]], done: int, dropped: Counter, filters: Filters,
-             name: str) -> dict[str, str]:
+class HfFiles:
     """What goes beside the data in an hf folder: the card, the run's settings, and a
     LLaMA-Factory dataset (sharegpt; the thinking inside <think>, as its reasoning templates
-    take it). datasets' own dataset_info.json is at the top, so LLaMA-Factory's is apart."""
-    data = "".join(json.dumps({"messages": [{"role": "user", "content": r["question"]},
-                                            {"role": "assistant", "content": f"{THINK_OPEN}\n{r['thinking']}\n"
-                                                                             f"{THINK_CLOSE}\n\n{r['answer']}"}]},
-                              ensure_ascii=False) + "\n" for r in rows)
-    entry = {name: {"file_name": f"{name}.jsonl", "formatting": "sharegpt", "columns": {"messages": "messages"},
-                    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                             "assistant_tag": "assistant", "system_tag": "system"}}}
-    config = {k: v for k, v in run.config.items() if k != "prompts"}
-    return {"README.md": dataset_card(run, rows, done, dropped, filters),
-            CONFIG_FILE: json.dumps({"config_hash": run.config_hash, **config}, indent=2, ensure_ascii=False) + "\n",
-            f"{LLAMA_FACTORY_DIR}/dataset_info.json": json.dumps(entry, indent=2) + "\n",
-            f"{LLAMA_FACTORY_DIR}/{name}.jsonl": data}
+    take it). datasets' own dataset_info.json is at the top, so LLaMA-Factory's is apart. Noted
+    as the rows go by (:meth:`noting`): two scores a row, and LLaMA-Factory's copy of the row in
+    ``spool``, a temporary file, so that no row is held."""
+
+    def __init__(self, run: Run, dropped: Counter, filters: Filters, name: str, spool: IO[str]):
+        self.run, self.dropped, self.filters, self.name, self.spool = run, dropped, filters, name, spool
+        self.scores: dict[str, list[float]] = {"initial_score": [], "final_score": []}
+
+    def noting(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            for key, xs in self.scores.items():
+                if row[key] is not None:
+                    xs.append(row[key])
+            assistant = f"{THINK_OPEN}\n{row['thinking']}\n{THINK_CLOSE}\n\n{row['answer']}"
+            turns = [{"role": "user", "content": row["question"]}, {"role": "assistant", "content": assistant}]
+            self.spool.write(json.dumps({"messages": turns}, ensure_ascii=False) + "\n")
+            yield row
+
+    def write(self, folder: Path) -> None:
+        """Into the dataset's folder, once every row is written."""
+        done = len(self.scores["final_score"]) + sum(self.dropped.values())
+        entry = {self.name: {"file_name": f"{self.name}.jsonl", "formatting": "sharegpt",
+                             "columns": {"messages": "messages"},
+                             "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                                      "assistant_tag": "assistant", "system_tag": "system"}}}
+        config = {k: v for k, v in self.run.config.items() if k != "prompts"}
+        (folder / "README.md").write_text(dataset_card(self.run, self.scores, done, self.dropped, self.filters),
+                                          encoding="utf-8")
+        (folder / CONFIG_FILE).write_text(json.dumps({"config_hash": self.run.config_hash, **config}, indent=2,
+                                                     ensure_ascii=False) + "\n", encoding="utf-8")
+        (folder / LLAMA_FACTORY_DIR).mkdir(exist_ok=True)
+        (folder / LLAMA_FACTORY_DIR / "dataset_info.json").write_text(json.dumps(entry, indent=2) + "\n",
+                                                                      encoding="utf-8")
+        self.spool.seek(0)
+        with open(folder / LLAMA_FACTORY_DIR / f"{self.name}.jsonl", "w", encoding="utf-8") as f:
+            shutil.copyfileobj(self.spool, f)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,12 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store, run_id = open_run(args.db)
         dropped: Counter = Counter()
-        rows = list(export_rows(store, run_id, filters, args.messages_format, dropped,
-                                prompt_completion=args.prompt_completion))
-        done = len(rows) + sum(dropped.values())
-        files = hf_files(store.run(run_id), rows, done, dropped, filters, _dataset_name(args.out)) \
-            if fmt == "hf" else None
-        n = write_rows(rows, args.out, fmt, files)
+        rows = export_rows(store, run_id, filters, args.messages_format, dropped,
+                           prompt_completion=args.prompt_completion)
+        if fmt == "hf":
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile("w+", encoding="utf-8", dir=args.out.parent) as spool:
+                files = HfFiles(store.run(run_id), dropped, filters, _dataset_name(args.out), spool)
+                n = write_rows(files.noting(rows), args.out, fmt, files.write)
+        else:
+            n = write_rows(rows, args.out, fmt)
+        done = n + sum(dropped.values())
     except (StoreError, ExportError) as exc:
         print(f"reer: error: {exc}", file=sys.stderr)
         return 2

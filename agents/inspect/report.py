@@ -33,21 +33,29 @@ TABLE_ROWS = 10  # best and worst records listed
 
 
 def gather(store: Store, run_id: int) -> dict[str, Any]:
-    """Per record and per step, what the plots need, from the store."""
-    records, by_step = [], defaultdict(list)
-    for rec, progress in store.finished_records(run_id):
-        nodes = [*progress.drafts, *(n for ns in progress.candidates.values() for n in ns)]
-        records.append({
-            "id": rec.key, "initial": rec.initial_score, "final": rec.final_score,
-            "draft_chars": len(progress.draft.text or "") if progress.draft else 0,
-            "final_chars": len(rec.final_thinking or ""),
-            "tokens": sum(n.completion_tokens or 0 for n in nodes),
-            "seconds": sum(n.latency_s or 0 for n in nodes),
-            "tree": show.tree_data(rec, progress),
-        })
-        for st in progress.steps:
-            by_step[st.step].append((st.best_after, st.chosen_node_id is not None))
+    """Per record and per step, what the plots need, from the store's aggregate queries: no
+    text is read, and what is held is a few numbers a record. The search trees are read later,
+    for the records the page lists only (``trees``)."""
+    records = [vars(r) for r in store.record_numbers(run_id)]
+    by_step: dict[int, list[tuple[float, bool]]] = defaultdict(list)
+    for step, best_after, accepted in store.step_numbers(run_id):
+        by_step[step].append((best_after, bool(accepted)))
     return {"records": records, "by_step": dict(sorted(by_step.items()))}
+
+
+def picked(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The best and worst records by final score, the ones the page lists with their trees."""
+    ranked = sorted(records, key=lambda x: x["final"])
+    return ranked[:TABLE_ROWS] + [x for x in ranked[-TABLE_ROWS:] if x not in ranked[:TABLE_ROWS]]
+
+
+def trees(store: Store, run_id: int, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The search trees of the listed records, by key."""
+    out = {}
+    for key in keys:
+        rec = store.record_by_key(run_id, key)
+        out[key] = show.tree_data(rec, store.load_progress(rec.id))
+    return out
 
 
 def plots(data: dict[str, Any], problems: list[dict[str, Any]]) -> dict[str, bytes]:
@@ -122,19 +130,18 @@ def _failures_figure(plt, problems: list[dict[str, Any]]):
     return fig
 
 
-def render_html(snap: dict[str, Any], data: dict[str, Any], images: dict[str, bytes], db: str) -> str:
+def render_html(snap: dict[str, Any], listed: list[dict[str, Any]], tree_of: dict[str, dict[str, Any]],
+                images: dict[str, bytes], db: str) -> str:
     r = snap["records"]
     score = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
-    ranked = sorted(data["records"], key=lambda x: x["final"])
-    picked = ranked[:TABLE_ROWS] + [x for x in ranked[-TABLE_ROWS:] if x not in ranked[:TABLE_ROWS]]
     rows = "".join(
-        f"<tr><td><a href='#rec-{html.escape(x['id'])}'>{html.escape(x['id'])}</a></td><td>{score(x['initial'])}</td>"
+        f"<tr><td><a href='#rec-{html.escape(x['key'])}'>{html.escape(x['key'])}</a></td><td>{score(x['initial'])}</td>"
         f"<td>{score(x['final'])}</td><td>{score(x['initial'] - x['final'])}</td><td>{x['final_chars']}</td></tr>"
-        for x in picked)
+        for x in listed)
     figures = "".join(f"<figure><img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
                       f"</figure>" for name, png in images.items())
-    trees = "".join(f"<section id='rec-{html.escape(x['id'])}'><h3>record {html.escape(x['id'])}</h3>"
-                    f"{_tree_html(x['tree'])}</section>" for x in picked)
+    sections = "".join(f"<section id='rec-{html.escape(x['key'])}'><h3>record {html.escape(x['key'])}</h3>"
+                    f"{_tree_html(tree_of[x['key']])}</section>" for x in listed)
     cost = f", cost ${snap['cost_usd']:,.2f}" if snap["cost_usd"] is not None else ""
     acc = f" ({snap['acceptance']:.0%} improved)" if snap["acceptance"] is not None else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>reer report: {html.escape(db)}</title>
@@ -151,7 +158,7 @@ running {r['running']}, pending {r['pending']} · <b>steps</b> {snap['steps']}{a
 {figures}
 <h2>Best and worst records (by final score)</h2>
 <table><tr><th>record</th><th>initial</th><th>final</th><th>improvement</th><th>thinking chars</th></tr>{rows}</table>
-<h2>Their search trees</h2>{trees}
+<h2>Their search trees</h2>{sections}
 </body></html>
 """
 
@@ -183,7 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name, png in images.items():
         (args.out / f"{name}.png").write_bytes(png)
-    (args.out / "report.html").write_text(render_html(snap, data, images, args.db), encoding="utf-8")
+    listed = picked(data["records"])
+    try:
+        tree_of = trees(store, run_id, [x["key"] for x in listed])
+    except StoreError as exc:
+        print(f"reer: error: {exc}", file=sys.stderr)
+        return 2
+    (args.out / "report.html").write_text(render_html(snap, listed, tree_of, images, args.db), encoding="utf-8")
     print(f"wrote {args.out / 'report.html'} ({len(images)} plots, {len(data['records'])} done records)")
     return 0
 

@@ -27,10 +27,10 @@ from agents.config import Prices
 from agents.errors import ConfigError
 from agents.inspect.stored import add_db_option, open_run
 from agents.options import add_price_options, prices_from_args
-from store import Record, RecordStatus, Store, StoreError
+from store import Problem, RecordStatus, Store, StoreError
 
 
-def reason_groups(problems: list[Record]) -> list[dict[str, Any]]:
+def reason_groups(problems: list[Problem]) -> list[dict[str, Any]]:
     """Records that ended without a result, grouped by reason (numbers folded to N), most
     common first, each with a count and an example record."""
     groups: Counter[str] = Counter()
@@ -42,7 +42,7 @@ def reason_groups(problems: list[Record]) -> list[dict[str, Any]]:
     return [{"reason": reason, "count": n, "example": examples[reason]} for reason, n in groups.most_common()]
 
 
-def reasons_summary(problems: list[Record]) -> list[str]:
+def reasons_summary(problems: list[Problem]) -> list[str]:
     return [f"{g['count']} x {g['reason']} (e.g. record {g['example']})" for g in reason_groups(problems)]
 
 

@@ -21,6 +21,7 @@ from agents.watch.stats import Stats
 from store import Store
 
 HEARTBEATS_PER_LEASE = 4
+LAG_PROBE_S = 0.1  # how often the event loop's lateness is measured
 MAX_POLL_S = 5.0  # how often an idle worker asks the store whether work appeared
 
 
@@ -38,6 +39,7 @@ class ClaimLoop:
         self.stats.phase = "searching"
         self.shutdown.tasks = self.running
         heart = asyncio.create_task(self._heartbeat())
+        probe = asyncio.create_task(self._probe_lag())
         poll_s = min(MAX_POLL_S, self.lease_s / HEARTBEATS_PER_LEASE)
         try:
             while True:
@@ -57,6 +59,8 @@ class ClaimLoop:
                 self._reap()
         finally:
             heart.cancel()
+            probe.cancel()
+            self.log(f"event loop lag: max {self.stats.loop_lag_max_s * 1000:.0f} ms")
             for t in self.running:
                 t.cancel()
             if self.running:
@@ -68,7 +72,8 @@ class ClaimLoop:
         free = 0 if self.shutdown.requested else self.concurrency - len(self.running)
         if free <= 0:
             return []
-        claims = await self.outage.attempt(lambda: self.store.claim(self.run_id, free, list(self.running.values())), [])
+        mine = list(self.running.values())  # read here, not in the claim's thread
+        claims = await self.outage.attempt(lambda: self.store.claim(self.run_id, free, mine), [], in_thread=True)
         for c in claims:
             if c.taken_from:
                 self.log(f"record {c.record.key}: taken over from {c.taken_from}, whose lease ran out")
@@ -91,7 +96,7 @@ class ClaimLoop:
     async def _others_unfinished(self, claims: list) -> bool:
         """Nothing runs here: whether the run still has unfinished records (held by other
         workers), said once."""
-        waiting = await self.outage.call(lambda again: self.store.waiting(self.run_id))
+        waiting = await self.outage.call(lambda again: self.store.waiting(self.run_id), in_thread=True)
         if waiting.unfinished == 0:
             return False
         if not claims and not self._waiting_said and waiting.held_elsewhere:
@@ -117,6 +122,15 @@ class ClaimLoop:
             raise
         finally:
             self.stats.running -= 1
+
+    async def _probe_lag(self) -> None:
+        """How late a short sleep wakes: the longest the loop was held by one callback (a store
+        write, parsing a long output), which delays every request and heartbeat meanwhile."""
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            self.stats.loop_lag_max_s = max(self.stats.loop_lag_max_s, loop.time() - t0 - LAG_PROBE_S)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -1,6 +1,7 @@
 """Riding out a store that went away: a server restart, a failover, a network hiccup.
 
-Every store call of the search goes through :class:`StoreOutage`. A failure the store calls
+Every store call of the search goes through :class:`StoreOutage`, each try in a thread
+(:func:`off_loop`) so that a slow write holds no request or heartbeat. A failure the store calls
 transient (``store.outage``) is retried with backoff and jitter for up to ``--store-wait``;
 meanwhile the claim loop claims nothing new, the requests in flight finish, and what they
 generated waits here, in memory, in the call that writes it: at most one request's outputs per
@@ -21,7 +22,7 @@ import contextlib
 import itertools
 import random
 import time
-from typing import Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from agents.config import RetryPolicy
 from agents.watch.stats import Stats
@@ -33,6 +34,20 @@ T = TypeVar("T")
 # most a few times a second however many records wait.
 STORE_RETRY = RetryPolicy(base_s=0.5, max_s=5.0)
 MIN_PAUSE_S = 0.1
+
+
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """A store call in a thread: a write of a 30,000-character draft (or a wait on a lock) would
+    hold the event loop, and every request and heartbeat with it. A record cancelled meanwhile
+    waits for its write to end, so nothing is written after the record has stopped."""
+    call = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        await asyncio.wait([call])
+        if not call.cancelled():
+            call.exception()  # retrieved: what a cancelled record's write raised is moot
+        raise
 
 
 class StoreOutage:
@@ -62,14 +77,26 @@ class StoreOutage:
     async def call(self, write: Callable[[bool], T], held: Sequence[Node] = (), in_thread: bool = False) -> T:
         """``write(again)``, retried while the store is down; ``again`` is true on a retry, when
         a first try may have committed unseen. ``held``: the generations the write stores, kept
-        here until it lands. ``in_thread``: run it off the event loop (the heartbeat)."""
+        here until it lands. ``in_thread``: run it off the event loop (:func:`off_loop`), as every
+        store call of a run is."""
         call = next(self._calls)
         if held:
             self.held[call] = list(held)
+        landed: list[bool] = []  # set in the thread: a caller cancelled meanwhile still sees it
+
+        def once(again: bool) -> T:
+            result = write(again)
+            landed.append(True)
+            return result
+
         attempt = 0
         while True:
             try:
-                result = await asyncio.to_thread(write, attempt > 0) if in_thread else write(attempt > 0)
+                result = await off_loop(once, attempt > 0) if in_thread else once(attempt > 0)
+            except asyncio.CancelledError:
+                if landed:  # the write went through: nothing is left to hold (or spill)
+                    self.held.pop(call, None)
+                raise
             except LeaseLost:
                 if attempt and held:  # generated while the store was down, for a record now another's
                     self.stats.wasted += len(held)
@@ -92,11 +119,12 @@ class StoreOutage:
             self._came_back()
             return result
 
-    async def attempt(self, write: Callable[[], T], default: T) -> T:
+    async def attempt(self, write: Callable[[], T], default: T, in_thread: bool = False) -> T:
         """``write()`` once: ``default`` if the store is down (the claim loop claims nothing
-        then, rather than wait), the store's error if it will not be back."""
+        then, rather than wait), the store's error if it will not be back. ``in_thread``: as
+        for :meth:`call`."""
         try:
-            result = write()
+            result = await off_loop(write) if in_thread else write()
         except StoreUnavailable as exc:
             if not exc.transient or self.wait_s <= 0:
                 raise

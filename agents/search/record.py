@@ -19,7 +19,7 @@ from agents.generation.routing import RequestKind
 from agents.generation.parse import Parsed, parse_refine, parse_thinking
 from agents.generation.prefill import draft_prefill, edit_prefill
 from agents.search import decisions
-from agents.search.outage import StoreOutage
+from agents.search.outage import StoreOutage, off_loop
 from agents.services.scorers import Scorer
 from agents.watch.stats import Stats
 from prompts import PromptSet
@@ -63,6 +63,12 @@ class RecordSearch:
         it over). A record-level failure is recorded, not raised; errors that no record can
         survive (a dead endpoint or scorer) propagate and stop the run, leaving the record
         resumable."""
+        try:
+            return await self._run(rec)
+        finally:
+            self.stats.record_ended(rec.id)  # no-op once done: a finished record keeps no state here
+
+    async def _run(self, rec: Record) -> RecordStatus | None:
         failures = 0
         while True:
             try:
@@ -113,7 +119,7 @@ class RecordSearch:
             draft = None  # too long for the scorer: rejected like any unusable draft
         await self._saved(lambda again: self.store.set_initial_score(rec.id, draft.id, draft.score))
         segments = segment_text(draft.text)
-        self.stats.initial_scores[rec.id] = draft.score
+        self.stats.draft_scored(rec.id, draft.score)
 
         kept = [st.kept for st in progress.steps]
         best = progress.steps[-1].best_after if progress.steps else draft.score
@@ -136,13 +142,16 @@ class RecordSearch:
             self.stats.steps += 1
         thinking = decisions.final_thinking(segments, kept)
         await self._saved(lambda again: self.store.finish_record(rec.id, thinking, best))
-        self.stats.final_scores[rec.id] = best
+        self.stats.record_ended(rec.id, best)
         self.stats.done += 1
         return RecordStatus.done
 
     async def _saved(self, write: Callable[[bool], T], held: Sequence[Node] = ()) -> T:
-        """A store call (``write(again)``), riding out a store that went away where the run does."""
-        return await self.outage.call(write, held) if self.outage is not None else write(False)
+        """A store call (``write(again)``) in a thread, riding out a store that went away where the
+        run does."""
+        if self.outage is None:
+            return await off_loop(write, False)
+        return await self.outage.call(write, held, in_thread=True)
 
     async def _skip(self, rec: Record, reason: str) -> RecordStatus:
         await self._saved(lambda again: self.store.end_record(rec.id, RecordStatus.skipped, reason))

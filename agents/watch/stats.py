@@ -41,8 +41,12 @@ class Stats:
     scored: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    initial_scores: dict[int, float] = field(default_factory=dict)  # by record: a retried record counts once
-    final_scores: dict[int, float] = field(default_factory=dict)
+    # Draft scores of the records in flight only: a finished record leaves nothing but the sums
+    # below, so a worker's memory follows its concurrency, not the run's size.
+    drafts_in_flight: dict[int, float] = field(default_factory=dict)
+    scored_records: int = 0  # records whose draft and final score were both seen here
+    initial_sum: float = 0.0
+    final_sum: float = 0.0
     last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     started: float = field(default_factory=time.monotonic)
     phase: str = "starting"
@@ -53,6 +57,7 @@ class Stats:
     on_error: Callable[[str], None] | None = None  # each error in full, as it happens (the run's log)
     prices: "Prices | None" = None  # per million tokens: the dashboard shows the cost so far
     endpoints: list[EndpointCounts] = field(default_factory=list)
+    loop_lag_max_s: float = 0.0  # the longest the event loop was late (store writes block it)
     rps_limit: float | None = None  # --rps, shown beside the rate it limits
     tpm_limit: int | None = None  # --tpm
     tokens_last_minute: int = 0  # what --tpm counts, as last seen
@@ -76,12 +81,22 @@ class Stats:
             return None
         return self.elapsed_s() / self.finished * remaining
 
+    def draft_scored(self, record_id: int, score: float) -> None:
+        self.drafts_in_flight[record_id] = score  # a retried record's draft counts once
+
+    def record_ended(self, record_id: int, final_score: float | None = None) -> None:
+        """A record's search ended here (``final_score``: it is done); its draft score, if it
+        was seen here, joins the sums with the final one."""
+        initial = self.drafts_in_flight.pop(record_id, None)
+        if initial is not None and final_score is not None:
+            self.scored_records += 1
+            self.initial_sum += initial
+            self.final_sum += final_score
+
     def score_change(self) -> tuple[float | None, float | None]:
         """The mean draft score and the mean final score over the same records: those whose
         search ended in this process after their draft was scored here. (Records in flight have
         no final score yet, resumed ones no draft score here: either would skew one mean.)"""
-        both = [r for r in self.final_scores if r in self.initial_scores]
-        if not both:
+        if not self.scored_records:
             return None, None
-        return (sum(self.initial_scores[r] for r in both) / len(both),
-                sum(self.final_scores[r] for r in both) / len(both))
+        return self.initial_sum / self.scored_records, self.final_sum / self.scored_records

@@ -71,6 +71,7 @@ PARAGRAPHS = [
     "Alternatively, I could let the middle carry the emotion and keep the ending quiet. Let me think about the rhythm of each sentence before I draft.",
     "---\nDraft outline: open on the image, widen to the situation, turn on a single detail, close by returning to the first image with new meaning.",
 ]
+PARAGRAPH_CHARS = 1000  # a long draft's paragraphs: a 30,000-character draft has ~30 segments
 OPENAI_CHAT_FIELDS = frozenset({
     "model", "messages", "temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "seed",
     "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "response_format",
@@ -114,6 +115,10 @@ class FakeOpenAI(LoopbackServer):
     fault_rate: float = 0.0
     fault_kinds: list[str] = field(default_factory=lambda: list(FAULT_KINDS))
     hang_s: float = 3.0
+    # DeepWriting size: a draft of about this many characters (~8K tokens at 30,000) in paragraphs
+    # of about PARAGRAPH_CHARS, and each rewrite about as long as its segment. 0: short outputs.
+    draft_chars: int = 0
+    keep_prompts: bool = True  # False: the log keeps counts, not texts (a long run's prompts are GBs)
     api_key: str | None = None  # when set, requests must carry it
     port: int = 0
     log: list[Logged] = field(default_factory=list)  # every request answered
@@ -138,6 +143,8 @@ class FakeOpenAI(LoopbackServer):
     # --- what it writes -------------------------------------------------------------------
 
     def _draft(self, answer: str) -> str:
+        if self.draft_chars:
+            return " " + self._long_text(self.draft_chars, answer, paragraphs=True)
         k = self._rng.randint(3, len(PARAGRAPHS))
         words = answer.split()
         hint = " ".join(words[: min(12, len(words))])
@@ -149,11 +156,28 @@ class FakeOpenAI(LoopbackServer):
         words = answer.split()
         start = self._rng.randint(0, max(0, len(words) - 10))
         borrowed = " ".join(words[start : start + self._rng.randint(4, 20)])
+        if self.draft_chars:
+            borrowed += " " + self._long_text(len(segment), answer, paragraphs=False)
         # The analysis quotes the tags, as instruct models do: a </refine> stop string cuts it there.
         return (f"The passage sets up the plan; it lacks concrete detail. The rewrite goes in "
                 f"<refine></refine> below.\n</analyze>\n"
                 f"<refine>\n{first} and, wait, let me think: I want it to say {borrowed}. Hmm, maybe that is it.\n"
                 f"</refine>\nThat should read better.")
+
+    def _long_text(self, chars: int, answer: str, paragraphs: bool) -> str:
+        """About ``chars`` characters of varied thinking (paragraphs separated by blank lines)."""
+        words = answer.split() or ["the", "piece"]
+        out, size, para = [], 0, []
+        while size < chars:
+            sentence = self._rng.choice(PARAGRAPHS).replace("---\n", "")
+            detail = " ".join(self._rng.choice(words) for _ in range(self._rng.randint(3, 9)))
+            para.append(f"{sentence} I keep {detail} in mind.")
+            size += len(para[-1]) + 1
+            if paragraphs and sum(len(x) for x in para) >= PARAGRAPH_CHARS:
+                out.append(" ".join(para))
+                para = []
+        out.append(" ".join(para))
+        return "\n\n".join(x for x in out if x)
 
     def next_fault(self) -> str | None:
         with self._lock:
@@ -245,7 +269,8 @@ class FakeOpenAI(LoopbackServer):
         n_out = n if self.supports_n else 1
         stops = body.get("stop") or []
         stops = [stops] if isinstance(stops, str) else stops
-        logged = Logged(kind, endpoint, task, segment, n_out, prompt, body, prefill is not None)
+        logged = (Logged(kind, endpoint, task, segment, n_out, prompt, body, prefill is not None) if self.keep_prompts
+                  else Logged(kind, endpoint, "", None, n_out, "", {}, prefill is not None))
         with self._lock:
             self.log.append(logged)
             texts = []

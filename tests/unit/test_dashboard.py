@@ -15,8 +15,9 @@ def _text(renderable) -> str:
 
 def stats() -> Stats:
     s = Stats(total=10, done=3, failed=1, skipped=1, running=2, steps=12, accepted=5, requests=40)
-    s.initial_scores.update({1: 1.5, 2: 1.0})
-    s.final_scores.update({1: 1.2, 2: 0.8})
+    for record_id, initial, final in [(1, 1.5, 1.2), (2, 1.0, 0.8)]:
+        s.draft_scored(record_id, initial)
+        s.record_ended(record_id, final)
     s.error("HTTP 503 from the endpoint")
     return s
 
@@ -33,9 +34,12 @@ def test_the_score_change_is_over_the_same_records():
     scored by an earlier process) would each pull one mean alone: the demo once showed
     1.620 -> 1.675 while every accepted step lowered a score."""
     s = stats()
-    s.initial_scores[3] = 1.9  # in flight
-    s.final_scores[4] = 1.7  # resumed: its draft was scored before
+    s.draft_scored(3, 1.9)  # in flight
+    s.record_ended(4, 1.7)  # resumed: its draft was scored before
+    s.draft_scored(5, 1.1)
+    s.record_ended(5)  # failed after its draft
     assert "1.250 -> 1.000" in summary_line(s)
+    assert list(s.drafts_in_flight) == [3]  # what ended leaves only the sums
     assert "score - -> -" in summary_line(Stats(total=1))
 
 

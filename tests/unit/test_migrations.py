@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from store import RecordIn, RecordStatus, Store, StoreUnavailable
-from store.migrations import VERSION
+from store.migrations import READING_INDEXES, VERSION
 
 V1 = Path(__file__).resolve().parents[1] / "fixtures" / "store-v1.db"
 
@@ -24,6 +24,8 @@ def test_a_version_1_store_opened_by_a_reader_is_migrated_with_what_it_holds(tmp
     with reader.engine.connect() as c:
         assert c.execute(text("select version from reer_schema")).scalar() == VERSION
     assert "worker_id" in {c["name"] for c in inspect(reader.engine).get_columns("record")}
+    made = {i["name"] for t in ("record", "node", "step") for i in inspect(reader.engine).get_indexes(t)}
+    assert READING_INDEXES <= made
     reader.close()
 
 
@@ -50,7 +52,7 @@ def test_a_store_from_a_later_reer_is_refused(tmp_path):
 
 
 def test_a_version_1_postgres_schema_is_migrated_once_by_workers_opening_it_together():
-    """Version 1 made by taking version 2's additions away; then three processes open it at once."""
+    """Version 1 made by taking version 2's and 3's additions away; then three processes open it at once."""
     import multiprocessing
 
     from tests.support.pg import pg_schema
@@ -59,7 +61,8 @@ def test_a_version_1_postgres_schema_is_migrated_once_by_workers_opening_it_toge
         st = Store.open(url)
         st.begin_run({"search": {}}, "in.jsonl", [RecordIn(key="a", position=0, question="q", answer="a", lang="en")])
         with st.engine.begin() as c:
-            for sql in ("drop table reer_schema", "drop index ix_record_queue", "alter table record drop column worker_id",
+            for sql in ("drop table reer_schema", "drop index ix_record_queue", "drop index ix_record_run_status",
+                        "drop index ix_node_usage", "drop index ix_step_choice", "alter table record drop column worker_id",
                         "drop table worker"):
                 c.execute(text(sql))
         st.close()

@@ -99,7 +99,8 @@ def test_past_the_wait_it_gives_up_holding_what_was_not_written():
     node = Node(record_id=1, kind=NodeKind.draft, step=-1, idx=0, raw="x")
     with pytest.raises(StoreUnavailable):
         asyncio.run(o.call(write, held=[node]))
-    assert len(seen) == 4 and o.gave_up  # down from t=2 on; the try at t=8 is past 5 s and o.held_nodes() == [node]
+    assert len(seen) == 4 and o.gave_up  # down from t=2 on; the try at t=8 is past 5 s
+    assert o.held_nodes() == [node]
 
 
 def test_a_stop_during_the_wait_gives_up_at_once():
@@ -109,6 +110,39 @@ def test_a_stop_during_the_wait_gives_up_at_once():
     with pytest.raises(StoreUnavailable):
         asyncio.run(o.call(flaky(100, clock)[0]))
     assert o.gave_up
+
+
+@pytest.mark.parametrize("lands", [True, False])
+def test_a_call_in_a_thread_cancelled_meanwhile_ends_its_write_and_holds_only_what_did_not_land(lands):
+    """Each store call of a run is made off the event loop; a record cancelled during one waits
+    for it, and what it wrote is not held (to be spilled) as if it had not."""
+    import threading
+
+    o = outage(300, Clock(), [])
+    started, release, ended = threading.Event(), threading.Event(), []
+    node = Node(record_id=1, kind=NodeKind.draft, step=-1, idx=0, raw="x")
+
+    def write(again):
+        started.set()
+        release.wait(5)
+        ended.append(threading.current_thread() is not threading.main_thread())
+        if not lands:
+            raise down(transient=False)
+        return "ok"
+
+    async def main():
+        task = asyncio.create_task(o.call(write, held=[node], in_thread=True))
+        await asyncio.to_thread(started.wait, 5)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        assert not task.done()  # still waiting for the write: nothing is written after it stops
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert ended == [True]
+    assert o.held_nodes() == ([] if lands else [node])
 
 
 @pytest.mark.parametrize("wait_s, transient", [(0, True), (300, False)])

@@ -1,0 +1,132 @@
+"""Reading a large run: export streams the store a chunk at a time, and status and show answer
+from indexes (the plans are checked, not timed: bench/deepwriting.py times them)."""
+
+import json
+import tracemalloc
+
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import event
+
+from agents.inspect import export, report, status, writers
+from agents.inspect.curation import Filters
+from store import reading
+from tests.support.shaped import shaped_run
+
+
+def _record_pages(st) -> list[str]:
+    """The statements that read a page of records, as they run."""
+    seen: list[str] = []
+
+    @event.listens_for(st.engine, "before_cursor_execute")
+    def note(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM record" in statement and "LIMIT" in statement:
+            seen.append(statement)
+
+    return seen
+
+
+def test_export_reads_two_records_at_a_time_and_writes_each_before_reading_on(db, tmp_path, monkeypatch):
+    st, run = shaped_run(db, records=10, steps=2)  # 7 done
+    monkeypatch.setattr(reading, "FINISHED_CHUNK", 2)
+    pages = _record_pages(st)
+    read_before: list[int] = []
+    dropped = {}
+    rows = export.export_rows(st, run, Filters(), dropped=dropped)
+    noted = ({**row, "pages_read": read_before.append(len(pages))} for row in rows)
+    assert writers.write_rows(noted, tmp_path / "x.jsonl", "jsonl") == 7
+    assert read_before == [1, 1, 2, 2, 3, 3, 4]  # row i written after page i // 2: never all read first
+    assert len(pages) == 5  # four pages, then the empty one that ends it
+    lines = [json.loads(x) for x in (tmp_path / "x.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == [f"r{i}" for i in range(7)]
+    assert lines[0]["source"] == "s0" and lines[0]["steps"] == 2 and lines[0]["accepted_steps"] == 1
+
+
+def test_parquet_is_written_a_row_group_at_a_time(tmp_path, monkeypatch):
+    st, run = shaped_run(str(tmp_path / "x.db"), records=8, steps=2)
+    monkeypatch.setattr(writers, "ROW_GROUP", 2)
+    monkeypatch.setattr(reading, "FINISHED_CHUNK", 2)
+    assert export.main(["--db", str(tmp_path / "x.db"), "--out", str(tmp_path / "x.parquet"), "--lang", "en"]) == 0
+    assert export.main(["--db", str(tmp_path / "x.db"), "--out", str(tmp_path / "x.jsonl")]) == 0
+    f = pq.ParquetFile(tmp_path / "x.parquet")
+    assert f.metadata.num_row_groups == 3  # 5 done rows in groups of 2
+    jsonl = [json.loads(x) for x in (tmp_path / "x.jsonl").read_text().splitlines()]
+    assert f.read().to_pylist() == jsonl
+
+
+def test_parquet_refuses_a_row_group_that_does_not_fit_the_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(writers, "ROW_GROUP", 1)
+    rows = [{"id": "a", "x": 1}, {"id": "b", "x": "text"}]
+    with pytest.raises(writers.ExportError, match="mixed types"):
+        writers.write_rows(iter(rows), tmp_path / "x.parquet", "parquet")
+    assert list(tmp_path.iterdir()) == []  # no file, no temporary left
+
+
+def test_exporting_holds_a_chunk_not_the_run(tmp_path):
+    """300 records of 60,000 characters of thinking each (18 MB of text, 36 MB in Python's
+    strings and JSON): an export that held every row would pass the bound many times over."""
+    st, run = shaped_run(str(tmp_path / "x.db"), records=300, steps=2, draft_chars=30_000)
+    tracemalloc.start()
+    try:
+        n = writers.write_rows(export.export_rows(st, run), tmp_path / "x.jsonl", "jsonl")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n == 297 and (tmp_path / "x.jsonl").stat().st_size > 300 * 60_000 * 0.9
+    assert peak < 12e6, f"{peak / 1e6:.1f} MB"
+
+
+def test_status_and_the_report_count_what_is_stored(db):
+    st, run = shaped_run(db, records=12, steps=10)
+    snap = status.snapshot(st, run)
+    assert snap["records"] == {"total": 12, "pending": 0, "running": 1, "done": 9, "failed": 1, "skipped": 1,
+                               "removed": 0}
+    assert (snap["steps"], snap["accepted_steps"]) == (90, 45)
+    assert snap["generations"] == {"stored": 11 + 180, "rejected": 9 * 3}
+    assert snap["tokens"]["prompt"] == 11 * 900 + 180 * 1200 // 2
+    assert [g["reason"] for g in snap["problems"]] == ["failed: N requests failed for good; last: HTTP N",
+                                                       "skipped: draft thinking is a single segment"]
+    data = report.gather(st, run)
+    assert [r["key"] for r in data["records"]] == [f"r{i}" for i in range(9)]
+    assert data["records"][0] == {"key": "r0", "initial": 1.5, "final": 1.45, "draft_chars": 3000,
+                                  "final_chars": 3000, "tokens": 750 + 20 * 300, "seconds": 22.0}
+    assert list(data["by_step"]) == list(range(10)) and len(data["by_step"][0]) == 9
+    assert sum(a for _, a in data["by_step"][1]) == 9
+
+
+def _plans(st, call) -> list[str]:
+    """SQLite's plan of every SELECT ``call`` runs."""
+    seen = []
+
+    @event.listens_for(st.engine, "before_cursor_execute")
+    def note(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, params))
+
+    call()
+    event.remove(st.engine, "before_cursor_execute", note)
+    with st.engine.connect() as c:
+        return [" | ".join(r[-1] for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)) + "  <- " + sql
+                for sql, params in seen]
+
+
+def test_status_reads_indexes_and_no_row_with_texts(tmp_path):
+    """A scan of record, node or step reads every long text on SQLite: status must read covering
+    indexes only, and each one is named."""
+    st, run = shaped_run(str(tmp_path / "x.db"), records=12, steps=3)  # no ANALYZE: reer never runs it
+    plans = _plans(st, lambda: status.snapshot(st, run))
+    joined = "\n".join(plans)
+    for index in ("ix_record_run_status", "ix_node_usage", "ix_step_choice", "ix_record_worker_status"):
+        assert f"COVERING INDEX {index}" in joined, joined
+    for plan in plans:
+        for part in plan.split("  <- ")[0].split(" | "):
+            if any(f"{verb} {t}" in part for verb in ("SCAN", "SEARCH") for t in ("record", "node", "step")):
+                # The records without a result are found in the index, then read (their error)
+                found = "record.error" in plan and part.startswith("SEARCH record USING INDEX")
+                assert "COVERING INDEX" in part or "PRIMARY KEY" in part or found, plan
+
+
+def test_show_finds_its_record_and_tree_by_index(tmp_path):
+    st, run = shaped_run(str(tmp_path / "x.db"), records=12, steps=3)
+    plans = _plans(st, lambda: st.load_progress(st.record_by_key(run, "r5").id))
+    assert len(plans) == 3 and not [p for p in plans if "SCAN" in p.split("  <- ")[0]], plans
