@@ -41,12 +41,12 @@ async def off_loop(fn: Callable[..., T], *args: Any) -> T:
     hold the event loop, and every request and heartbeat with it. A record cancelled meanwhile
     waits for its write to end, so nothing is written after the record has stopped."""
     call = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    # retrieved whatever happens: what the write of a record cancelled (even twice) raised is moot
+    call.add_done_callback(lambda f: f.cancelled() or f.exception())
     try:
         return await asyncio.shield(call)
     except asyncio.CancelledError:
         await asyncio.wait([call])
-        if not call.cancelled():
-            call.exception()  # retrieved: what a cancelled record's write raised is moot
         raise
 
 

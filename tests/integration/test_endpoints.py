@@ -118,9 +118,9 @@ def test_an_unexpected_error_exits_2_with_one_line_and_the_traceback_in_a_log(tm
     inp = R.write_input(tmp_path / "in.jsonl", records(2))
     db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
     # a defect, planted at a seam: the pre-search check raises what no handler expects
-    planted = ("import sys, agents.run as r\n"
+    planted = ("import sys, agents.run as r, agents.search.record as s\n"
                "async def boom(self, records): raise TypeError('a planted defect')\n"
-               "r.RecordSearch.precheck = boom\n"
+               "s.RecordSearch.precheck = boom\n"
                "sys.exit(r.main(sys.argv[1:]))")
     with FakeOpenAI() as fake, FakeScorer() as scorer:
         cmd = R.run_cmd(fake.url, inp, db, out, "fake", "--scorer-url", scorer.url)
