@@ -1,0 +1,84 @@
+"""One endpoint's requests fitted to its context window (``agents.generation.context``), over HTTP.
+
+At preflight the endpoint's context is read where its server lists it; each request then asks
+for the output length that fits, and a refusal for length teaches the window and is sent again
+only changed (a smaller length), never as it was.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import httpx
+import openai
+
+from agents.errors import PromptTooLong
+from agents.generation.context import Window, listed_context, parse_refusal
+
+if TYPE_CHECKING:
+    from agents.generation.generator import Generator
+
+LENGTH_REFUSAL_STATUS = frozenset({400, 413})
+
+
+def prompt_text(messages: Sequence[dict[str, str]], prefill: str) -> str:
+    """What a prompt's tokens are counted from: every message, and the prefill."""
+    return "\n".join(m.get("content") or "" for m in messages) + prefill
+
+
+async def _get_json(client: openai.AsyncOpenAI, url: str) -> Any:
+    """A GET's JSON body, or None: a server that does not answer it lists nothing there."""
+    try:
+        resp = await client.get(url, cast_to=httpx.Response)
+        return resp.json()
+    except (openai.OpenAIError, httpx.HTTPError, ValueError):
+        return None
+
+
+async def learn_listed(e: Generator) -> None:
+    """The endpoint's context where its server lists it (``--context-length`` wins)."""
+    if e.window.context is not None:
+        return
+    root = str(e._client.base_url).rstrip("/").removesuffix("/v1")
+    props = await _get_json(e._client, f"{root}/props")  # llama.cpp, outside /v1
+    models = await _get_json(e._client, "/models")
+    listed = listed_context(models, props, e.model)
+    if listed is not None:
+        e.window.context, e.window.source = listed, "listed by the server"
+
+
+async def post_fitted(e: Generator, messages: Sequence[dict[str, str]], prefill: str, n: int, stop: list[str],
+                      asked: int) -> httpx.Response:
+    """The request sent to ``e`` asking for the output length that fits its context. A refusal
+    for length is learned from and the request sent again asking less; where it cannot ask
+    less, or its prompt alone does not fit, PromptTooLong (never sent again unchanged)."""
+    text = prompt_text(messages, prefill)
+    window: Window = e.window
+    while True:
+        try:
+            fitted = window.fit(text, asked)
+        except PromptTooLong:
+            e.counts.too_long += 1
+            raise
+        if fitted < asked and (window.capped_drafts is None or fitted < window.capped_drafts // 2):
+            window.capped_drafts = fitted
+            e.log(f"the endpoint {e.cfg.endpoint}: {window.describe()}; a request whose prompt is about "
+                  f"{window.tokens(text)} tokens asks for {fitted} tokens, not --max-tokens {asked}")
+        path, body = e._body(messages, prefill, n, stop, fitted)
+        try:
+            return await e._client.post(path, cast_to=httpx.Response, body=body)
+        except openai.APIStatusError as exc:
+            refusal = parse_refusal(exc.message, exc.body) if exc.status_code in LENGTH_REFUSAL_STATUS else None
+            if refusal is None:
+                raise
+            before = window.context
+            window.learn(refusal, text, fitted)
+            e.counts.length_refusals += 1
+            if before != window.context:
+                e.log(f"the endpoint {e.cfg.endpoint} refused a request for length: {window.describe()}")
+            try:
+                again = window.fit(text, asked)
+            except PromptTooLong as too_long:
+                raise PromptTooLong(f"{too_long} (the server: {exc.message})") from exc
+            if again >= fitted:
+                raise PromptTooLong(f"refused for length, and no smaller request fits: {exc.message}") from exc
