@@ -15,6 +15,7 @@ characters (about 4 a token in English, 1 a character in Chinese), corrected by 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -107,6 +108,8 @@ class Window:
         self.factor = START_FACTOR
         self._estimated = self._counted = 0
         self.capped_drafts: int | None = None  # the lowest output cap said so far
+        self.proven = 0  # the largest prompt + output answered while the context is not known
+        self.gate = asyncio.Lock()  # such a request larger than that goes alone (agents.generation.fitting)
 
     def tokens(self, prompt: str) -> int:
         if self.exact is not None:

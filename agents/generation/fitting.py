@@ -47,6 +47,24 @@ async def learn_listed(e: Generator) -> None:
         e.window.context, e.window.source = listed, "listed by the server"
 
 
+async def _sent(e: Generator, path: str, body: dict, size: int) -> httpx.Response:
+    """The request sent; while the context is not known, one larger than any answered so far goes
+    alone on this endpoint, so that one refusal teaches it before others meet the same one."""
+    window = e.window
+    if window.context is None and size > window.proven:
+        async with window.gate:
+            if window.context is None and size > window.proven:
+                resp = await e._client.post(path, cast_to=httpx.Response, body=body)
+                window.proven = max(window.proven, size)
+                return resp
+        raise ContextLearned  # learned or proven meanwhile: fitted again
+    return await e._client.post(path, cast_to=httpx.Response, body=body)
+
+
+class ContextLearned(Exception):
+    """A request that waited for another to teach the window: fitted again before it is sent."""
+
+
 async def post_fitted(e: Generator, messages: Sequence[dict[str, str]], prefill: str, n: int, stop: list[str],
                       asked: int) -> httpx.Response:
     """The request sent to ``e`` asking for the output length that fits its context. A refusal
@@ -66,7 +84,9 @@ async def post_fitted(e: Generator, messages: Sequence[dict[str, str]], prefill:
                   f"{window.tokens(text)} tokens asks for {fitted} tokens, not --max-tokens {asked}")
         path, body = e._body(messages, prefill, n, stop, fitted)
         try:
-            return await e._client.post(path, cast_to=httpx.Response, body=body)
+            return await _sent(e, path, body, window.tokens(text) + fitted)
+        except ContextLearned:
+            continue
         except openai.APIStatusError as exc:
             refusal = parse_refusal(exc.message, exc.body) if exc.status_code in LENGTH_REFUSAL_STATUS else None
             if refusal is None:

@@ -2,16 +2,20 @@
 or without them), met first mid-run, and several endpoints of different contexts; every request
 fitted to the endpoint that takes it."""
 
+import asyncio
 import random
 
 import pytest
 
 from agents.config import PREFLIGHT_MAX_TOKENS, GeneratorConfig, RetryPolicy, Sampling
 from agents.errors import PromptTooLong
+from agents.generation.breaker import CircuitBreaker
 from agents.generation.generator import Generator
 from agents.generation.router import Router
+from agents.inspect import show
 from agents.watch.stats import Stats
 from tests.integration.test_endpoints import run_against
+from tests.integration.test_fleet import QUICK_BREAKER, free_port
 from tests.support import runner as R
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_sglang import FakeSGLang
@@ -117,19 +121,52 @@ async def test_endpoints_of_different_contexts_each_fit_the_requests_they_take()
 
 
 async def test_an_endpoint_of_another_context_joining_late_is_fitted_to_its_own():
-    with FakeOpenAI(context_length=16000) as big, FakeOpenAI(context_length=4000, faults=[]) as small:
-        small.lists_context = True
-        g = fleet(big.url, small.url)
+    port = free_port()
+    with FakeOpenAI(context_length=16000, delay_s=0.05) as big:
+        g = fleet(f"http://127.0.0.1:{port}/v1", big.url)
+        for e in g.endpoints:
+            e.breaker = CircuitBreaker(**QUICK_BREAKER)
         await g.start(1, [])
-        [e_big, e_small] = g.endpoints
-        assert e_big.window.context == 16000 and e_small.window.context == 4000
+        late = g.endpoints[0]
+        assert g.waiting == {late} and late.window.context is None
+        with FakeOpenAI(context_length=4000, lists_context=False, port=port) as small:  # says nothing beforehand
+            while g.waiting:
+                await asyncio.sleep(0.05)
+            for _ in range(4):
+                await asyncio.gather(*(g.generate(long_prompt(2500), "", 1, []) for _ in range(4)))
+            assert small.log and late.window.context == 4000  # learned from its one refusal
+            assert len(length_refusals(small)) == 1 and not big.refused
+            assert all(m <= 4000 - 2500 for m in sent_lengths(small))
+            assert all(m == 8000 for m in sent_lengths(big))
         await g.aclose()
 
 
-def test_a_deepwriting_size_run_on_a_16k_server_loses_no_record_to_the_context(tmp_path):
-    recs = [{"id": f"r{i}", "question": f"Write essay {i}.", "solution": "The essay. " * 400} for i in range(3)]
-    with FakeOpenAI(context_length=16384, draft_chars=30000, keep_prompts=False) as fake:
+@pytest.mark.parametrize("context,listed", [(8192, False), (16384, True)])
+def test_a_deepwriting_size_run_loses_no_record_to_the_context(tmp_path, capsys, monkeypatch, context, listed):
+    recs = [{"id": f"r{i}", "question": f"Write essay {i}.", "solution": "The essay goes on. " * 300}
+            for i in range(3)]
+    with FakeOpenAI(context_length=context, lists_context=listed, draft_chars=30000, keep_prompts=False) as fake:
         p, db, out = run_against(fake, tmp_path, recs, "--max-steps", "3")
-        assert "context 16384 tokens (listed by the server)" in p.stdout
-        assert not fake.refused
-    assert R.query(db, "select count(*) from record where status = 'failed'") == [(0,)]
+        said = f"context {context} tokens (listed by the server)" if listed else "context not listed"
+        assert said in p.stdout, p.stdout
+        assert len(length_refusals(fake)) == (0 if listed else 1)
+    assert R.query(db, "select status, count(*) from record group by status") == [("done", 3)]
+    skipped = R.query(db, "select count(*) from node where rejected like 'step skipped, request not sent: %'")
+    # 8K: a DeepWriting draft (~7,500 tokens) in the edit prompt leaves no room: each step is
+    # skipped, the reason stored, the record kept with its draft; 16K: every step is sent.
+    assert skipped == [(9 if context == 8192 else 0,)]
+    if skipped[0][0]:
+        monkeypatch.setenv("COLUMNS", "10000")
+        assert show.main(["--db", str(db), "--record", "r0"]) == 0
+        assert "step skipped, request not sent: the prompt (about" in capsys.readouterr().out
+
+
+def test_a_record_whose_draft_prompt_cannot_fit_is_skipped_with_the_reason(tmp_path):
+    recs = [{"id": "long", "question": "Write it.", "solution": "The essay goes on. " * 2000},
+            {"id": "short", "question": "Write it.", "solution": "The essay goes on. " * 50}]
+    with FakeOpenAI(context_length=8192) as fake:
+        run_against(fake, tmp_path, recs, "--max-steps", "1")
+        assert not length_refusals(fake)
+    rows = dict(R.query(tmp_path / "run.db", "select key, status || ': ' || coalesce(error, '') from record"))
+    assert rows["short"] == "done: "
+    assert rows["long"].startswith("skipped: draft not sent: the prompt (about")
