@@ -117,6 +117,9 @@ async def test_endpoints_of_different_contexts_each_fit_the_requests_they_take()
         assert not small.refused and not big.refused
         assert all(m <= 4000 - 2500 for m in sent_lengths(small))
         assert all(m == 8000 for m in sent_lengths(big))  # room for the whole --max-tokens
+        before = len(big.log)
+        await g.generate(long_prompt(5000), "", 1, [])  # too long for the small one: the big one takes it
+        assert len(big.log) == before + 1
         await g.aclose()
 
 
