@@ -178,7 +178,8 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--mode", choices=["chat", "completions"], default=None,
                    help="chat: works everywhere; completions: prefilled assistant turn, as the reference "
                         "(default: chat; completions for the local endpoint)")
-    g.add_argument("--generator-tokenizer", default=None, help="completions mode: tokenizer whose chat template to use")
+    g.add_argument("--generator-tokenizer", default=None, help="the generator's tokenizer: its chat template in completions mode, and each prompt's "
+                        "exact token count against the context (else estimated)")
     g.add_argument("--chat-format", default=None, help="completions mode without a tokenizer: gemma, chatml or plain")
     g.add_argument("--edit-prefill", choices=["analyze", "refine"], default=None,
                    help="prefill edits up to <analyze> (instruct models) or <refine> (base models; default for "
