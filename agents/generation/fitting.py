@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from agents.generation.generator import Generator
 
 LENGTH_REFUSAL_STATUS = frozenset({400, 413})
+LISTING_TIMEOUT_S = 10.0  # what the server lists is asked once at preflight: a hung server holds it no longer
 
 
 def prompt_text(messages: Sequence[dict[str, str]], prefill: str) -> str:
@@ -26,10 +27,10 @@ def prompt_text(messages: Sequence[dict[str, str]], prefill: str) -> str:
     return "\n".join(m.get("content") or "" for m in messages) + prefill
 
 
-async def _get_json(client: openai.AsyncOpenAI, url: str) -> Any:
+async def _get_json(client: openai.AsyncOpenAI, url: str, timeout_s: float) -> Any:
     """A GET's JSON body, or None: a server that does not answer it lists nothing there."""
     try:
-        resp = await client.get(url, cast_to=httpx.Response)
+        resp = await client.get(url, cast_to=httpx.Response, options={"timeout": timeout_s})
         return resp.json()
     except (openai.OpenAIError, httpx.HTTPError, ValueError):
         return None
@@ -40,8 +41,9 @@ async def learn_listed(e: Generator) -> None:
     if e.window.context is not None:
         return
     root = str(e._client.base_url).rstrip("/").removesuffix("/v1")
-    props = await _get_json(e._client, f"{root}/props")  # llama.cpp, outside /v1
-    models = await _get_json(e._client, "/models")
+    timeout_s = min(e.cfg.timeout_s, LISTING_TIMEOUT_S)
+    props = await _get_json(e._client, f"{root}/props", timeout_s)  # llama.cpp, outside /v1
+    models = await _get_json(e._client, "/models", timeout_s)
     listed = listed_context(models, props, e.model)
     if listed is not None:
         e.window.context, e.window.source = listed, "listed by the server"
