@@ -107,7 +107,7 @@ class Window:
         self.exact = count  # a tokenizer's count, when the run has one
         self.factor = START_FACTOR
         self._estimated = self._counted = 0
-        self.capped_drafts: int | None = None  # the lowest output cap said so far
+        self.said_cap: int | None = None  # the lowest output cap said so far
         self.proven = 0  # the largest prompt + output answered while the context is not known
         self.gate = asyncio.Lock()  # such a request larger than that goes alone (agents.generation.fitting)
 

@@ -80,8 +80,8 @@ async def post_fitted(e: Generator, messages: Sequence[dict[str, str]], prefill:
         except PromptTooLong:
             e.counts.too_long += 1
             raise
-        if fitted < asked and (window.capped_drafts is None or fitted < window.capped_drafts // 2):
-            window.capped_drafts = fitted
+        if fitted < asked and (window.said_cap is None or fitted < window.said_cap // 2):
+            window.said_cap = fitted
             e.log(f"the endpoint {e.cfg.endpoint}: {window.describe()}; a request whose prompt is about "
                   f"{window.tokens(text)} tokens asks for {fitted} tokens, not --max-tokens {asked}")
         path, body = e._body(messages, prefill, n, stop, fitted)
