@@ -106,6 +106,7 @@ class GeneratorConfig:
     rps: float | None = None  # request-rate limit, requests per second
     tpm: int | None = None  # token-rate limit, prompt + completion tokens per minute (the server's usage)
     max_in_flight: int | None = None  # this endpoint's ceiling of requests in flight (--endpoint-concurrency)
+    context_length: int | None = None  # tokens, prompt and output (--context-length); None: learned
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 

@@ -58,3 +58,8 @@ class StoreSpilled(ReerError):
         else:
             kept = f"the {held} generations held while it was down could not be kept in {path} ({failed})"
         super().__init__(f"{cause} ({kept})")
+
+
+class PromptTooLong(EndpointError):
+    """A request whose prompt alone does not fit the endpoint's context: never sent, and never
+    sent again unchanged; the step that needed it is skipped."""

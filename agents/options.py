@@ -178,7 +178,8 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--mode", choices=["chat", "completions"], default=None,
                    help="chat: works everywhere; completions: prefilled assistant turn, as the reference "
                         "(default: chat; completions for the local endpoint)")
-    g.add_argument("--generator-tokenizer", default=None, help="completions mode: tokenizer whose chat template to use")
+    g.add_argument("--generator-tokenizer", default=None, help="the generator's tokenizer: its chat template in completions mode, and each prompt's "
+                        "exact token count against the context (else estimated)")
     g.add_argument("--chat-format", default=None, help="completions mode without a tokenizer: gemma, chatml or plain")
     g.add_argument("--edit-prefill", choices=["analyze", "refine"], default=None,
                    help="prefill edits up to <analyze> (instruct models) or <refine> (base models; default for "
@@ -196,6 +197,10 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--endpoint-concurrency", action=Repeat, type=int, default=None, metavar="N",
                    help="requests in flight at most on an endpoint (default: no ceiling): once for all endpoints, "
                         "or once per --endpoint in their order; 0 for none on that one")
+    g.add_argument("--context-length", action=Repeat, type=int, default=None, metavar="TOKENS",
+                   help="the generator's context window, prompt and output (default: as the server lists it, "
+                        "else learned from its first refusal for length): once for all endpoints, or once per "
+                        "--endpoint; requests ask for the output length that fits it")
     g.add_argument("--rps", type=float, default=None, help="request-rate limit (requests/s)")
     g.add_argument("--tpm", type=int, default=None,
                    help="token-rate limit: prompt + completion tokens per minute, as the server's usage counts "
@@ -257,6 +262,9 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
     if any(c is not None and c < 0 for c in ceilings):
         raise ConfigError("--endpoint-concurrency cannot be negative (0: no ceiling)")
     ceilings = [c or None for c in ceilings]
+    contexts = per_endpoint("--context-length", a.context_length, len(a.endpoint))
+    if any(c is not None and c < 1 for c in contexts):
+        raise ConfigError("--context-length must be at least 1 (tokens, prompt and output)")
     try:
         settings = scorer_settings(a, prefix="scorer-", prompts_dir=str(a.prompts_dir) if a.prompts_dir else None)
     except ValueError as exc:
@@ -264,6 +272,7 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
     stem = input_stem(a.input)
     generator = C.GeneratorConfig(
         endpoint=a.endpoint[0], api_key=keys[0], model=models[0], max_in_flight=ceilings[0],
+        context_length=contexts[0],
         mode=a.mode, tokenizer=a.generator_tokenizer, chat_format=a.chat_format, edit_prefill=a.edit_prefill,
         chat_prefill=a.chat_prefill, sampling=C.Sampling(a.temperature, a.top_p, a.top_k, a.max_tokens),
         extra_body=a.extra_body,
@@ -275,8 +284,8 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         db=a.db or f"runs/{stem}.db",
         out=a.out or Path(f"runs/{stem}.jsonl"),
         generator=generator,
-        others=tuple(replace(generator, endpoint=u, api_key=k, model=m, max_in_flight=c)
-                     for u, k, m, c in zip(a.endpoint[1:], keys[1:], models[1:], ceilings[1:])),
+        others=tuple(replace(generator, endpoint=u, api_key=k, model=m, max_in_flight=c, context_length=x)
+                     for u, k, m, c, x in zip(a.endpoint[1:], keys[1:], models[1:], ceilings[1:], contexts[1:])),
         search=C.SearchConfig(a.stop_score, a.max_steps, a.expansions, a.min_draft_tokens, a.cut_drafts,
                               a.draft_attempts, a.acceptance),
         scorer=C.ScorerConfig(settings, urls=tuple(a.scorer_url or ()), token=a.scorer_token,

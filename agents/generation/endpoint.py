@@ -48,6 +48,7 @@ class EndpointInfo:
     thinking_field: str | None  # where a reasoning server returns the thinking, when it does
     no_prefill_reason: str | None = None  # why "auto" ended without a prefill
     thinking_off: bool = False  # the prefill needed chat_template_kwargs enable_thinking false
+    context: str = ""  # the context window and where it came from (agents.generation.context)
 
     @property
     def prefills(self) -> bool:
@@ -63,6 +64,8 @@ class EndpointInfo:
                  f"length as {self.max_tokens_field}"]
         if self.thinking_field:
             parts.append(f"thinking read from '{self.thinking_field}'")
+        if self.context:
+            parts.append(self.context)
         return "; ".join(parts)
 
 

@@ -42,6 +42,8 @@ from agents.generation.endpoint import (
     refusal_message,
     refused_field,
 )
+from agents.generation.context import Window
+from agents.generation.fitting import learn_listed, post_fitted, prompt_text
 from agents.generation.limits import Limits
 from agents.generation.parse import merge_reasoning
 from agents.generation.translate import translated
@@ -103,6 +105,7 @@ class Generator:
         self.throttler = Limits(cfg.rps, cfg.tpm) if (cfg.rps or cfg.tpm) else None
         self.stats.rps_limit, self.stats.tpm_limit = cfg.rps, cfg.tpm
         self.in_flight = 0
+        self.window = Window(cfg.context_length, count=_token_counter(cfg))
         self.counts = EndpointCounts(cfg.endpoint)
         self.stats.endpoints.append(self.counts)
         http = http_client(max_connections, httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0)))
@@ -119,6 +122,7 @@ class Generator:
                 raise ConfigError(f"the endpoint {self.cfg.endpoint} lists no models; pass --model")
             self.model = names[0]
         self.counts.model = self.model
+        await learn_listed(self)
         if self.cfg.mode == "completions":
             self._render = _chat_renderer(self.cfg)
             forms = ["completions"]
@@ -142,7 +146,7 @@ class Generator:
                 # try the next form: a server that cannot continue
                 no_prefill_reason = no_prefill_hint(str(exc), self.cfg.extra_body)
         self.info = EndpointInfo(self._prefill, self._n_supported, self._max_tokens_field, self._thinking_field,
-                                 no_prefill_reason, self._thinking_off)
+                                 no_prefill_reason, self._thinking_off, self.window.describe())
         return self.info
 
     async def _preflight(self, n: int, stop: list[str], send: Send) -> None:
@@ -252,12 +256,11 @@ class Generator:
         endpoint the router finds best then, its body built for that endpoint."""
 
         async def call(e: Generator) -> list[Generation]:
-            path, body = e._body(messages, prefill, n, stop, max_tokens)
             t0 = time.monotonic()
             # The SDK's plain ``post`` (its documented way to send a custom body): the same
             # errors and auth as ``create``, without re-validating the request's parameters
             # and building typed objects, which cost more CPU than the rest of a search step.
-            resp = await e._client.post(path, cast_to=httpx.Response, body=body)
+            resp = await post_fitted(e, messages, prefill, n, stop, max_tokens or e.cfg.sampling.max_tokens)
             data = resp.json()  # not JSON: ValueError, retried
             if not isinstance(data, dict):
                 raise RetryableError("the endpoint returned a body that is not a JSON object")
@@ -271,6 +274,7 @@ class Generator:
             latency = time.monotonic() - t0
             usage = data.get("usage") or {}
             prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            e.window.observe(prompt_text(messages, prefill), prompt)
             self.stats.prompt_tokens += prompt or 0
             self.stats.completion_tokens += completion or 0
             e.counts.completion_tokens += completion or 0
@@ -296,14 +300,26 @@ class Generator:
         return merge_reasoning(content, message[field], choice.get("finish_reason"))
 
 
+def _token_counter(cfg: GeneratorConfig) -> Callable[[str], int] | None:
+    """A prompt's exact token count where the run names the generator's tokenizer."""
+    if not cfg.tokenizer:
+        return None
+    tok = _tokenizer(cfg.tokenizer)
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def _tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer  # only a run naming --generator-tokenizer needs it
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as exc:
+        raise ConfigError(f"cannot load --generator-tokenizer {name!r}: {exc}") from exc
+
+
 def _chat_renderer(cfg: GeneratorConfig) -> Callable[[Sequence[Message]], str]:
     if cfg.tokenizer:
-        from transformers import AutoTokenizer  # only completions mode needs it
-
-        try:
-            tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
-        except Exception as exc:
-            raise ConfigError(f"cannot load --generator-tokenizer {cfg.tokenizer!r}: {exc}") from exc
+        tok = _tokenizer(cfg.tokenizer)
         if not tok.chat_template:
             raise ConfigError(f"--generator-tokenizer {cfg.tokenizer!r} has no chat template; use --chat-format")
         bos = tok.bos_token or ""

@@ -22,7 +22,7 @@ import time
 from typing import Any, Awaitable, Callable, Sequence
 
 from agents.config import RetryPolicy
-from agents.errors import ConfigError, EndpointError, FatalEndpointError, RetryableError
+from agents.errors import ConfigError, EndpointError, FatalEndpointError, PromptTooLong, RetryableError
 from agents.generation.endpoint import EndpointInfo
 from agents.generation.generator import Generation, Generator
 from agents.generation.routing import Estimates, Moving, Option, RequestKind, choose, fleet_finish_s
@@ -163,9 +163,9 @@ class Router:
         retries: it waits, or goes elsewhere. That holds for a request sent while it was down
         whose failure arrives after another request's success has closed the breaker again."""
         kind = kind or ("probe" if stay else "edit")
-        attempt, target, failed = 0, first, None
+        attempt, target, failed, roomier = 0, first, None, None
         while True:
-            target = await self._choose(kind, [target] if stay else None, prefer=target, avoid=failed)
+            target = await self._choose(kind, [target] if stay else roomier, prefer=target, avoid=failed)
             breaker = target.breaker
             down_when_sent = breaker.is_open()
             target.in_flight += 1
@@ -179,6 +179,11 @@ class Router:
                 target.counts.requests += 1
                 t0 = time.monotonic()
                 out = await translated(lambda: call(target))
+            except PromptTooLong:
+                roomier = _roomier(self.live, target)  # an endpoint of a larger context may take it
+                if stay or not roomier:
+                    raise
+                continue
             except RetryableError as exc:
                 counts = not (down_when_sent or breaker.is_open())
                 trips = breaker.trips
@@ -291,6 +296,12 @@ class Router:
         else:
             self.log(f"the endpoint {e.cfg.endpoint} is still down after {b.down_for_s(now):.0f} s "
                      f"(last: {exc}); tried again in {b.wait_s(now):.0f} s")
+
+
+def _roomier(live: Sequence[Generator], small: Generator) -> list[Generator]:
+    """The endpoints whose context may hold a prompt too long for ``small``'s."""
+    known = small.window.context or 0
+    return [e for e in live if e is not small and (e.window.context is None or e.window.context > known)]
 
 
 def _agree(passed: Sequence[Generator]) -> None:

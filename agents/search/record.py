@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence, TypeVar
 
 from agents.config import Acceptance, EditPrefill, SearchConfig
-from agents.errors import EndpointError, FatalEndpointError
+from agents.errors import EndpointError, FatalEndpointError, PromptTooLong
 from agents.generation.generator import Generation
 from agents.generation.routing import RequestKind
 from agents.generation.parse import Parsed, parse_refine, parse_thinking
@@ -109,7 +109,10 @@ class RecordSearch:
         draft, attempts = progress.draft, list(progress.drafts)
         while True:
             while draft is None and len(attempts) < self.cfg.draft_attempts:
-                attempts.append(await self._new_draft(rec, len(attempts)))
+                try:
+                    attempts.append(await self._new_draft(rec, len(attempts)))
+                except PromptTooLong as exc:
+                    return await self._skip(rec, f"draft not sent: {exc}")
                 draft = None if attempts[-1].rejected else attempts[-1]
             if draft is None:
                 return await self._skip(rec, f"draft rejected: {attempts[-1].rejected}"
@@ -213,7 +216,15 @@ class RecordSearch:
             stop = [REFINE_CLOSE, "\n\n"]
         else:
             stop = [REFINE_CLOSE] if strict else []  # the reference's edits run to their end
-        gens = await self.generator.generate(self._messages(user), prefill, missing, stop)
+        try:
+            gens = await self.generator.generate(self._messages(user), prefill, missing, stop)
+        except PromptTooLong as exc:
+            # The step is skipped: its segment stays as it is, the reason kept in the candidate's place.
+            nodes = [Node(record_id=rec.id, kind=NodeKind.candidate, step=view.index, idx=len(stored), raw="",
+                          rejected=f"step skipped, request not sent: {exc}")]
+            self.stats.error(f"record {rec.key}: step {view.index} skipped: {exc}")
+            return list(stored) + await self._saved(lambda again: self.store.add_nodes(nodes, again=again),
+                                                    held=nodes)
         nodes = [_node(rec, NodeKind.candidate, view.index, len(stored) + k, prefill, gen,
                        parse_refine(prefill + gen.text, allow_empty=not strict))
                  for k, gen in enumerate(gens)]

@@ -23,6 +23,8 @@ class EndpointCounts:
     in_flight: int = 0
     ceiling: int | None = None  # its --endpoint-concurrency
     estimate_s: dict[str, float] = field(default_factory=dict)  # one request's time at no load, by kind
+    length_refusals: int = 0  # requests it refused for length (each learned from, none sent again unchanged)
+    too_long: int = 0  # requests not sent: their prompt alone does not fit its context
 
 
 @dataclass

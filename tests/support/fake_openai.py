@@ -47,6 +47,21 @@ random (``fault_rate`` of the requests, a kind drawn from ``fault_kinds``):
     "length"      a cut-off output (``finish_reason: length``)
     "notags"      an output without <think>/<refine>
 
+A context window (``context_length``, in the fake's tokens: a prompt's words) is listed where
+the server lists it (``lists_context``) and an over-long request refused in the server's own
+status, shape and words (``refusal_numbers=False``: without numbers, as older llama.cpp builds
+and some proxies word it):
+
+    "vllm"      ``max_model_len`` per model in ``/v1/models`` (vllm/entrypoints/openai/serving_models.py);
+                400 when prompt + max_tokens passes it, in the two wordings of
+                vllm/entrypoints/openai/serving_engine.py (``_validate_input``).
+    "llamacpp"  ``/props`` ``default_generation_settings.n_ctx`` (the slot's context) and
+                ``/v1/models`` ``meta.n_ctx_train`` (tools/server/server-context.cpp); 400
+                ``exceed_context_size_error`` with ``n_prompt_tokens`` and ``n_ctx`` only when the
+                prompt alone passes it (a long output is cut at the context instead).
+    "openai"    lists nothing; 400 ``context_length_exceeded`` "This model's maximum context length
+                is C tokens. However, you requested T tokens (P in the messages, M in the completion)."
+
 Run it alone for a soak test: ``python -m tests.support.fake_openai --port 8000 --fault-rate 0.2``.
 """
 
@@ -120,6 +135,9 @@ class FakeOpenAI(LoopbackServer):
     draft_chars: int = 0
     keep_prompts: bool = True  # False: the log keeps counts, not texts (a long run's prompts are GBs)
     api_key: str | None = None  # when set, requests must carry it
+    context_length: int | None = None  # the server's context window: prompt tokens + max_tokens
+    lists_context: bool = True  # the server says its context before any request (where its kind does)
+    refusal_numbers: bool = True  # False: an over-long request refused without its numbers
     port: int = 0
     log: list[Logged] = field(default_factory=list)  # every request answered
     refused: list[dict] = field(default_factory=list)  # the bodies of requests refused by `check`
@@ -202,8 +220,59 @@ class FakeOpenAI(LoopbackServer):
         return Refused(status, {"error": {"message": message, "type": "BadRequestError", "param": param,
                                           "code": status}})
 
+    def model_card(self) -> dict:
+        """The model's entry in ``/v1/models``, with the context where the server lists it there."""
+        card = {"id": self.model, "object": "model"}
+        if self.context_length and self.lists_context:
+            if self.flavor == "llamacpp":
+                card["meta"] = {"n_ctx_train": self.context_length, "n_vocab": 151936}
+            elif self.flavor != "openai":
+                card["max_model_len"] = self.context_length
+        return card
+
+    def props(self) -> dict:
+        """llama.cpp's ``/props``: the slot's context in its default generation settings."""
+        settings = {"n_ctx": self.context_length} if self.context_length and self.lists_context else {}
+        return {"default_generation_settings": settings, "total_slots": 1, "model_path": self.model}
+
+    def prompt_tokens(self, body: dict, endpoint: str) -> int:
+        """The fake's token count of a prompt (what ``usage`` reports): a token per 4 characters,
+        about what a real tokenizer makes of English."""
+        if endpoint == "chat":
+            return _tokens("\n".join(m["content"] for m in body["messages"] if m["role"] != "assistant"))
+        return _tokens(body["prompt"])
+
+    def check_context(self, body: dict, endpoint: str) -> None:
+        """Refuse a request that passes the context, as the server words it."""
+        if not self.context_length:
+            return
+        c, p = self.context_length, self.prompt_tokens(body, endpoint)
+        m = self.length_limit(body) or 16
+        over = p >= c if self.flavor == "llamacpp" else p + m > c
+        if not over:
+            return
+        if not self.refusal_numbers:
+            raise self._error(400, "the request exceeds the available context size, try increasing it")
+        raise self.length_refusal(c, p, m)
+
+    def length_refusal(self, c: int, p: int, m: int) -> Refused:
+        if self.flavor == "llamacpp":
+            return Refused(400, {"error": {"code": 400, "message": f"request ({p} tokens) exceeds the available "
+                                           f"context size ({c} tokens), try increasing it",
+                                           "type": "exceed_context_size_error", "n_prompt_tokens": p, "n_ctx": c}})
+        if self.flavor == "openai":
+            return self._error(400, f"This model's maximum context length is {c} tokens. However, you requested "
+                                    f"{p + m} tokens ({p} in the messages, {m} in the completion). Please reduce the "
+                                    "length of the messages or completion.", "messages", "context_length_exceeded")
+        if p >= c:
+            return self._error(400, f"This model's maximum context length is {c} tokens. However, your request has "
+                                    f"{p} input tokens. Please reduce the length of the input messages.")
+        return self._error(400, f"'max_tokens' or 'max_completion_tokens' is too large: {m}. This model's maximum "
+                                f"context length is {c} tokens and your request has {p} input tokens ({m} > {c} - {p}).")
+
     def check(self, body: dict, endpoint: str) -> None:
         """Raise ``Refused`` where the real server would refuse the request."""
+        self.check_context(body, endpoint)
         if self.flavor == "openai":
             if endpoint == "completions":
                 raise self._error(404, "This is a chat model and not supported in the v1/completions endpoint. "
@@ -307,7 +376,7 @@ class FakeOpenAI(LoopbackServer):
             obj = "text_completion"
         if fault == "empty":
             choices = []
-        prompt_tokens = len(prompt.split())
+        prompt_tokens = _tokens(prompt)
         logged.usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sum(toks)}
         return {"id": f"fake-{len(self.log)}", "object": obj, "created": int(time.time()), "model": self.model,
                 "choices": choices, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sum(toks),
@@ -343,7 +412,9 @@ class FakeOpenAI(LoopbackServer):
         class Handler(JSONHandler):
             def do_GET(self):
                 if self.path.rstrip("/") == "/v1/models":
-                    return self._send(200, {"object": "list", "data": [{"id": fake.model, "object": "model"}]})
+                    return self._send(200, {"object": "list", "data": [fake.model_card()]})
+                if self.path.rstrip("/") == "/props" and fake.flavor == "llamacpp":
+                    return self._send(200, fake.props())
                 self._send(404, {"error": {"message": "not found"}})
 
             def do_POST(self):
@@ -391,6 +462,10 @@ class FakeOpenAI(LoopbackServer):
         return Handler
 
 
+def _tokens(text: str) -> int:
+    return (len(text) + 3) // 4
+
+
 def _between(text: str, start: str, end: str) -> str | None:
     m = re.search(re.escape(start) + r"(.*?)" + re.escape(end), text, re.DOTALL)
     return m.group(1) if m else None
@@ -412,9 +487,11 @@ def main() -> None:
     p.add_argument("--delay-s", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="fake-model")
+    p.add_argument("--context-length", type=int, default=None)
+    p.add_argument("--draft-chars", type=int, default=0)
     a = p.parse_args()
     fake = FakeOpenAI(port=a.port, flavor=a.flavor, fault_rate=a.fault_rate, delay_s=a.delay_s, seed=a.seed,
-                      model=a.model)
+                      model=a.model, context_length=a.context_length, draft_chars=a.draft_chars)
     serve_until_killed(fake, fake.url)
 
 

@@ -16,6 +16,11 @@ From sgl-project/sglang, python/sglang/srt/entrypoints/openai/:
   (``reasoning_parser.py``): a parser that assumes the output starts in thinking (DeepSeek-R1's,
   ``forced_reasoning``) splits at ``</think>``; one that waits for ``<think>`` (Qwen3's) finds
   none after a prefill and leaves everything in ``content``.
+- ``serving_models.py`` lists ``max_model_len`` per model in ``/v1/models``;
+  ``managers/tokenizer_manager.py`` (``_validate_one_request``) refuses an input at or past the
+  context ("The input (P tokens) is longer than the model's context length (C tokens).") and an
+  input plus ``max_new_tokens`` at or past it ("Requested token count exceeds the model's maximum
+  context length of C tokens. You requested a total of T tokens: ..."), as a 400.
 - ``utils.py`` (``create_error_response``) answers errors flat, not under ``"error"``:
   ``{"object": "error", "message", "type", "param", "code"}``.
 """
@@ -39,7 +44,24 @@ class FakeSGLang(FakeOpenAI):
         return Refused(status, {"object": "error", "message": message, "type": kind, "param": param,
                                 "code": status})
 
+    def length_refusal(self, c: int, p: int, m: int) -> Refused:
+        if p >= c:
+            return self._error(400, f"The input ({p} tokens) is longer than the model's context length ({c} tokens).")
+        return self._error(400, f"Requested token count exceeds the model's maximum context length of {c} tokens. "
+                                f"You requested a total of {p + m} tokens: {p} tokens from the input messages and "
+                                f"{m} tokens for the completion. Please reduce the number of tokens in the input "
+                                "messages or the completion to fit within the limit.")
+
+    def check_context(self, body: dict, endpoint: str) -> None:
+        if self.context_length and self.prompt_tokens(body, endpoint) + (self.length_limit(body) or 16) \
+                >= self.context_length:  # SGLang refuses at the context, not past it
+            if not self.refusal_numbers:
+                raise self._error(400, "the request exceeds the available context size, try increasing it")
+            raise self.length_refusal(self.context_length, self.prompt_tokens(body, endpoint),
+                                      self.length_limit(body) or 16)
+
     def check(self, body: dict, endpoint: str) -> None:
+        self.check_context(body, endpoint)
         for name in self.refuse_fields:
             if name in body:
                 raise self._error(400, f"1 validation error for ChatCompletionRequest\n{name}\n  Extra inputs are "
