@@ -201,6 +201,12 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
                    help="token-rate limit: prompt + completion tokens per minute, as the server's usage counts "
                         "them (API tiers meter this); a request waits while the last minute is at the limit")
     g.add_argument("--timeout", type=float, default=C.DEFAULT_REQUEST_TIMEOUT_S, help="per-request timeout (s)")
+    g.add_argument("--probe-timeout", type=float, default=C.DEFAULT_PROBE_TIMEOUT_S, metavar="SECONDS",
+                   help="how long a preflight or health probe of an endpoint or scorer may take before the part "
+                        "counts as not answering (hung) and the run goes on with the others")
+    g.add_argument("--hang-floor", type=float, default=C.DEFAULT_HANG_FLOOR_S, metavar="SECONDS",
+                   help="mid-run, a request is taken for hung past %g x what its endpoint or scorer was seen to "
+                        "take for that much work, never sooner than this; it then goes to another part" % C.HANG_MULTIPLE)
     g.add_argument("--max-retries", type=int, default=C.DEFAULT_MAX_RETRIES, help="retries on 429/5xx/timeouts")
     g.add_argument("--record-failures", type=int, default=C.DEFAULT_RECORD_FAILURES,
                    help="requests per record that may fail for good (after retries) before the record fails")
@@ -285,6 +291,7 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
         record_failures=a.record_failures, prices=prices_from_args(a), lease_s=a.lease_s,
         store_wait_s=a.store_wait, ray=_ray_config(a),
+        deadlines=C.Deadlines(probe_s=a.probe_timeout, floor_s=a.hang_floor),
     )
 
 
