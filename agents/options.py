@@ -301,6 +301,8 @@ def _check(a: argparse.Namespace) -> None:
         raise ConfigError("--store-wait cannot be negative (0 stops at once when the database goes away)")
     if a.lease_s < 1:
         raise ConfigError("--lease-s must be at least 1 (a worker renews its lease 4 times per lease)")
+    if a.probe_timeout <= 0 or a.hang_floor <= 0:
+        raise ConfigError("--probe-timeout and --hang-floor must be positive (seconds)")
     if a.tpm is not None and a.tpm < 1:
         raise ConfigError("--tpm must be at least 1 (tokens per minute)")
     for name in ("concurrency", "max_steps", "expansions", "max_tokens", "draft_attempts", "record_failures"):

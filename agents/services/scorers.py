@@ -203,10 +203,10 @@ async def ready_health(client, log: Callable[[str], None], wait_s: float = LOAD_
     while True:
         try:
             health = await client.health()
-        except ScorerUnavailable:
+        except ScorerUnavailable as exc:
             if time.monotonic() - start > connect_wait_s:
                 raise
-            why = "answer"
+            why = "answer" + (" (it accepts connections but gives no answer: hung?)" if "gave no answer" in str(exc) else "")
         else:
             if health.status == "ok":
                 return health
