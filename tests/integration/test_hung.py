@@ -115,7 +115,7 @@ async def test_a_scorer_hung_from_the_start_fails_its_health_probe_within_its_de
         try:
             await client.health()
         except ScorerUnavailable as exc:
-            assert "gave no answer within 0 s" in str(exc) or "gave no answer within" in str(exc)
+            assert f"the scorer at {hung.url} accepted the connection but gave no answer within" in str(exc)
         else:
             raise AssertionError("a hung scorer answered its health probe")
         finally:
