@@ -39,6 +39,15 @@ DEFAULT_LEASE_S = 60.0
 # How long a worker rides out a store that went away (a server restart, a failover, a network
 # hiccup) before it stops; 0 stops at once. Five minutes covers a PostgreSQL restart or failover.
 DEFAULT_STORE_WAIT_S = 300.0
+# A part that accepts connections but never answers (a deadlocked GPU process, a frozen queue)
+# would hold each request for --timeout. A probe (preflight, health) is tiny: seconds are plenty.
+DEFAULT_PROBE_TIMEOUT_S = 30.0
+# Mid-run, a request is taken for hung past HANG_MULTIPLE times what its part was seen to take for
+# that much work (a generation: time per output token x the tokens asked for; a scoring request:
+# a high percentile of its recent latencies), and never before the floor: a merely slow or long
+# request is not mistaken for a hang.
+DEFAULT_HANG_FLOOR_S = 60.0
+HANG_MULTIPLE = 4.0
 
 GeneratorMode = Literal["chat", "completions"]
 EditPrefill = Literal["analyze", "refine"]
@@ -51,6 +60,22 @@ ChatPrefill = Literal["auto", "continue", "trailing", "off"]
 # tokens), empty refinements rejected, the minimum over the thinking alone.
 Acceptance = Literal["reference", "strict"]
 CutDrafts = Literal["keep", "trim", "reject"]  # a draft cut at max_tokens: the reference keeps it
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long a request waits for an answer before its part is taken for hung."""
+
+    probe_s: float = DEFAULT_PROBE_TIMEOUT_S  # --probe-timeout: preflight and health probes
+    floor_s: float = DEFAULT_HANG_FLOOR_S  # --hang-floor: no mid-run request is abandoned sooner
+    multiple: float = HANG_MULTIPLE
+
+    def after_s(self, expected_s: float | None, cap_s: float) -> float:
+        """A mid-run request's deadline: ``multiple`` x its expected time, at least the floor,
+        at most ``cap_s`` (--timeout); ``cap_s`` alone where nothing is expected yet."""
+        if expected_s is None:
+            return cap_s
+        return min(cap_s, max(self.floor_s, self.multiple * expected_s))
 
 
 @dataclass(frozen=True)
@@ -188,6 +213,7 @@ class RunConfig:
     store_wait_s: float = DEFAULT_STORE_WAIT_S
     others: tuple[GeneratorConfig, ...] = ()  # more endpoints (--endpoint repeated): their URL, key and model
     ray: RayConfig | None = None  # --ray: run the fleet on Ray instead of as this one process
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
     @property
     def generators(self) -> tuple[GeneratorConfig, ...]:

@@ -7,6 +7,7 @@
     │                          that keeps the generations held meanwhile
     └── EndpointError          one request failed for good (the record may be retried, then fails)
         ├── RetryableError     a failure worth retrying: 429, 5xx, timeouts, dropped connections
+        │   └── HungError      no answer within the request's deadline: the endpoint is taken for hung
         └── FatalEndpointError no request can succeed (bad key, wrong URL or model, endpoint down
                                for too long): the run stops, every record stays resumable
 
@@ -45,6 +46,14 @@ class RetryableError(EndpointError):
     def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None):
         self.retry_after_s = retry_after_s
         super().__init__(message, status)
+
+
+class HungError(RetryableError):
+    """The endpoint accepted the request but gave no answer within its deadline."""
+
+    def __init__(self, message: str, waited_s: float):
+        self.waited_s = waited_s
+        super().__init__(message)
 
 
 class StoreSpilled(ReerError):

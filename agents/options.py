@@ -206,6 +206,12 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
                    help="token-rate limit: prompt + completion tokens per minute, as the server's usage counts "
                         "them (API tiers meter this); a request waits while the last minute is at the limit")
     g.add_argument("--timeout", type=float, default=C.DEFAULT_REQUEST_TIMEOUT_S, help="per-request timeout (s)")
+    g.add_argument("--probe-timeout", type=float, default=C.DEFAULT_PROBE_TIMEOUT_S, metavar="SECONDS",
+                   help="how long a preflight or health probe of an endpoint or scorer may take before the part "
+                        "counts as not answering (hung) and the run goes on with the others")
+    g.add_argument("--hang-floor", type=float, default=C.DEFAULT_HANG_FLOOR_S, metavar="SECONDS",
+                   help="mid-run, a request is taken for hung past %g x what its endpoint or scorer was seen to "
+                        "take for that much work, never sooner than this; it then goes to another part" % C.HANG_MULTIPLE)
     g.add_argument("--max-retries", type=int, default=C.DEFAULT_MAX_RETRIES, help="retries on 429/5xx/timeouts")
     g.add_argument("--record-failures", type=int, default=C.DEFAULT_RECORD_FAILURES,
                    help="requests per record that may fail for good (after retries) before the record fails")
@@ -294,6 +300,7 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
         force=a.force, seed=a.seed, retry_failed=a.retry_failed, strict=a.strict, grace_s=a.grace_s,
         record_failures=a.record_failures, prices=prices_from_args(a), lease_s=a.lease_s,
         store_wait_s=a.store_wait, ray=_ray_config(a),
+        deadlines=C.Deadlines(probe_s=a.probe_timeout, floor_s=a.hang_floor),
     )
 
 
@@ -303,6 +310,8 @@ def _check(a: argparse.Namespace) -> None:
         raise ConfigError("--store-wait cannot be negative (0 stops at once when the database goes away)")
     if a.lease_s < 1:
         raise ConfigError("--lease-s must be at least 1 (a worker renews its lease 4 times per lease)")
+    if a.probe_timeout <= 0 or a.hang_floor <= 0:
+        raise ConfigError("--probe-timeout and --hang-floor must be positive (seconds)")
     if a.tpm is not None and a.tpm < 1:
         raise ConfigError("--tpm must be at least 1 (tokens per minute)")
     for name in ("concurrency", "max_steps", "expansions", "max_tokens", "draft_attempts", "record_failures"):

@@ -122,7 +122,7 @@ async def start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng:
         cfg = replace(cfg, generator=replace(cfg.generator, endpoint=await start_local_endpoint(cfg.db, stack)))
     max_connections = max(64, 4 * cfg.concurrency)
     generator = Router([Generator(g, stats, rng, max_connections=max_connections, log=display.log)
-                        for g in cfg.generators], cfg.generator.retry, stats, rng, display.log)
+                        for g in cfg.generators], cfg.generator.retry, stats, rng, display.log, cfg.deadlines)
     stack.push_async_callback(quietly, generator.aclose)
     stats.phase = "connecting"
     endpoint = await generator.start(cfg.search.expansions, draft_stop(cfg.search.acceptance))

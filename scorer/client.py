@@ -6,6 +6,7 @@ Kept free of torch: importing this module never loads a model into the agents' e
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 from typing import Mapping
 
@@ -20,6 +21,9 @@ from scorer.protocol import (CheckItem, CheckRequest, CheckResponse, ErrorBody, 
                              ScoreResponse)
 
 DEFAULT_SCORE_TIMEOUT_S = 3600.0  # a request waits in the queue behind every other record's
+# /health is answered by the server's event loop at once: one that takes longer is hung (a
+# server that accepts connections and never answers), and counts as not answering.
+DEFAULT_HEALTH_TIMEOUT_S = 30.0
 MAX_IN_FLIGHT = 256  # requests at once: every record in flight may be waiting in the scorer's queue
 
 
@@ -34,15 +38,19 @@ def http_client(connections: int, timeout: httpx.Timeout, headers: Mapping[str, 
 
 class ScorerClient:
     def __init__(self, url: str, timeout_s: float = DEFAULT_SCORE_TIMEOUT_S, token: str | None = None,
-                 max_in_flight: int = MAX_IN_FLIGHT):
+                 max_in_flight: int = MAX_IN_FLIGHT, health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S):
         self.url = url.rstrip("/")
+        self.health_timeout_s = health_timeout_s
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = http_client(max_in_flight, httpx.Timeout(timeout_s, connect=10.0), headers)
 
     async def health(self) -> Health:
         """What the scorer says of itself: ready or loading, its model, dtype and scoring prompt."""
         try:
-            r = await self._http.get(f"{self.url}/health")
+            r = await asyncio.wait_for(self._http.get(f"{self.url}/health"), self.health_timeout_s)
+        except asyncio.TimeoutError:
+            raise ScorerUnavailable(f"the scorer at {self.url} accepted the connection but gave no answer "
+                                    f"within {self.health_timeout_s:.0f} s (hung?)") from None
         except (httpx.HTTPError, aiohttp.ClientError) as exc:
             raise ScorerUnavailable(f"the scorer at {self.url} did not answer: {exc!r}") from exc
         if r.status_code == 401:

@@ -39,6 +39,12 @@ class CircuitBreaker:
         self.open_until = now + min(self.max_cooldown_s, self.cooldown_s * 2 ** min(self.trips, 16))
         self.trips += 1
 
+    def trip(self, now: float) -> None:
+        """Open at once, whatever the count: one request past its deadline says the endpoint is
+        hung, and every request sent there would wait as long."""
+        self.failures = max(self.failures, self.threshold - 1)
+        self.record_failure(now)
+
     def record_success(self) -> None:
         self.failures, self.trips, self.open_until, self.down_since = 0, 0, 0.0, None
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
-from agents.errors import EndpointError
+from agents.errors import ConfigError, EndpointError
 from prompts.tags import SYSTEM_PROMPT, THINK_OPEN
 
 REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek's name, then vLLM's current one
@@ -117,3 +117,13 @@ def no_prefill_hint(reason: str, extra_body: dict[str, Any]) -> str:
         return f"{reason}; --extra-body turns the template's thinking on: set {NO_THINKING_FLAG}"
     return (f"{reason}, even with {NO_THINKING_FLAG}; start llama-server with --reasoning-budget 0, or use "
             "--mode completions")
+
+
+def agree(found: Sequence[tuple[str, EndpointInfo]]) -> None:
+    """Endpoints that differ on the prefill would make the data differ with the endpoint."""
+    if len({info.prefills for _, info in found}) > 1:
+        can = [url for url, info in found if info.prefills]
+        cannot = [url for url, info in found if not info.prefills]
+        raise ConfigError(f"the endpoints differ: {', '.join(can)} continue a prefilled turn, {', '.join(cannot)} "
+                          "cannot, and the data would differ with the endpoint: give endpoints of one kind, or "
+                          "--chat-prefill off for all")

@@ -104,3 +104,9 @@ async def post_fitted(e: Generator, messages: Sequence[dict[str, str]], prefill:
                 raise PromptTooLong(f"{too_long} (the server: {exc.message})") from exc
             if again >= fitted:
                 raise PromptTooLong(f"refused for length, and no smaller request fits: {exc.message}") from exc
+
+
+def roomier_than(small: Generator, live: Sequence[Generator]) -> list[Generator]:
+    """The endpoints whose context may hold a prompt too long for ``small``'s."""
+    known = small.window.context or 0
+    return [e for e in live if e is not small and (e.window.context is None or e.window.context > known)]

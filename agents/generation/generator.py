@@ -53,12 +53,14 @@ from prompts.tags import THINK_OPEN
 from scorer.client import http_client
 
 Message = dict[str, str]
-# How a request reaches the endpoints: ``send(call, first, stay)`` runs ``call(endpoint)`` on
-# ``first`` and retries it there (``stay``) or wherever the router finds best then.
-Send = Callable[[Callable[["Generator"], Awaitable[Any]], "Generator", bool], Awaitable[Any]]
+# How a request reaches the endpoints: ``send(call, first, stay, tokens)`` runs ``call(endpoint)``
+# on ``first`` and retries it there (``stay``) or wherever the router finds best then; ``tokens``,
+# the output tokens asked for, sizes its deadline.
+Send = Callable[[Callable[["Generator"], Awaitable[Any]], "Generator", bool, int | None], Awaitable[Any]]
 
 
-async def send_once(call: Callable[["Generator"], Awaitable[Any]], first: "Generator", stay: bool = False) -> Any:
+async def send_once(call: Callable[["Generator"], Awaitable[Any]], first: "Generator", stay: bool = False,
+                    tokens: int | None = None) -> Any:
     """One try on ``first``, its errors translated: an endpoint used without a router."""
     return await translated(lambda: call(first))
 
@@ -116,7 +118,7 @@ class Generator:
         """Resolve the model name and how to render the chat, then run the preflight with ``n``
         choices and the ``stop`` strings the run will send."""
         if not self.model:
-            models = await send(lambda _: self._client.models.list(), self, True)
+            models = await send(lambda _: self._client.models.list(), self, True, None)
             names = [m.id for m in models.data]
             if not names:
                 raise ConfigError(f"the endpoint {self.cfg.endpoint} lists no models; pass --model")
@@ -288,7 +290,7 @@ class Generator:
             return [Generation(t, fr, data.get("model") or e.model, prompt if i == 0 else None, shares[i], latency)
                     for i, (t, fr) in enumerate(texts)]
 
-        return await send(call, self, stay)
+        return await send(call, self, stay, (max_tokens or self.cfg.sampling.max_tokens) * n)
 
     def _chat_text(self, choice: dict) -> str:
         message = choice.get("message") or {}

@@ -21,9 +21,10 @@ import random
 import time
 from typing import Any, Awaitable, Callable, Sequence
 
-from agents.config import RetryPolicy
-from agents.errors import ConfigError, EndpointError, FatalEndpointError, PromptTooLong, RetryableError
-from agents.generation.endpoint import EndpointInfo
+from agents.config import Deadlines, RetryPolicy
+from agents.errors import ConfigError, EndpointError, FatalEndpointError, HungError, PromptTooLong, RetryableError
+from agents.generation.endpoint import EndpointInfo, agree
+from agents.generation.fitting import roomier_than
 from agents.generation.generator import Generation, Generator
 from agents.generation.routing import Estimates, Moving, Option, RequestKind, choose, fleet_finish_s
 from agents.generation.translate import translated
@@ -37,8 +38,9 @@ POLL_S = 0.05
 
 class Router:
     def __init__(self, endpoints: Sequence[Generator], policy: RetryPolicy, stats: Stats, rng: random.Random,
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], deadlines: Deadlines = Deadlines()):
         self.endpoints = list(endpoints)
+        self.deadlines = deadlines
         self.policy, self.stats, self.rng, self.log = policy, stats, rng, log
         self.estimates = {e: Estimates() for e in self.endpoints}
         self.tokens: dict[str, Moving] = {}  # output tokens per request, by kind, over the fleet
@@ -95,7 +97,7 @@ class Router:
                     break
             if not passed:
                 raise next(t.exception() for t in tasks if t.exception() is not None)  # type: ignore[misc]
-            _agree(passed)
+            agree([(e.cfg.endpoint, e.info) for e in passed])
         except BaseException:
             for t in tasks:
                 t.cancel()
@@ -144,8 +146,9 @@ class Router:
 
     async def generate(self, messages, prefill: str, n: int, stop: list[str],
                        kind: RequestKind = "edit") -> list[Generation]:
-        async def send(call: Callable[[Generator], Awaitable[Any]], first: Generator, stay: bool = False) -> Any:
-            return await self.send(call, first, stay, kind)
+        async def send(call: Callable[[Generator], Awaitable[Any]], first: Generator, stay: bool = False,
+                       tokens: int | None = None) -> Any:
+            return await self.send(call, first, stay, kind, tokens)
 
         return await (await self._choose(kind)).generate(messages, prefill, n, stop, send)
 
@@ -156,12 +159,14 @@ class Router:
             await e.aclose()
 
     async def send(self, call: Callable[[Generator], Awaitable[Any]], first: Generator, stay: bool = False,
-                   kind: RequestKind | None = None) -> Any:
+                   kind: RequestKind | None = None, tokens: int | None = None) -> Any:
         """``call(endpoint)`` on ``first``, retried with backoff on the best endpoint then
         (``stay``: on ``first`` only, as a preflight must be). While an endpoint's breaker is
         open (it looks down for everyone) failures there do not count against this request's
         retries: it waits, or goes elsewhere. That holds for a request sent while it was down
-        whose failure arrives after another request's success has closed the breaker again."""
+        whose failure arrives after another request's success has closed the breaker again.
+        A request past its deadline (``_deadline_s``) is abandoned and its endpoint taken for
+        hung: its breaker opens at once, and the request goes elsewhere."""
         kind = kind or ("probe" if stay else "edit")
         attempt, target, failed, roomier = 0, first, None, None
         while True:
@@ -178,21 +183,14 @@ class Router:
                 self.stats.requests += 1
                 target.counts.requests += 1
                 t0 = time.monotonic()
-                out = await translated(lambda: call(target))
+                out = await _within(self._deadline_s(target, kind, stay, load, tokens), translated(lambda: call(target)))
             except PromptTooLong:
-                roomier = _roomier(self.live, target)  # an endpoint of a larger context may take it
+                roomier = roomier_than(target, self.live)  # an endpoint of a larger context may take it
                 if stay or not roomier:
                     raise
                 continue
             except RetryableError as exc:
-                counts = not (down_when_sent or breaker.is_open())
-                trips = breaker.trips
-                breaker.record_failure(time.monotonic())
-                if breaker.trips > trips:
-                    self._log_down(target, exc)
-                target.counts.errors += 1
-                self.stats.error(str(exc) if len(self.endpoints) == 1 else f"{target.cfg.endpoint}: {exc}")
-                if counts:
+                if self._failed(target, exc, down_when_sent):
                     attempt += 1
                 if attempt > self.policy.max_retries:
                     raise EndpointError(f"gave up after {self.policy.max_retries} retries: {exc}", exc.status) from exc
@@ -212,6 +210,30 @@ class Router:
             target.counts.state = "up"
             self.stats.endpoint_down = False
             return out
+
+    def _failed(self, target: Generator, exc: RetryableError, down_when_sent: bool) -> bool:
+        """A failed request's mark on its endpoint's breaker; whether it counts against the
+        request's retries (not while the endpoint looked down for everyone)."""
+        breaker = target.breaker
+        counts = not (down_when_sent or breaker.is_open())
+        trips = breaker.trips
+        if isinstance(exc, HungError):
+            breaker.trip(time.monotonic())
+            target.counts.moved += 1
+        else:
+            breaker.record_failure(time.monotonic())
+        if breaker.trips > trips:
+            self._log_down(target, exc)
+        target.counts.errors += 1
+        self.stats.error(str(exc) if len(self.endpoints) == 1 else f"{target.cfg.endpoint}: {exc}")
+        return counts
+
+    def _deadline_s(self, e: Generator, kind: RequestKind, stay: bool, load: int, tokens: int | None) -> float:
+        """A probe's (preflight) deadline is short and fixed; a request's follows what ``e`` was
+        seen to take for that many output tokens at that load, within --timeout."""
+        if stay:
+            return min(self.deadlines.probe_s, e.cfg.timeout_s)
+        return self.deadlines.after_s(self.estimates[e].expected_s(kind, load, tokens), e.cfg.timeout_s)
 
     def _observe(self, e: Generator, kind: RequestKind, load: int, latency_s: float, out: Any) -> None:
         """A request's time into its endpoint's estimates (restarted from it where the endpoint
@@ -252,8 +274,8 @@ class Router:
             now = time.monotonic()
             finish = fleet_finish_s([self.estimates[e] for e in pool], [e.in_flight for e in pool], kind,
                                     self._expected_tokens(kind))
-            options = [Option(e.in_flight, f, e.cfg.max_in_flight, e.breaker.wait_s(now) == 0, e is avoid,
-                              e is prefer) for e, f in zip(pool, finish)]
+            options = [Option(e.in_flight, f, e.cfg.max_in_flight, _ready(e, now), e is avoid, e is prefer)
+                       for e, f in zip(pool, finish)]
             i = choose(options)
             if i is not None:
                 return pool[i]
@@ -268,7 +290,8 @@ class Router:
                     f"{min(e.breaker.down_for_s(now) for e in pool):.0f} s; stopping (run again to resume)")
             if among is None or not self.live:  # a request waits, not only a late endpoint's preflight
                 self.stats.endpoint_down = True
-            await self._wait(min(e.breaker.wait_s(now) for e in pool))
+            cooling = [w for e in pool if (w := e.breaker.wait_s(now)) > 0]
+            await self._wait(min(cooling) if cooling else None)  # else an endpoint's probe is out: its end
 
     def _notify(self) -> None:
         """Something a waiting request may care about changed: a request ended, an endpoint joined."""
@@ -284,11 +307,16 @@ class Router:
     def _log_down(self, e: Generator, exc: EndpointError) -> None:
         """A new cooldown of an endpoint's breaker: it went down, or is still down."""
         now, b = time.monotonic(), e.breaker
-        e.counts.state = "down"
+        hung = isinstance(exc, HungError)
+        e.counts.state = "hung" if hung else "down"
         others = sum(1 for o in self.live if o is not e and not o.breaker.is_open())
         where = (f"its requests go to the {others} other endpoints meanwhile" if others else
                  "every request waits")
-        if b.trips == 1:
+        if hung:
+            self.log(f"endpoint {e.cfg.endpoint}: no answer for {exc.waited_s:.0f} s, {e.counts.moved} request"  # type: ignore[attr-defined]
+                     f"{'s' * (e.counts.moved != 1)} moved; it takes one request at a time until one answers, "
+                     f"{where} (tried again in {b.wait_s(now):.0f} s)")
+        elif b.trips == 1:
             self.log(f"the endpoint {e.cfg.endpoint} looks down ({b.failures} failures in a row, last: {exc}); "
                      f"{where} {b.wait_s(now):.0f} s, then it is tried again (the run stops if "
                      f"{'it' if len(self.endpoints) == 1 else 'every endpoint'} stays down "
@@ -298,17 +326,16 @@ class Router:
                      f"(last: {exc}); tried again in {b.wait_s(now):.0f} s")
 
 
-def _roomier(live: Sequence[Generator], small: Generator) -> list[Generator]:
-    """The endpoints whose context may hold a prompt too long for ``small``'s."""
-    known = small.window.context or 0
-    return [e for e in live if e is not small and (e.window.context is None or e.window.context > known)]
+def _ready(e: Generator, now: float) -> bool:
+    """Whether ``e`` takes a request now: not cooling down, and, while its breaker is open, with
+    no request there: the first one after a cooldown is its probe, and a hung endpoint would
+    hold every other one sent beside it for a whole deadline."""
+    return e.breaker.wait_s(now) == 0 and not (e.breaker.is_open() and e.in_flight > 0)
 
 
-def _agree(passed: Sequence[Generator]) -> None:
-    """Endpoints that differ on the prefill would make the data differ with the endpoint."""
-    if len({e.info.prefills for e in passed}) > 1:
-        can = [e.cfg.endpoint for e in passed if e.info.prefills]
-        cannot = [e.cfg.endpoint for e in passed if not e.info.prefills]
-        raise ConfigError(f"the endpoints differ: {', '.join(can)} continue a prefilled turn, {', '.join(cannot)} "
-                          "cannot, and the data would differ with the endpoint: give endpoints of one kind, or "
-                          "--chat-prefill off for all")
+async def _within(deadline_s: float, request: Awaitable[Any]) -> Any:
+    """``request``, abandoned (HungError) once ``deadline_s`` has passed without its answer."""
+    try:
+        return await asyncio.wait_for(request, deadline_s)
+    except asyncio.TimeoutError:
+        raise HungError(f"no answer within {deadline_s:.0f} s", deadline_s) from None

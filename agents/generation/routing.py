@@ -93,6 +93,18 @@ class Estimates:
         fit = self.fits.get((kind, False))
         return None if fit is None else fit.at(in_flight + 1)
 
+    def expected_s(self, kind: RequestKind, in_flight: int, tokens: int | None) -> float | None:
+        """How long a ``kind`` request sent with ``in_flight`` there (itself included) and asking
+        for up to ``tokens`` output tokens may take, for its deadline: time per token at that
+        load (this kind's, else the slowest other kind's seen here) x the tokens asked for, or
+        the kind's time per request where the server reports no usage; None: nothing seen."""
+        own = self.fits.get((kind, True))
+        per_token = [own] if own else [f for (_, by_token), f in self.fits.items() if by_token]
+        if tokens and per_token:
+            return tokens * max(f.at(in_flight) or 0.0 for f in per_token)
+        fit = self.fits.get((kind, False))
+        return None if fit is None else fit.at(in_flight)
+
 
 def fleet_finish_s(fleet: Sequence[Estimates], in_flight: Sequence[int], kind: RequestKind,
                    tokens: float | None) -> list[float | None]:

@@ -51,7 +51,7 @@ async def connect_scorers(cfg: C.RunConfig, log: Log, stack: contextlib.AsyncExi
     if not cfg.scorer.urls:
         return None
     urls = list(cfg.scorer.urls)
-    pool = ScorerPool([], log, pending=tuple(urls), wait_s=cfg.scorer.wait_s)  # each member is closed by the stack that opened it
+    pool = ScorerPool([], log, pending=tuple(urls), wait_s=cfg.scorer.wait_s, deadlines=cfg.deadlines)  # each member is closed by the stack that opened it
     first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     silent: set[str] = set()
 
@@ -96,7 +96,7 @@ async def _connect_one(url: str, cfg: C.RunConfig, log: Log, stack: contextlib.A
         entry = await vllm.start()
         log(f"scorer: {vllm.model} at {url} (vLLM, context {entry.get('max_model_len', 'not said')})")
         return vllm
-    client = ScorerClient(url, token=cfg.scorer.token)
+    client = ScorerClient(url, token=cfg.scorer.token, health_timeout_s=cfg.deadlines.probe_s)
     stack.push_async_callback(quietly, client.aclose)
     health = await ready_health(client, log, connect_wait_s=cfg.scorer.wait_s)
     problems = identity_problems(health, cfg.scorer.settings)

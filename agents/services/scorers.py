@@ -7,15 +7,24 @@ record's question and answer picks, among the scorers up, the one with the highe
 (record, scorer). A scorer that stops answering is set aside for ``DOWN_S`` and its records go
 each to its next-highest, while every other record stays where it was; one that did not answer
 at the start joins when it does, taking back the records that prefer it.
+
+A scorer that accepts a request and never answers (hung) is found by the request's deadline: a
+multiple of a high percentile of that scorer's recent latencies for that kind of request (with
+a floor, ``agents.config.Deadlines``). The request is abandoned and goes to the next scorer,
+and the hung one is set aside like a dead one; after ``DOWN_S`` it takes one request at a time
+until one is answered, so a scorer still hung holds one request, not all of its records'.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
+from collections import deque
 from typing import Callable, Protocol
 
+from agents.config import Deadlines
 from prompts import SCORING_PROMPTS, PromptSet
 from scorer import ScorerUnavailable
 from scorer.errors import ScoringInputError
@@ -27,6 +36,8 @@ LOAD_WAIT_S = 1800.0  # a remote scorer still loading its model: how long to wai
 CONNECT_WAIT_S = 120.0  # one not listening yet (started at the same time as the run): how long to wait
 ALL_DOWN_WAIT_S = 120.0  # every scorer down mid-run (restarting, reloading): how long the records wait
 ALL_DOWN_RETRY_S = 1.0  # meanwhile, how often each waiting request tries them again
+LATENCY_WINDOW = 200  # recent latencies kept per scorer and kind of request
+LATENCY_PERCENTILE = 0.95
 
 
 class Scorer(Protocol):
@@ -51,17 +62,23 @@ class ScorerPool:
     answer again (a restarted scorer reloads its model), saying so, before it gives up."""
 
     def __init__(self, members: list[tuple[str, Scorer]], log: Callable[[str], None], pending: tuple[str, ...] = (),
-                 wait_s: float = ALL_DOWN_WAIT_S):
+                 wait_s: float = ALL_DOWN_WAIT_S, deadlines: Deadlines = Deadlines()):
         self.names = [name for name, _ in members] + list(pending)
         self.scorers: dict[str, Scorer] = dict(members)
-        self.log, self.wait_s = log, wait_s
+        self.log, self.wait_s, self.deadlines = log, wait_s, deadlines
         self._down_until = dict.fromkeys(self.names, 0.0)
         self._all_down_since: float | None = None
+        self._seen: dict[tuple[str, str], deque[float]] = {}  # (scorer, method) -> recent latencies (s)
+        self._in_flight = dict.fromkeys(self.names, 0)
+        self._hung: dict[str, float] = {}  # scorer -> when its first request was abandoned
+        self.moved = dict.fromkeys(self.names, 0)  # requests abandoned there and sent to another
 
     def add(self, name: str, scorer: Scorer) -> None:
         """A pending scorer now answers: the records that prefer it go to it from now on."""
         self.scorers[name] = scorer
         self._down_until[name] = 0.0
+        self._in_flight.setdefault(name, 0)
+        self.moved.setdefault(name, 0)
 
     async def score_many(self, question: str, thinkings: list[str], answer: str, lang: str):
         return await self._call(f"{question}\x00{answer}", "score_many", question, thinkings, answer, lang)
@@ -78,11 +95,22 @@ class ScorerPool:
                 scorer = self.scorers.get(name)
                 if scorer is None or (self._down_until[name] > time.monotonic() and not ignore_down):
                     continue
+                if name in self._hung and self._in_flight[name]:
+                    continue  # its probe is out: one request at a time until one is answered
+                deadline_s = self._deadline_s(name, method)
+                self._in_flight[name] += 1
+                t0 = time.monotonic()
                 try:
-                    result = await getattr(scorer, method)(*args)
+                    result = await asyncio.wait_for(getattr(scorer, method)(*args), deadline_s)
                 except ScorerUnavailable as exc:
                     self._set_down(name, exc)
                     continue
+                except asyncio.TimeoutError:
+                    self._set_hung(name, time.monotonic() - t0)
+                    continue
+                finally:
+                    self._in_flight[name] -= 1
+                self._seen.setdefault((name, method), deque(maxlen=LATENCY_WINDOW)).append(time.monotonic() - t0)
                 self._answered(name)
                 return result
             await self._wait_for_one()
@@ -93,7 +121,33 @@ class ScorerPool:
                      f"is tried again in {DOWN_S:.0f} s")
         self._down_until[name] = time.monotonic() + DOWN_S
 
+    def _deadline_s(self, name: str, method: str) -> float | None:
+        """How long a ``method`` request to ``name`` may go unanswered: from its own recent
+        latencies for that method, else the other scorers', else any request's (the floor keeps
+        a few fast answers from making a short deadline); None before any answer."""
+        seen = list(self._seen.get((name, method), ()))
+        seen = seen or [t for (_, m), ts in self._seen.items() if m == method for t in ts]
+        seen = seen or [t for ts in self._seen.values() for t in ts]
+        if not seen:
+            return None
+        return self.deadlines.after_s(percentile(seen, LATENCY_PERCENTILE), math.inf)
+
+    def _set_hung(self, name: str, waited_s: float) -> None:
+        """A request to ``name`` went past its deadline: it goes to the next scorer, and ``name``
+        takes no new work until a request is answered there."""
+        self.moved[name] += 1
+        now = time.monotonic()
+        if self._down_until[name] <= now:  # newly hung, or its probe failed: say so once
+            self.log(f"scorer {name}: no answer for {waited_s:.0f} s, {self.moved[name]} request"
+                     f"{'s' * (self.moved[name] != 1)} moved; its records go to the other scorers, and it takes "
+                     f"one request at a time again in {DOWN_S:.0f} s")
+        self._hung.setdefault(name, now)
+        self._down_until[name] = now + DOWN_S
+
     def _answered(self, name: str) -> None:
+        if name in self._hung:
+            self.log(f"the scorer {name} answers again after {time.monotonic() - self._hung.pop(name):.0f} s "
+                     "without an answer; its records come back to it")
         if self._all_down_since is not None:
             self.log(f"the scorer {name} answers again after {time.monotonic() - self._all_down_since:.0f} s")
             self._all_down_since = None
@@ -113,6 +167,12 @@ class ScorerPool:
     async def aclose(self) -> None:
         for scorer in self.scorers.values():
             await scorer.aclose()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def identity_problems(health: Health, settings: ScorerSettings) -> list[str]:
@@ -143,10 +203,10 @@ async def ready_health(client, log: Callable[[str], None], wait_s: float = LOAD_
     while True:
         try:
             health = await client.health()
-        except ScorerUnavailable:
+        except ScorerUnavailable as exc:
             if time.monotonic() - start > connect_wait_s:
                 raise
-            why = "answer"
+            why = "answer" + (" (it accepts connections but gives no answer: hung?)" if "gave no answer" in str(exc) else "")
         else:
             if health.status == "ok":
                 return health

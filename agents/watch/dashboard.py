@@ -77,7 +77,7 @@ def _endpoint(st: Stats, e: EndpointCounts) -> str:
     ceiling = f"/{e.ceiling}" if e.ceiling else ""
     est = " ".join(f"{kind} {s:.1f}s" for kind, s in e.estimate_s.items()) or "est -"
     return (f"{e.in_flight}{ceiling} in flight, {est}, {e.requests} req ({100 * e.requests / total:.0f}%), "
-            f"{e.errors} errors")
+            f"{e.errors} errors" + (f", {e.moved} moved (no answer)" if e.moved else ""))
 
 
 def _wasted(st: Stats) -> str:

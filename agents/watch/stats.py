@@ -19,8 +19,9 @@ class EndpointCounts:
     requests: int = 0
     errors: int = 0
     completion_tokens: int = 0
-    state: str = "up"  # "down" while its circuit breaker is open, "waiting" for its preflight, "refused"
+    state: str = "up"  # "down"/"hung" while its circuit breaker is open, "waiting" for its preflight, "refused"
     in_flight: int = 0
+    moved: int = 0  # requests abandoned past their deadline and sent elsewhere
     ceiling: int | None = None  # its --endpoint-concurrency
     estimate_s: dict[str, float] = field(default_factory=dict)  # one request's time at no load, by kind
     length_refusals: int = 0  # requests it refused for length (each learned from, none sent again unchanged)

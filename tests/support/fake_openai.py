@@ -130,6 +130,9 @@ class FakeOpenAI(LoopbackServer):
     fault_rate: float = 0.0
     fault_kinds: list[str] = field(default_factory=lambda: list(FAULT_KINDS))
     hang_s: float = 3.0
+    # Once this many requests are answered, every request is accepted and never answered (a
+    # deadlocked GPU process) until ``answer_again``.
+    hang_after: int | None = None
     # DeepWriting size: a draft of about this many characters (~8K tokens at 30,000) in paragraphs
     # of about PARAGRAPH_CHARS, and each rewrite about as long as its segment. 0: short outputs.
     draft_chars: int = 0
@@ -148,7 +151,20 @@ class FakeOpenAI(LoopbackServer):
         self._rng = random.Random(self.seed)
         self._fault_rng = random.Random(self.seed + 1)
         self.busy = 0  # requests being handled now (one may outlive its client)
+        self._unhang = threading.Event()
         self.url = self._listen(self.port, self._handler()) + "/v1"
+
+    def hang_if_due(self) -> None:
+        if self.hang_after is not None and len(self.log) >= self.hang_after:
+            self._unhang.wait()
+
+    def answer_again(self) -> None:
+        self.hang_after = None
+        self._unhang.set()
+
+    def __exit__(self, *exc) -> None:
+        self._unhang.set()  # a request held by the hang ends with the server
+        super().__exit__(*exc)
 
     def count(self, kind: str) -> int:
         with self._lock:
@@ -411,6 +427,7 @@ class FakeOpenAI(LoopbackServer):
 
         class Handler(JSONHandler):
             def do_GET(self):
+                fake.hang_if_due()
                 if self.path.rstrip("/") == "/v1/models":
                     return self._send(200, {"object": "list", "data": [fake.model_card()]})
                 if self.path.rstrip("/") == "/props" and fake.flavor == "llamacpp":
@@ -428,6 +445,7 @@ class FakeOpenAI(LoopbackServer):
 
             def _post(self):
                 body = self._body()
+                fake.hang_if_due()
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                     return self._send(401, {"error": {"message": "invalid api key"}})
                 endpoint = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}.get(self.path)

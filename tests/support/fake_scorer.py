@@ -9,6 +9,7 @@ For measuring the agents and the store alone (bench/pipeline.py) and for tests.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import Counter
 
 from prompts import SCORING_PROMPTS, PromptSet
@@ -24,10 +25,14 @@ def fake_score(thinking: str) -> float:
 
 class FakeScorer(LoopbackServer):
     """``/health`` says what the real server says of itself (model, scoring prompt by name and
-    text, single-segment rule); ``records`` counts the /score requests of each question."""
+    text, single-segment rule); ``records`` counts the /score requests of each question.
+    ``hang_after``: once it has taken that many POSTs it accepts requests and never answers
+    (a deadlocked scorer), until ``answer_again``."""
 
-    def __init__(self, port: int = 0, model: str = "fake"):
+    def __init__(self, port: int = 0, model: str = "fake", hang_after: int | None = None):
         self.calls = 0
+        self.hang_after = hang_after
+        self._unhang = threading.Event()
         self.dead = False
         self.records: Counter[str] = Counter()
         fake = self
@@ -42,9 +47,11 @@ class FakeScorer(LoopbackServer):
                 super().handle_one_request()
 
             def do_GET(self):
+                fake.hang_if_due()
                 self._send(200, Health(status="ok", model=model, limits=Limits(), **identity).model_dump())
 
             def do_POST(self):
+                fake.hang_if_due()
                 fake.calls += 1
                 if self.path == "/check":
                     items = CheckRequest.model_validate(self._body()).items
@@ -58,6 +65,18 @@ class FakeScorer(LoopbackServer):
 
         self.url = self._listen(port, Handler)
 
+
+    def hang_if_due(self) -> None:
+        if self.hang_after is not None and self.calls >= self.hang_after:
+            self._unhang.wait()
+
+    def answer_again(self) -> None:
+        self.hang_after = None
+        self._unhang.set()
+
+    def __exit__(self, *exc) -> None:
+        self._unhang.set()  # a request held by the hang ends with the server
+        super().__exit__(*exc)
 
     def kill(self) -> None:
         """Stop answering, as a killed process would: open connections drop, new ones are refused."""

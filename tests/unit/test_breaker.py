@@ -25,3 +25,11 @@ def test_cooldown_doubles_per_failed_probe_not_per_concurrent_failure():
     b.record_failure(7.0)
     assert b.wait_s(7.0) == 5.0  # capped
     assert not b.gave_up(20.0) and b.gave_up(20.5)
+
+
+def test_one_hung_request_opens_the_breaker_at_once():
+    b = CircuitBreaker(threshold=5, cooldown_s=2.0)
+    b.trip(100.0)
+    assert b.is_open() and b.wait_s(100.0) == 2.0 and b.down_since == 100.0
+    b.record_success()
+    assert not b.is_open()

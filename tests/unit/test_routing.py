@@ -2,6 +2,7 @@
 
 import pytest
 
+from agents.config import Deadlines
 from agents.generation.routing import Estimates, LoadFit, Option, choose, fleet_finish_s
 
 O = Option
@@ -89,3 +90,16 @@ def test_a_recovered_endpoint_restarts_from_its_first_answer():
     e.restart("edit", 1, 2.0, None)
     assert e.finish_s("edit", 0, None) == pytest.approx(2.0)
     assert e.finish_s("probe", 0, None) == pytest.approx(2.0)
+
+
+def test_a_generation_deadline_follows_the_tokens_asked_for_within_floor_and_timeout():
+    est = Estimates()
+    assert est.expected_s("edit", 1, 8000) is None  # nothing seen: --timeout alone
+    assert Deadlines(floor_s=60).after_s(None, 600) == 600
+    est.observe("edit", 1, 10.0, 500)  # 20 ms per token
+    long = est.expected_s("edit", 1, 8000)
+    assert long is not None and long >= 8000 * 0.02 * 0.99  # a whole --max-tokens at the seen rate
+    d = Deadlines(floor_s=60, multiple=4)
+    assert d.after_s(long, 10_000) >= 8000 * 0.02  # never shorter than the longest generation at that rate
+    assert d.after_s(1.0, 600) == 60 and d.after_s(long, 600) == 600  # the floor, then --timeout
+    assert est.expected_s("draft", 1, 100) == est.expected_s("edit", 1, 100)  # a kind not seen: the other's rate
