@@ -124,7 +124,6 @@ class Generator:
                 raise ConfigError(f"the endpoint {self.cfg.endpoint} lists no models; pass --model")
             self.model = names[0]
         self.counts.model = self.model
-        await learn_listed(self)
         if self.cfg.mode == "completions":
             self._render = _chat_renderer(self.cfg)
             forms = ["completions"]
@@ -147,6 +146,7 @@ class Generator:
                     raise self._refusal(exc) from exc
                 # try the next form: a server that cannot continue
                 no_prefill_reason = no_prefill_hint(str(exc), self.cfg.extra_body)
+        await learn_listed(self)  # after the preflight, whose short deadline finds a hung server first
         self.info = EndpointInfo(self._prefill, self._n_supported, self._max_tokens_field, self._thinking_field,
                                  no_prefill_reason, self._thinking_off, self.window.describe())
         return self.info
