@@ -43,6 +43,7 @@ class Router:
         self.deadlines = deadlines
         self.policy, self.stats, self.rng, self.log = policy, stats, rng, log
         self.estimates = {e: Estimates() for e in self.endpoints}
+        self.answered_at = {e: float("-inf") for e in self.endpoints}  # its last answer (monotonic)
         self.tokens: dict[str, Moving] = {}  # output tokens per request, by kind, over the fleet
         self.waiting: set[Generator] = set()  # preflight not passed yet: no requests
         self._joining: set[asyncio.Task] = set()
@@ -207,6 +208,7 @@ class Router:
                 self.log(f"the endpoint {target.cfg.endpoint} is back after "
                          f"{breaker.down_for_s(time.monotonic()):.0f} s; requests go on")
             breaker.record_success()
+            self.answered_at[target] = time.monotonic()
             target.counts.state = "up"
             self.stats.endpoint_down = False
             return out
@@ -217,9 +219,11 @@ class Router:
         breaker = target.breaker
         counts = not (down_when_sent or breaker.is_open())
         trips = breaker.trips
-        if isinstance(exc, HungError):
+        # hung: nothing answered there while this request waited (one request stuck on a server
+        # that answers the others is a failure like any other)
+        target.counts.moved += isinstance(exc, HungError)
+        if isinstance(exc, HungError) and time.monotonic() - self.answered_at[target] > exc.waited_s:
             breaker.trip(time.monotonic())
-            target.counts.moved += 1
         else:
             breaker.record_failure(time.monotonic())
         if breaker.trips > trips:
