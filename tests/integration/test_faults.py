@@ -41,8 +41,9 @@ def test_thirty_records_at_twenty_percent_faults_all_end_accounted_for(tmp_path,
 def test_endpoint_down_waits_instead_of_failing_records(tmp_path, tiny_model_dirs):
     inp = R.write_input(tmp_path / "in.jsonl", many_records(4))
     db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
-    # 12 consecutive 503s: far more than any request's retries (2), yet no record may fail
-    with FakeOpenAI(faults=["503"] * 12) as fake:
+    # 8 consecutive 503s: far more than any request's retries (2), yet no record may fail. Past
+    # the breaker's 5, each is one probe after a doubling cooldown: a down endpoint is not stampeded
+    with FakeOpenAI(faults=["503"] * 8) as fake:
         p = R.run(R.run_cmd(fake.url, inp, db, out, tiny_model_dirs["llama"], "--max-steps", "1",
                             "--max-retries", "2", "--record-failures", "1", "--concurrency", "4"), timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -55,10 +56,10 @@ def test_endpoint_down_waits_instead_of_failing_records(tmp_path, tiny_model_dir
     # the log file beside the database keeps every error in full, with a time and a level
     log = (tmp_path / "run.db.run.log").read_text(encoding="utf-8").splitlines()
     errors = [line for line in log if " ERROR " in line]
-    assert len(errors) == 12 and all("HTTP 503" in line for line in errors), errors
+    assert len(errors) == 8 and all("HTTP 503" in line for line in errors), errors
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO  generator: ", log[0]), log[0]
     assert any("looks down" in line for line in log) and log[-1].endswith(p.stdout.strip().splitlines()[-1])
-    assert "errors 12 (last: " in p.stdout.strip().splitlines()[-1]  # the plain progress line names it
+    assert "errors 8 (last: " in p.stdout.strip().splitlines()[-1]  # the plain progress line names it
 
 
 def test_retry_failed_reruns_only_failed_records(tmp_path, tiny_model_dirs):
