@@ -74,7 +74,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tests.support.loopback import JSONHandler, LoopbackServer, serve_until_killed
+from tests.support.loopback import Hangs, JSONHandler, LoopbackServer, serve_until_killed
 
 FAULT_KINDS = ["429", "429-retry-after", "500", "502", "503", "hang", "reset", "garbage", "truncated", "empty",
                "length", "notags"]
@@ -113,7 +113,7 @@ class Refused(Exception):
 
 
 @dataclass
-class FakeOpenAI(LoopbackServer):
+class FakeOpenAI(Hangs, LoopbackServer):
     model: str = "fake-model"
     flavor: str = "vllm"  # "vllm" | "llamacpp" | "openai"
     supports_n: bool = True  # vllm: False ignores n (one choice back), as some servers do
@@ -153,18 +153,6 @@ class FakeOpenAI(LoopbackServer):
         self.busy = 0  # requests being handled now (one may outlive its client)
         self._unhang = threading.Event()
         self.url = self._listen(self.port, self._handler()) + "/v1"
-
-    def hang_if_due(self) -> None:
-        if self.hang_after is not None and len(self.log) >= self.hang_after:
-            self._unhang.wait()
-
-    def answer_again(self) -> None:
-        self.hang_after = None
-        self._unhang.set()
-
-    def __exit__(self, *exc) -> None:
-        self._unhang.set()  # a request held by the hang ends with the server
-        super().__exit__(*exc)
 
     def count(self, kind: str) -> int:
         with self._lock:
@@ -427,7 +415,7 @@ class FakeOpenAI(LoopbackServer):
 
         class Handler(JSONHandler):
             def do_GET(self):
-                fake.hang_if_due()
+                fake.hang_if_due(len(fake.log))
                 if self.path.rstrip("/") == "/v1/models":
                     return self._send(200, {"object": "list", "data": [fake.model_card()]})
                 if self.path.rstrip("/") == "/props" and fake.flavor == "llamacpp":
@@ -445,7 +433,7 @@ class FakeOpenAI(LoopbackServer):
 
             def _post(self):
                 body = self._body()
-                fake.hang_if_due()
+                fake.hang_if_due(len(fake.log))
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                     return self._send(401, {"error": {"message": "invalid api key"}})
                 endpoint = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}.get(self.path)

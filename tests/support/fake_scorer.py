@@ -14,7 +14,7 @@ from collections import Counter
 
 from prompts import SCORING_PROMPTS, PromptSet
 from scorer.protocol import CheckRequest, CheckResponse, Health, Limits, ScoreRequest, ScoreResponse
-from tests.support.loopback import JSONHandler, LoopbackServer, serve_until_killed
+from tests.support.loopback import Hangs, JSONHandler, LoopbackServer, serve_until_killed
 
 
 def fake_score(thinking: str) -> float:
@@ -23,7 +23,7 @@ def fake_score(thinking: str) -> float:
     return 0.3 + 1.7 * h / 2**32
 
 
-class FakeScorer(LoopbackServer):
+class FakeScorer(Hangs, LoopbackServer):
     """``/health`` says what the real server says of itself (model, scoring prompt by name and
     text, single-segment rule); ``records`` counts the /score requests of each question.
     ``hang_after``: once it has taken that many POSTs it accepts requests and never answers
@@ -47,11 +47,11 @@ class FakeScorer(LoopbackServer):
                 super().handle_one_request()
 
             def do_GET(self):
-                fake.hang_if_due()
+                fake.hang_if_due(fake.calls)
                 self._send(200, Health(status="ok", model=model, limits=Limits(), **identity).model_dump())
 
             def do_POST(self):
-                fake.hang_if_due()
+                fake.hang_if_due(fake.calls)
                 fake.calls += 1
                 if self.path == "/check":
                     items = CheckRequest.model_validate(self._body()).items
@@ -65,18 +65,6 @@ class FakeScorer(LoopbackServer):
 
         self.url = self._listen(port, Handler)
 
-
-    def hang_if_due(self) -> None:
-        if self.hang_after is not None and self.calls >= self.hang_after:
-            self._unhang.wait()
-
-    def answer_again(self) -> None:
-        self.hang_after = None
-        self._unhang.set()
-
-    def __exit__(self, *exc) -> None:
-        self._unhang.set()  # a request held by the hang ends with the server
-        super().__exit__(*exc)
 
     def kill(self) -> None:
         """Stop answering, as a killed process would: open connections drop, new ones are refused."""

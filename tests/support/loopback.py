@@ -57,6 +57,28 @@ class LoopbackServer:
         self._httpd.server_close()
 
 
+class Hangs:
+    """A loopback server that stands for a hung part: once it has answered ``hang_after``
+    requests it accepts new ones and never answers, until ``answer_again``. The server sets
+    ``hang_after`` and ``_unhang`` (a ``threading.Event``), and calls ``hang_if_due`` with its
+    own count of what it answered."""
+
+    hang_after: int | None
+    _unhang: threading.Event
+
+    def hang_if_due(self, answered: int) -> None:
+        if self.hang_after is not None and answered >= self.hang_after:
+            self._unhang.wait()
+
+    def answer_again(self) -> None:
+        self.hang_after = None
+        self._unhang.set()
+
+    def __exit__(self, *exc) -> None:
+        self._unhang.set()  # a request held by the hang ends with the server
+        super().__exit__(*exc)
+
+
 def serve_until_killed(server: LoopbackServer, url: str) -> None:
     """For running a test server alone: print its URL as the scorer does, then serve."""
     with server:
