@@ -111,8 +111,7 @@ def open_read_only_engine(db: str) -> Engine:
             raise StoreUnavailable(db, "no such database", "give the --db of a run", resumable=False)
         engine = engine_for(f"sqlite:///file:{path.absolute()}?mode=ro&uri=true")
     else:
-        read_only = {"options": "-c default_transaction_read_only=on"} if db.startswith("postgresql") else {}
-        engine = engine_for(db, connect_args={**_pg_connect_args(db), **read_only}) if read_only else engine_for(db)
+        engine = engine_for(db, connect_args=_pg_read_only_args(db)) if db.startswith("postgresql") else engine_for(db)
     try:
         _check_tables(shown(db), engine)
     except BaseException:
@@ -143,6 +142,16 @@ def engine_for(db: str, **kwargs) -> Engine:
 
 def _pg_connect_args(db: str) -> dict:
     return {k: v for k, v in PG_CONNECT_ARGS.items() if k not in make_url(db).query}
+
+
+def _pg_read_only_args(db: str) -> dict:
+    """The connection's arguments with every transaction read-only, beside the URL's own
+    ``options`` (a search_path, say): libpq takes one options string, so they are joined."""
+    url = make_url(db)
+    own = url.query.get("options", "")
+    own = " ".join(own) if isinstance(own, tuple) else own
+    url_less = url.difference_update_query(["options"]).render_as_string(hide_password=False)
+    return {**_pg_connect_args(url_less), "options": f"{own} -c default_transaction_read_only=on".strip()}
 
 
 def _make_folder(db: str) -> None:
