@@ -18,7 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from store.models import Record, RecordStatus, Step, Worker
-from store.sql import UNFINISHED, db_now
+from store.leases import worker_counts
+from store.sql import db_now
 
 Sort = Literal["position", "gain", "final", "initial", "steps", "updated"]
 SORTS: tuple[str, ...] = ("position", "gain", "final", "initial", "steps", "updated")
@@ -137,10 +138,7 @@ class RunBrowsing:
         unfinished records it holds and those it finished (ix_record_worker_status)."""
         with self.engine.connect() as conn:
             now = db_now(conn)
-            held = (select(func.count(col(Record.id))).where(Record.worker_id == Worker.id,
-                                                             col(Record.status).in_(UNFINISHED)).scalar_subquery())
-            done = (select(func.count(col(Record.id))).where(Record.worker_id == Worker.id,
-                                                             Record.status == RecordStatus.done).scalar_subquery())
+            held, done = worker_counts()
             rows = conn.execute(select(Worker.id, Worker.name, Worker.started_at, Worker.expires_at, Worker.ended_at,
                                        held, done).where(Worker.run_id == run_id).order_by(col(Worker.id).desc())).all()
         return [{"id": i, "name": name, "started_at": _iso(start), "lease_until": _iso(until), "ended_at": _iso(end),
