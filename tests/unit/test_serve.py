@@ -83,6 +83,17 @@ def test_the_served_store_refuses_every_write(shaped, db):
     ro.close()
 
 
+def test_the_served_store_sees_what_a_worker_writes_while_it_serves(shaped, db):
+    st, run = shaped
+    ro = Store.open_read_only(db)
+    assert ro.status_counts(run)[RecordStatus.done] == 6
+    running = st.record_by_key(run, "r8")
+    st.finish_record(running.id, "final", 1.2)  # the worker, still holding it, finishes it
+    assert ro.status_counts(run)[RecordStatus.done] == 7
+    assert keys(ro, run, status=RecordStatus.running) == []
+    ro.close()
+
+
 def test_the_served_store_is_never_created(tmp_path):
     with pytest.raises(StoreUnavailable, match="no such database"):
         Store.open_read_only(str(tmp_path / "none.db"))
