@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo lint test test-fast clean
+.PHONY: setup browser demo lint test test-fast clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -19,13 +19,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/activate
 
 setup: $(VENV)/.installed
 
+# The browser tests (tests/integration/test_serve_browser.py) drive the system's Chromium: Debian's
+# package, never a browser download. CI runs as root on a fresh machine; elsewhere install it once.
+browser:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium chromium-driver)
+
 demo: setup
 	$(BIN)/python -m agents.run --input examples/writing.jsonl
 
 lint: setup
 	$(BIN)/ruff check agents scorer store prompts tests bench
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 # The unit tests alone: pure logic, the store, the worker on scripted seams (seconds).

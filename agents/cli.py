@@ -5,6 +5,7 @@
     reer status ARGS   = python -m agents.inspect.status ARGS   a run at a glance, from its store
     reer show ARGS     = python -m agents.inspect.show ARGS     one record's search tree
     reer report ARGS   = python -m agents.inspect.report ARGS   a run as one HTML page of plots
+    reer serve ARGS    = python -m agents.inspect.serve ARGS    a run live in the browser, read-only
     reer scorer ARGS   = python -m scorer.server ARGS   a standalone scorer (--scorer-url)
 """
 
@@ -19,6 +20,7 @@ COMMANDS = {
     "status": ("agents.inspect.status", "a run at a glance from its store: counts, failures by reason, config"),
     "show": ("agents.inspect.show", "one record's search tree: draft, steps, candidates, scores"),
     "report": ("agents.inspect.report", "a run as one HTML page of plots, with its best and worst records"),
+    "serve": ("agents.inspect.serve.server", "a run live in the browser, read-only: overview, records, search trees"),
     "scorer": ("scorer.server", "run a scorer process for other runs to use (--scorer-url)"),
 }
 

@@ -24,11 +24,8 @@ import asyncio
 import contextlib
 import ctypes
 import gc
-import hmac
-import ipaddress
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -42,6 +39,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scorer.errors import ScoringInputError
+from scorer.listen import is_loopback, listen, same_secret
 from scorer.protocol import CheckRequest, CheckResponse, ErrorBody, Health, Limits, ScoreRequest, ScoreResponse
 from scorer.service import (CUDA_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS, ScoringService, or_error,
                             result_or_error)
@@ -162,8 +160,7 @@ def _per_item(results: list, response: type[BaseModel], key: str, **extra) -> JS
 
 def _authorized(request: Request, token: str | None) -> bool:
     """No token asked for, or the request's bearer token, compared in constant time."""
-    given = request.headers.get("authorization", "")
-    return token is None or hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    return token is None or same_secret(request.headers.get("authorization", ""), f"Bearer {token}")
 
 
 def make_app(service: ScoringService, info: dict, limits: Limits, token: str | None = None) -> Starlette:
@@ -238,31 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _listen(host: str, port: int) -> tuple[socket.socket, str]:
-    """A listening socket on ``host`` (IPv4 or IPv6) and the URL clients reach it at."""
-    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(addr)
-    sock.listen(1024)  # every concurrent search holds a connection
-    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    shown = f"[{shown}]" if ":" in shown else shown
-    return sock, f"http://{shown}:{sock.getsockname()[1]}"
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
-    except (socket.gaierror, ValueError):
-        return False
-
-
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     p = build_parser()
     args = p.parse_args(argv)
-    if not _is_loopback(args.host) and not args.token:
+    if not is_loopback(args.host) and not args.token:
         p.error(f"--host {args.host} exposes the scorer beyond this machine: set --token (or REER_SCORER_TOKEN)")
     if args.exit_with_parent:
         from scorer.lifetime import exit_with_parent
@@ -277,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     service = ScoringService(st.max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
     info: dict = {"model": st.model, "scoring_prompt": st.scoring_prompt,
                   "single_segment_answer": st.single_segment_answer}
-    sock, url = _listen(args.host, args.port)
+    sock, url = listen(args.host, args.port)
     server = uvicorn.Server(uvicorn.Config(make_app(service, info, limits, args.token), log_level="warning",
                                            access_log=False, lifespan="off",
                                            timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_S)))

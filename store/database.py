@@ -101,11 +101,30 @@ def open_engine(db: str) -> Engine:
     return engine
 
 
+def open_read_only_engine(db: str) -> Engine:
+    """An engine on ``db`` that cannot write: SQLite opened ``mode=ro`` (it still reads what a
+    running worker commits to the WAL), PostgreSQL with read-only transactions. Its tables are
+    checked to be reer's; nothing is created or migrated (StoreUnavailable otherwise)."""
+    if "://" not in db:
+        path = Path(db).expanduser()
+        if not path.is_file():
+            raise StoreUnavailable(db, "no such database", "give the --db of a run", resumable=False)
+        engine = engine_for(f"sqlite:///file:{path.absolute()}?mode=ro&uri=true")
+    else:
+        engine = engine_for(db, connect_args=_pg_read_only_args(db)) if db.startswith("postgresql") else engine_for(db)
+    try:
+        _check_tables(shown(db), engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 def engine_for(db: str, **kwargs) -> Engine:
     """An engine on ``db`` (``kwargs`` for ``create_engine``) whose every failure, at connect or
     later, is a StoreUnavailable."""
     if db.startswith("postgresql"):
-        kwargs.setdefault("connect_args", {k: v for k, v in PG_CONNECT_ARGS.items() if k not in make_url(db).query})
+        kwargs.setdefault("connect_args", _pg_connect_args(db))
     try:
         engine = create_engine(db if "://" in db else f"sqlite:///{Path(db).expanduser()}", **kwargs)
     except (NoSuchModuleError, ArgumentError) as exc:
@@ -119,6 +138,20 @@ def engine_for(db: str, **kwargs) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "handle_error", lambda ctx: _translate(db, ctx))
     return engine
+
+
+def _pg_connect_args(db: str) -> dict:
+    return {k: v for k, v in PG_CONNECT_ARGS.items() if k not in make_url(db).query}
+
+
+def _pg_read_only_args(db: str) -> dict:
+    """The connection's arguments with every transaction read-only, beside the URL's own
+    ``options`` (a search_path, say): libpq takes one options string, so they are joined."""
+    url = make_url(db)
+    own = url.query.get("options", "")
+    own = " ".join(own) if isinstance(own, tuple) else own
+    url_less = url.difference_update_query(["options"]).render_as_string(hide_password=False)
+    return {**_pg_connect_args(url_less), "options": f"{own} -c default_transaction_read_only=on".strip()}
 
 
 def _make_folder(db: str) -> None:

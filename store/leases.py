@@ -127,10 +127,7 @@ class LeaseQueries:
         the records it finished and the seconds left on its lease."""
         with self.engine.connect() as conn:
             now = db_now(conn)
-            held = (select(func.count(col(Record.id))).where(Record.worker_id == Worker.id,
-                                                             col(Record.status).in_(UNFINISHED)).scalar_subquery())
-            done = (select(func.count(col(Record.id))).where(Record.worker_id == Worker.id,
-                                                             Record.status == RecordStatus.done).scalar_subquery())
+            held, done = worker_counts()
             rows = conn.execute(select(Worker.name, held, done, Worker.expires_at)
                                 .where(Worker.run_id == run_id, col(Worker.ended_at).is_(None), Worker.expires_at > now)
                                 .order_by(col(Worker.id))).all()
@@ -145,6 +142,16 @@ class LeaseQueries:
         held = conn.execute(_FENCE, {"record_id": record_id, "worker": self.worker_id, "now": utcnow()})
         if held.rowcount != 1:
             raise LeaseLost(record_id)
+
+
+def worker_counts():
+    """Per worker row: the unfinished records it holds and the records it finished, as scalar
+    subqueries (ix_record_worker_status)."""
+    held = (select(func.count(col(Record.id))).where(Record.worker_id == Worker.id,
+                                                     col(Record.status).in_(UNFINISHED)).scalar_subquery())
+    done = (select(func.count(col(Record.id))).where(Record.worker_id == Worker.id,
+                                                     Record.status == RecordStatus.done).scalar_subquery())
+    return held, done
 
 
 # Run before every write to a record, built once: constructing a statement costs more than running it.

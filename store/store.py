@@ -4,8 +4,8 @@ SQLite by default (a path), any SQLAlchemy URL otherwise. Each method is one sho
 so a crash between two calls loses at most the call in flight.
 
 ``Store`` is the one facade; its queries live by concept: the run (``store.runs``), workers and
-their leases (``store.leases``), one record's search tree (``store.tree``) and reading a run
-(``store.reading``).
+their leases (``store.leases``), one record's search tree (``store.tree``), reading a run
+(``store.reading``) and browsing it page by page (``store.browse``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from store.database import check, open_engine, prepare
+from store.browse import RunBrowsing
+from store.database import check, open_engine, open_read_only_engine, prepare
 from store.holder import Holder
 from store.leases import LeaseQueries
 from store.migrations import migrate
@@ -22,7 +23,7 @@ from store.runs import RunQueries
 from store.tree import TreeWrites
 
 
-class Store(RunQueries, LeaseQueries, TreeWrites, RunReading):
+class Store(RunQueries, LeaseQueries, TreeWrites, RunReading, RunBrowsing):
     def __init__(self, engine: Engine):
         self.engine = engine
         # Set once this process has joined a run as a worker: every write to a record is then
@@ -49,6 +50,12 @@ class Store(RunQueries, LeaseQueries, TreeWrites, RunReading):
         prepare(db, create)
         migrate(db, create)
         return cls(open_engine(db))
+
+    @classmethod
+    def open_read_only(cls, db: str) -> "Store":
+        """The store in ``db`` for reading only: nothing created or migrated, and the database
+        itself refuses a write (``reer serve``)."""
+        return cls(open_read_only_engine(db))
 
     def close(self) -> None:
         self.engine.dispose()

@@ -114,7 +114,7 @@ def test_the_scorer_server_loads_no_http_client_and_no_agents_until_it_needs_the
 
 def test_the_commands_that_read_a_run_load_none_of_its_machinery():
     mods = loaded_after("import agents.inspect.status, agents.inspect.show, agents.inspect.report, "
-                        "agents.inspect.export")
+                        "agents.inspect.export, agents.inspect.serve.server, agents.inspect.serve.app")
     run_parts = {"generation", "search", "services", "watch", "run"}
     assert not {m for m in mods if m.split(".")[0] == "agents" and m.count(".") and m.split(".")[1] in run_parts}
     assert not mods & {"openai", "httpx", "aiohttp", "torch", "transformers", "scorer.server"}

@@ -1,0 +1,5 @@
+import sys
+
+from agents.inspect.serve.server import main
+
+sys.exit(main())
