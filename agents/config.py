@@ -46,6 +46,7 @@ DEFAULT_PROBE_TIMEOUT_S = 30.0
 # that much work (a generation: time per output token x the tokens asked for; a scoring request:
 # a high percentile of its recent latencies), and never before the floor: a merely slow or long
 # request is not mistaken for a hang.
+# The same span of no progress at all makes the run's watchdog say what it waits on.
 DEFAULT_HANG_FLOOR_S = 60.0
 HANG_MULTIPLE = 4.0
 
@@ -67,7 +68,7 @@ class Deadlines:
     """How long a request waits for an answer before its part is taken for hung."""
 
     probe_s: float = DEFAULT_PROBE_TIMEOUT_S  # --probe-timeout: preflight and health probes
-    floor_s: float = DEFAULT_HANG_FLOOR_S  # --hang-floor: no mid-run request is abandoned sooner
+    floor_s: float = DEFAULT_HANG_FLOOR_S  # --hang-floor: no mid-run request is abandoned sooner; the watchdog's wait
     multiple: float = HANG_MULTIPLE
 
     def after_s(self, expected_s: float | None, cap_s: float) -> float:

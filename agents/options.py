@@ -211,7 +211,8 @@ def _endpoint_options(g: argparse._ArgumentGroup) -> None:
                         "counts as not answering (hung) and the run goes on with the others")
     g.add_argument("--hang-floor", type=float, default=C.DEFAULT_HANG_FLOOR_S, metavar="SECONDS",
                    help="mid-run, a request is taken for hung past %g x what its endpoint or scorer was seen to "
-                        "take for that much work, never sooner than this; it then goes to another part" % C.HANG_MULTIPLE)
+                        "take for that much work, never sooner than this; it then goes to another part. A run "
+                        "without progress this long says what it waits on" % C.HANG_MULTIPLE)
     g.add_argument("--max-retries", type=int, default=C.DEFAULT_MAX_RETRIES, help="retries on 429/5xx/timeouts")
     g.add_argument("--record-failures", type=int, default=C.DEFAULT_RECORD_FAILURES,
                    help="requests per record that may fail for good (after retries) before the record fails")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from agents import config as C
 from agents.errors import StoreSpilled
@@ -28,8 +30,10 @@ from agents.search.record import RecordSearch, draft_stop
 from agents.search.shutdown import Shutdown
 from agents.search.spill import replay, spill_file, write_spill
 from agents.services.fleet import connect_scorers, one_or_pool, quietly, start_local_endpoint, start_scorers
+from agents.services.scorers import Counted, ScorerPool
 from agents.watch.dashboard import Display
 from agents.watch.stats import Stats
+from agents.watch.watchdog import Watchdog
 from prompts import PromptSet
 from store import RecordStatus, RunStart, Store, StoreError, shown
 
@@ -87,16 +91,17 @@ async def _search(cfg: C.RunConfig, run_id: int, store: Store, generator: Router
                   stats: Stats, stack: contextlib.AsyncExitStack) -> None:
     """Start the scorers and search the records this worker claims, until none is left."""
     stats.phase = "starting scorer"
-    scorer = remote or one_or_pool(await start_scorers(cfg, display.log, stack), display.log)
+    scorer = remote or one_or_pool(await start_scorers(cfg, display.log, stack), display.log, cfg.deadlines)
     searcher = RecordSearch(cfg.search, generator, scorer, store, prompts, stats, rng,
                             edit_prefill=cfg.generator.edit_prefill, prefill_supported=endpoint.prefills,
                             failure_budget=cfg.record_failures, seed=cfg.seed, outage=outage)
     claims = ClaimLoop(searcher, store, run_id, cfg.concurrency, cfg.lease_s, shutdown, display.log, stats, outage)
-    ticker = asyncio.create_task(_tick(display))
+    ticker = asyncio.create_task(_tick(display, watchdog(cfg.deadlines.floor_s, stats, scorer, display)))
     try:
         await claims.run()
     finally:
         ticker.cancel()
+        stats.stalled_s = None  # the watchdog stopped with the search: what it said no longer holds
 
 
 def _spilled(exc: StoreError, outage: StoreOutage, db: str, worker: int | None) -> StoreSpilled | None:
@@ -215,9 +220,35 @@ def outcome(store: Store, run_id: int, inputs, display: Display, stats: Stats) -
     return EXIT_FAILED_RECORDS if failed else EXIT_OK
 
 
-async def _tick(display: Display) -> None:
+def watchdog(after_s: float, stats: Stats, scorer: Counted | ScorerPool, display: Display) -> Callable[[float], None]:
+    """The run's watchdog (``agents.watch.watchdog``) over this worker's endpoints and scorers,
+    called every tick: once nothing has moved for ``after_s`` (--hang-floor: what a part may
+    take to answer anything), one line on the dashboard and in the log saying what the run waits
+    on; and the scorers' states for the dashboard."""
+    dog = Watchdog(after_s)
+
+    def watch(now: float) -> None:
+        sent = {f"endpoint {e.url}": e.sent for e in stats.endpoints}
+        sent |= {name if name.startswith("scorer") else f"scorer {name}": times for name, times in scorer.sent.items()}
+        sent["a scorer to answer again"] = scorer.queued
+        marks = (stats.steps, stats.finished, stats.scored, stats.answered, scorer.answers)
+        stats.scorers = scorer.states()
+        down = stats.store_down_since
+        notes = [] if down is None else [f"the store (down {now - down:.0f} s)"]
+        if stats.endpoint_down:  # requests wait for an endpoint's cooldown, none out
+            notes.append("an endpoint to answer again (every one set aside)")
+        line = dog.check(now, marks, sent, notes, busy=stats.running > 0)
+        stats.stalled_s = dog.stalled_s(now)
+        if line is not None:
+            display.log(line, "WARN")
+
+    return watch
+
+
+async def _tick(display: Display, watch: Callable[[float], None]) -> None:
     while True:
         display.tick()
+        watch(time.monotonic())
         await asyncio.sleep(1.0)
 
 

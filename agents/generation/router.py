@@ -169,13 +169,14 @@ class Router:
         A request past its deadline (``_deadline_s``) is abandoned and its endpoint taken for
         hung: its breaker opens at once, and the request goes elsewhere."""
         kind = kind or ("probe" if stay else "edit")
-        attempt, target, failed, roomier = 0, first, None, None
+        attempt, target, failed, roomier, began = 0, first, None, None, time.monotonic()
         while True:
             target = await self._choose(kind, [target] if stay else roomier, prefer=target, avoid=failed)
             breaker = target.breaker
             down_when_sent = breaker.is_open()
             target.in_flight += 1
             target.counts.in_flight = target.in_flight
+            target.counts.sent.append(began)
             load = target.in_flight
             try:
                 if target.throttler is not None:
@@ -202,6 +203,7 @@ class Router:
             finally:
                 target.in_flight -= 1
                 target.counts.in_flight = target.in_flight
+                target.counts.sent.remove(began)
                 self._notify()
             self._observe(target, kind, load, time.monotonic() - t0, out)
             if breaker.down_since is not None:
@@ -209,6 +211,7 @@ class Router:
                          f"{breaker.down_for_s(time.monotonic()):.0f} s; requests go on")
             breaker.record_success()
             self.answered_at[target] = time.monotonic()
+            self.stats.answered += 1
             target.counts.state = "up"
             self.stats.endpoint_down = False
             return out

@@ -13,7 +13,7 @@ from typing import Callable
 from agents import config as C
 from agents.errors import ConfigError
 from agents.services.process import ChildService
-from agents.services.scorers import DOWN_S, Scorer, ScorerPool, identity_problems, ready_health
+from agents.services.scorers import DOWN_S, Counted, Scorer, ScorerPool, identity_problems, ready_health
 from agents.services.supervised import SupervisedScorer
 from scorer import ScorerClient, ScorerUnavailable
 from scorer.vllm import VLLMScorer
@@ -123,6 +123,8 @@ async def start_scorers(cfg: C.RunConfig, log: Log, stack: contextlib.AsyncExitS
     return members
 
 
-def one_or_pool(members: list[tuple[str, Scorer]], log: Log) -> Scorer:
-    """One scorer as it is; several behind the pool that keeps each record on one of them."""
-    return members[0][1] if len(members) == 1 else ScorerPool(members, log)
+def one_or_pool(members: list[tuple[str, Scorer]], log: Log,
+                deadlines: C.Deadlines = C.Deadlines()) -> Counted | ScorerPool:
+    """One scorer as it is (its requests counted); several behind the pool that keeps each
+    record on one of them."""
+    return Counted(*members[0]) if len(members) == 1 else ScorerPool(members, log, deadlines=deadlines)

@@ -10,9 +10,12 @@ at the start joins when it does, taking back the records that prefer it.
 
 A scorer that accepts a request and never answers (hung) is found by the request's deadline: a
 multiple of a high percentile of that scorer's recent latencies for that kind of request (with
-a floor, ``agents.config.Deadlines``). The request is abandoned and goes to the next scorer,
+a floor, ``agents.config.Deadlines``); before any latency is known, once the scorer has
+answered nothing for the floor since the request was sent (a scorer working through a queue
+answers something meanwhile). The request is abandoned and goes to the next scorer,
 and the hung one is set aside like a dead one; after ``DOWN_S`` it takes one request at a time
 until one is answered, so a scorer still hung holds one request, not all of its records'.
+``sent`` and ``answers`` are what the run's watchdog reads, ``states`` what the dashboard shows.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import hashlib
 import math
 import time
 from collections import deque
-from typing import Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from agents.config import Deadlines
 from prompts import SCORING_PROMPTS, PromptSet
@@ -69,7 +72,11 @@ class ScorerPool:
         self._down_until = dict.fromkeys(self.names, 0.0)
         self._all_down_since: float | None = None
         self._seen: dict[tuple[str, str], deque[float]] = {}  # (scorer, method) -> recent latencies (s)
-        self._in_flight = dict.fromkeys(self.names, 0)
+        # when each request now at a scorer was first sent; and each one no scorer takes now (all set aside)
+        self.sent: dict[str, list[float]] = {name: [] for name in self.names}
+        self.queued: list[float] = []
+        self._answered_at = dict.fromkeys(self.names, -math.inf)  # each scorer's last answer (monotonic)
+        self.answers = 0  # requests answered, by any scorer
         self._hung: dict[str, float] = {}  # scorer -> when its first request was abandoned
         self.moved = dict.fromkeys(self.names, 0)  # requests abandoned there and sent to another
 
@@ -77,7 +84,8 @@ class ScorerPool:
         """A pending scorer now answers: the records that prefer it go to it from now on."""
         self.scorers[name] = scorer
         self._down_until[name] = 0.0
-        self._in_flight.setdefault(name, 0)
+        self.sent.setdefault(name, [])
+        self._answered_at.setdefault(name, -math.inf)
         self.moved.setdefault(name, 0)
 
     async def score_many(self, question: str, thinkings: list[str], answer: str, lang: str):
@@ -87,6 +95,7 @@ class ScorerPool:
         return await self._call(f"{items[0][0]}\x00{items[0][1]}" if items else "", "check_many", items)
 
     async def _call(self, key: str, method: str, *args):
+        began = time.monotonic()
         while True:
             # every scorer down: try them all again rather than wait out DOWN_S
             ignore_down = self._all_down_since is not None
@@ -95,13 +104,12 @@ class ScorerPool:
                 scorer = self.scorers.get(name)
                 if scorer is None or (self._down_until[name] > time.monotonic() and not ignore_down):
                     continue
-                if name in self._hung and self._in_flight[name]:
+                if name in self._hung and self.sent[name]:
                     continue  # its probe is out: one request at a time until one is answered
-                deadline_s = self._deadline_s(name, method)
-                self._in_flight[name] += 1
                 t0 = time.monotonic()
+                self.sent[name].append(began)
                 try:
-                    result = await asyncio.wait_for(getattr(scorer, method)(*args), deadline_s)
+                    result = await self._answer(name, getattr(scorer, method)(*args), self._deadline_s(name, method), t0)
                 except ScorerUnavailable as exc:
                     self._set_down(name, exc)
                     continue
@@ -109,11 +117,15 @@ class ScorerPool:
                     self._set_hung(name, time.monotonic() - t0)
                     continue
                 finally:
-                    self._in_flight[name] -= 1
+                    self.sent[name].remove(began)
                 self._seen.setdefault((name, method), deque(maxlen=LATENCY_WINDOW)).append(time.monotonic() - t0)
                 self._answered(name)
                 return result
-            await self._wait_for_one()
+            self.queued.append(began)
+            try:
+                await self._wait_for_one()
+            finally:
+                self.queued.remove(began)
 
     def _set_down(self, name: str, exc: ScorerUnavailable) -> None:
         if self._down_until[name] <= time.monotonic() and self._all_down_since is None:
@@ -121,10 +133,40 @@ class ScorerPool:
                      f"is tried again in {DOWN_S:.0f} s")
         self._down_until[name] = time.monotonic() + DOWN_S
 
+    async def _answer(self, name: str, request: Awaitable[Any], deadline_s: float | None, sent: float) -> Any:
+        """``request``'s answer, or asyncio.TimeoutError past ``deadline_s``; with none (no latency
+        known yet), once ``name`` has answered nothing for the floor since ``sent``."""
+        if deadline_s is not None:
+            return await asyncio.wait_for(request, deadline_s)
+        task = asyncio.ensure_future(request)
+        try:
+            while True:
+                silent_s = time.monotonic() - max(sent, self._answered_at[name])
+                if silent_s >= self.deadlines.floor_s:
+                    raise asyncio.TimeoutError
+                done, _ = await asyncio.wait({task}, timeout=self.deadlines.floor_s - silent_s)
+                if done:
+                    return task.result()
+        finally:
+            task.cancel()  # abandoned (or this search cancelled): the request goes with it
+
+    def states(self) -> dict[str, str]:
+        """Each scorer's state, as the dashboard shows it: up, hung (with its moved requests),
+        down, or waiting (not answered yet)."""
+        now = time.monotonic()
+        def state(name: str) -> str:
+            if name not in self.scorers:
+                return "waiting"
+            if name in self._hung:
+                return f"hung, {self.moved[name]} moved"
+            return "down" if self._down_until[name] > now else "up"
+        return {name: state(name) for name in self.names}
+
     def _deadline_s(self, name: str, method: str) -> float | None:
         """How long a ``method`` request to ``name`` may go unanswered: from its own recent
         latencies for that method, else the other scorers', else any request's (the floor keeps
-        a few fast answers from making a short deadline); None before any answer."""
+        a few fast answers from making a short deadline); None before any answer (``_answer``
+        then goes by the scorer's silence)."""
         seen = list(self._seen.get((name, method), ()))
         seen = seen or [t for (_, m), ts in self._seen.items() if m == method for t in ts]
         seen = seen or [t for ts in self._seen.values() for t in ts]
@@ -138,13 +180,17 @@ class ScorerPool:
         self.moved[name] += 1
         now = time.monotonic()
         if self._down_until[name] <= now:  # newly hung, or its probe failed: say so once
+            others = any(n != name and n in self.scorers and self._down_until[n] <= now for n in self.names)
             self.log(f"scorer {name}: no answer for {waited_s:.0f} s, {self.moved[name]} request"
-                     f"{'s' * (self.moved[name] != 1)} moved; its records go to the other scorers, and it takes "
-                     f"one request at a time again in {DOWN_S:.0f} s")
+                     f"{'s' * (self.moved[name] != 1)} moved; its records go to the other scorers"
+                     f"{'' if others else ' once one answers'}, and it takes one request at a time again in "
+                     f"{DOWN_S:.0f} s")
         self._hung.setdefault(name, now)
         self._down_until[name] = now + DOWN_S
 
     def _answered(self, name: str) -> None:
+        self._answered_at[name] = time.monotonic()
+        self.answers += 1
         if name in self._hung:
             self.log(f"the scorer {name} answers again after {time.monotonic() - self._hung.pop(name):.0f} s "
                      "without an answer; its records come back to it")
@@ -167,6 +213,39 @@ class ScorerPool:
     async def aclose(self) -> None:
         for scorer in self.scorers.values():
             await scorer.aclose()
+
+
+class Counted:
+    """One scorer as it is (no deadlines, no moves: its supervisor restarts it), with the
+    bookkeeping the pool keeps, so that the run's watchdog can name it."""
+
+    def __init__(self, name: str, scorer: Scorer):
+        self.name, self.scorer = name, scorer
+        self.sent: dict[str, list[float]] = {name: []}
+        self.queued: list[float] = []  # never: it has no other scorer to wait for
+        self.answers = 0
+
+    async def score_many(self, question: str, thinkings: list[str], answer: str, lang: str):
+        return await self._call("score_many", question, thinkings, answer, lang)
+
+    async def check_many(self, items: list[tuple[str, str, str]]):
+        return await self._call("check_many", items)
+
+    async def _call(self, method: str, *args):
+        began = time.monotonic()
+        self.sent[self.name].append(began)
+        try:
+            result = await getattr(self.scorer, method)(*args)
+        finally:
+            self.sent[self.name].remove(began)
+        self.answers += 1
+        return result
+
+    def states(self) -> dict[str, str]:
+        return {}  # one scorer: the run's lines say it all
+
+    async def aclose(self) -> None:
+        await self.scorer.aclose()
 
 
 def percentile(values: list[float], q: float) -> float:

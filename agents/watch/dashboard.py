@@ -31,7 +31,18 @@ def _fmt_eta(s: float | None) -> str:
 
 
 def phase(st: Stats) -> str:
-    return st.phase + (" · ENDPOINT DOWN, waiting" if st.endpoint_down else "") + _store_down(st)
+    return (st.phase + (" · ENDPOINT DOWN, waiting" if st.endpoint_down else "")
+            + (" · SCORERS DOWN, waiting" if _scorers_down(st) else "") + _store_down(st)
+            + (f" · NO PROGRESS for {st.stalled_s:.0f} s" if st.stalled_s is not None else ""))
+
+
+def _scorers_down(st: Stats) -> bool:
+    return bool(st.scorers) and "up" not in st.scorers.values()
+
+
+def _scorers(st: Stats) -> str:
+    """The scorers not answering, for the plain line (the panel gives each scorer a row)."""
+    return "".join(f" | scorer {name} {state}" for name, state in st.scorers.items() if state != "up")
 
 
 def _store_down(st: Stats) -> str:
@@ -41,7 +52,7 @@ def _store_down(st: Stats) -> str:
 
 
 def _down(st: Stats) -> bool:
-    return st.endpoint_down or st.store_down_since is not None
+    return st.endpoint_down or st.store_down_since is not None or st.stalled_s is not None or _scorers_down(st)
 
 
 def _score_change(st: Stats, arrow: str = "->") -> str:
@@ -60,6 +71,7 @@ def summary_line(st: Stats) -> str:
         + (f" (limits: {limits(st)})" if limits(st) else "") + " | "
         f"errors {st.errors}{_last_error(st)}{_wasted(st)} | ETA {_fmt_eta(st.eta_s())}"
         + ("".join(f" | {e.url} {e.state}: {_endpoint(st, e)}" for e in st.endpoints) if len(st.endpoints) > 1 else "")
+        + _scorers(st)
     )
 
 
@@ -115,6 +127,9 @@ def render(st: Stats, title: str) -> Panel:
             t.add_row(Text(f"  {e.url}", overflow="ellipsis"),
                       f"[{'green' if e.state == 'up' else 'red'}]{e.state}[/]  {_endpoint(st, e)}, "
                       f"{e.completion_tokens / el:.0f} tok/s")
+    if len(st.scorers) > 1 or _scorers(st):
+        for name, state in st.scorers.items():
+            t.add_row(Text(f"  scorer {name}", overflow="ellipsis"), f"[{'green' if state == 'up' else 'red'}]{state}[/]")
     t.add_row("elapsed / ETA", f"{_fmt_eta(el)} / {_fmt_eta(st.eta_s())}")
     t.add_row("errors", Text(str(st.errors), style="red" if st.errors else ""))
     parts: list = [t]

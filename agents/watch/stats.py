@@ -21,6 +21,7 @@ class EndpointCounts:
     completion_tokens: int = 0
     state: str = "up"  # "down"/"hung" while its circuit breaker is open, "waiting" for its preflight, "refused"
     in_flight: int = 0
+    sent: list[float] = field(default_factory=list)  # when each request in flight was first sent (monotonic)
     moved: int = 0  # requests abandoned past their deadline and sent elsewhere
     ceiling: int | None = None  # its --endpoint-concurrency
     estimate_s: dict[str, float] = field(default_factory=dict)  # one request's time at no load, by kind
@@ -39,6 +40,7 @@ class Stats:
     steps: int = 0
     accepted: int = 0
     requests: int = 0
+    answered: int = 0  # generation requests answered (the watchdog's sign of progress)
     retries: int = 0
     errors: int = 0
     scored: int = 0
@@ -60,6 +62,8 @@ class Stats:
     on_error: Callable[[str], None] | None = None  # each error in full, as it happens (the run's log)
     prices: "Prices | None" = None  # per million tokens: the dashboard shows the cost so far
     endpoints: list[EndpointCounts] = field(default_factory=list)
+    scorers: dict[str, str] = field(default_factory=dict)  # several scorers: each one's state ("hung, 3 moved")
+    stalled_s: float | None = None  # the run has made no progress this long (the watchdog): waiting
     loop_lag_max_s: float = 0.0  # the longest the event loop was late (store writes block it)
     rps_limit: float | None = None  # --rps, shown beside the rate it limits
     tpm_limit: int | None = None  # --tpm

@@ -133,6 +133,7 @@ async def test_a_scorer_hanging_mid_run_has_its_records_moved_and_takes_them_bac
         out = await asyncio.gather(*(pool.score_many(f"q{i}", ["t"], "a", "en") for i in range(24)))
         assert len(out) == 24 and a.calls >= 3
         assert pool.moved[a.url] >= 1 and sum(b.records.values()) >= 24
+        assert pool.states() == {a.url: f"hung, {pool.moved[a.url]} moved", b.url: "up"}  # the dashboard's rows
         assert any(line.startswith(f"scorer {a.url}: no answer for") and "moved" in line for line in lines), lines
         a.answer_again()
         before = sum(a.records.values())

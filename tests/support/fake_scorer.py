@@ -27,11 +27,14 @@ class FakeScorer(Hangs, LoopbackServer):
     """``/health`` says what the real server says of itself (model, scoring prompt by name and
     text, single-segment rule); ``records`` counts the /score requests of each question.
     ``hang_after``: once it has taken that many POSTs it accepts requests and never answers
-    (a deadlocked scorer), until ``answer_again``."""
+    (a deadlocked scorer), until ``answer_again``; ``health_answers``: its ``/health`` answers
+    meanwhile (the server's event loop alive, its scoring stuck)."""
 
-    def __init__(self, port: int = 0, model: str = "fake", hang_after: int | None = None):
+    def __init__(self, port: int = 0, model: str = "fake", hang_after: int | None = None,
+                 health_answers: bool = False):
         self.calls = 0
         self.hang_after = hang_after
+        self.health_answers = health_answers
         self._unhang = threading.Event()
         self.dead = False
         self.records: Counter[str] = Counter()
@@ -47,7 +50,8 @@ class FakeScorer(Hangs, LoopbackServer):
                 super().handle_one_request()
 
             def do_GET(self):
-                fake.hang_if_due(fake.calls)
+                if not fake.health_answers:
+                    fake.hang_if_due(fake.calls)
                 self._send(200, Health(status="ok", model=model, limits=Limits(), **identity).model_dump())
 
             def do_POST(self):

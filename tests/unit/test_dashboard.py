@@ -81,3 +81,18 @@ def test_several_endpoints_each_get_a_line_with_their_state():
     assert "http://gen2:8000/v1 down: 0 in flight, est -, 10 req (25%), 7 errors" in line
     s.endpoints = s.endpoints[:1]  # one endpoint: the generator line says it all
     assert "http://gen1" not in _text(render(s, "in.jsonl")) and "http://gen1" not in summary_line(s)
+
+
+def test_a_hung_scorer_and_a_stalled_run_are_shown():
+    s = stats()
+    s.scorers = {"http://sc1:8001": "up", "http://sc2:8001": "hung, 3 moved"}
+    panel, line = _text(render(s, "in.jsonl")), summary_line(s)
+    assert "scorer http://sc2:8001  hung, 3 moved" in panel and "scorer http://sc1:8001  up" in panel
+    assert line.endswith(" | scorer http://sc2:8001 hung, 3 moved") and "sc1" not in line
+    assert "SCORERS DOWN" not in line and "NO PROGRESS" not in line
+    s.scorers["http://sc1:8001"] = "down"
+    s.stalled_s = 75.4
+    assert "· SCORERS DOWN, waiting · NO PROGRESS for 75 s]" in summary_line(s)
+    assert "NO PROGRESS for 75 s" in _text(render(s, "in.jsonl"))
+    s.scorers = {"http://sc1:8001": "up"}  # one scorer answering: the generator's lines say it all
+    assert "sc1" not in _text(render(s, "in.jsonl")) and "sc1" not in summary_line(s)

@@ -35,3 +35,27 @@ def test_a_scorer_with_another_model_prompt_or_dtype_is_named_with_the_flag_that
     assert identity_problems(health(), ScorerSettings(model="Qwen/Qwen3-8B-Base", dtype="float32")) == [
         "its dtype is 'bfloat16', this run's --scorer-dtype gives 'float32'"]
     assert identity_problems(health(single_segment_answer="reference"), st)[0].startswith("its single segment answer")
+
+
+async def test_one_scorer_counted_shows_its_requests_out_until_each_is_answered():
+    """The run's own scorer process, alone: no pool, but the watchdog still sees its requests."""
+    import asyncio
+
+    from agents.services.scorers import Counted
+
+    class Held:
+        def __init__(self):
+            self.release = asyncio.Event()
+
+        async def score_many(self, question, thinkings, answer, lang):
+            await self.release.wait()
+            return [1.0] * len(thinkings)
+
+    held = Held()
+    one = Counted("cuda:0", held)  # type: ignore[arg-type]
+    calls = [asyncio.create_task(one.score_many(f"q{i}", ["t"], "a", "en")) for i in range(3)]
+    await asyncio.sleep(0.01)
+    assert len(one.sent["cuda:0"]) == 3 and one.answers == 0 and one.states() == {}
+    held.release.set()
+    assert await asyncio.gather(*calls) == [[1.0]] * 3
+    assert one.sent["cuda:0"] == [] and one.answers == 3
