@@ -18,6 +18,8 @@ The scorer (``scorer.ScorerError``) and the store (``store.StoreError``) have th
 
 from __future__ import annotations
 
+import shlex
+
 
 class ReerError(Exception):
     """Root of reer's user-facing errors."""
@@ -80,7 +82,8 @@ class ResultsUnwritten(ReerError):
         self.cause, self.out = cause, out
         super().__init__(f"database {cause.db}: {cause.cause}, while the results were written to {out}. The run is "
                          f"stored and nothing is lost. To go on: {cause.hint or 'fix that'}, then write them with "
-                         f"reer export --db {cause.db} --out {out} (or run the same command)")
+                         f"reer export --db {shlex.quote(cause.db)} --out {shlex.quote(str(out))} (or run the "
+                         "same command)")
 
 
 class PromptTooLong(EndpointError):

@@ -141,7 +141,7 @@ def test_a_file_made_unwritable_mid_run_stops_at_once_keeping_what_it_could_not_
         assert R.wait_for(lambda: R.query(db, "select count(*) from step")[0][0] >= 2, timeout=120), \
             proc.stderr.read() if proc.poll() is not None else "no steps in time"
         fake.hang_after = len(fake.log)  # every record waits on a generation: no write in flight
-        assert R.wait_for(lambda: fake.busy == 4, timeout=30)
+        assert R.wait_for(lambda: fake.held == 4, timeout=30)
         with immutable(db, Path(f"{db}-wal")):
             fake.answer_again()  # the outputs come back to a file that cannot be written
             stdout, stderr = proc.communicate(timeout=120)

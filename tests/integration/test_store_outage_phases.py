@@ -107,7 +107,7 @@ def test_a_cut_during_heartbeats_keeps_the_leases(tmp_path, url, proxy):
     with FakeScorer() as scorer, FakeOpenAI(delay_s=0.3) as fake:
         proc = started(tmp_path, fake, scorer, url, proxy, "--lease-s", "2", steps=2)
         fake.hang_after = len(fake.log)  # the requests from now on wait until answer_again
-        assert R.wait_for(lambda: fake.busy == 4, timeout=30), "the records do not all wait on a generation"
+        assert R.wait_for(lambda: fake.held == 4, timeout=30), "the records do not all wait on a generation"
         nodes = count(url, "node")
         cut = proxy.cut_at(HEARTBEAT)
         assert cut.wait(30), "no heartbeat"
@@ -147,7 +147,7 @@ def test_a_cut_past_the_wait_while_the_results_are_written_says_how_to_write_the
     [line] = stderr.strip().splitlines()
     assert line.startswith("reer: error: database postgresql+psycopg://"), line
     assert f"while the results were written to {out}. The run is stored and nothing is lost." in line, line
-    assert f"then write them with reer export --db {shown(proxy.url(url))} --out {out}" in line, line
+    assert f"then write them with reer export --db '{shown(proxy.url(url))}' --out {out}" in line, line
     assert not out.exists() and not list(tmp_path.glob("out.jsonl.*"))  # no half-written file left
     assert q(url, "select status, count(*) from record group by status") == [("done", N)]
     assert count(url, "node") == NODES and total == NODES
