@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from agents import config as C
-from agents.errors import StoreSpilled
+from agents.errors import ResultsUnwritten, StoreSpilled
 from agents.generation.endpoint import EndpointInfo
 from agents.generation.generator import Generator
 from agents.generation.router import Router
@@ -35,7 +35,7 @@ from agents.watch.dashboard import Display
 from agents.watch.stats import Stats
 from agents.watch.watchdog import Watchdog
 from prompts import PromptSet
-from store import RecordStatus, RunStart, Store, StoreError, shown
+from store import RecordStatus, RunStart, Store, StoreError, StoreUnavailable, shown
 
 EXIT_OK, EXIT_FAILED_RECORDS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -77,12 +77,17 @@ async def work(cfg: C.RunConfig, display: Display, stats: Stats, shutdown: Shutd
             if unfinished:  # a finished run has nothing to score: no scorer to load
                 await _search(cfg, start.run_id, store, generator, endpoint, remote, prompts, rng, shutdown, outage,
                               display, stats, stack)
-            code = await outage.call(lambda again: _report(store, start.run_id, cfg.out, inputs, display, stats))
         except StoreError as exc:
             spilled = _spilled(exc, outage, cfg.db, store.worker_id)
             if spilled is None:
                 raise
             raise spilled from exc
+        try:
+            code = await outage.call(lambda again: _report(store, start.run_id, cfg.out, inputs, display, stats))
+        except StoreUnavailable as exc:
+            if cfg.out is None:
+                raise
+            raise ResultsUnwritten(exc, cfg.out) from exc  # the search is stored: only its writing is left
         return EXIT_INTERRUPTED if shutdown.requested else code  # a stopped run says so, however it ended
 
 
@@ -105,17 +110,19 @@ async def _search(cfg: C.RunConfig, run_id: int, store: Store, generator: Router
 
 
 def _spilled(exc: StoreError, outage: StoreOutage, db: str, worker: int | None) -> StoreSpilled | None:
-    """Where the wait for the store ran out (or the run was stopped during it) holding
-    generations: they are written to the spill file, and the error names it."""
+    """Where the run stops on the store holding generations it could not store (the wait for the
+    store ran out, the run was stopped during it, or a write failed for a cause waiting cannot
+    mend: a read-only file, a full disk): they are written to the spill file, and the error
+    names it."""
     held = outage.held_nodes()
-    if not (outage.gave_up and held):
+    if not held:
         return None
     path = spill_file(db, worker)
     try:
         write_spill(path, held, worker)
     except OSError as err:
-        return StoreSpilled(exc, len(held), path, err)
-    return StoreSpilled(exc, len(held), path)
+        return StoreSpilled(exc, len(held), path, outage.gave_up, err)
+    return StoreSpilled(exc, len(held), path, outage.gave_up)
 
 
 async def start_generator(cfg: C.RunConfig, display: Display, stats: Stats, rng: random.Random,

@@ -36,11 +36,12 @@ PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives_idle": 10, "keepalives_int
 
 _FREE_SPACE = "free space on its file system"
 _DISK_HEALTH = "check that its file system has free space and is healthy"
+_WRITABLE = "make the file, its -wal and -shm files and their folder writable"
 # (pattern in the driver's message, what to do), first match wins.
 _HINTS = [
     (r"disk is full|no space left|disk quota", _FREE_SPACE),
     (r"disk i/o error", _DISK_HEALTH),
-    (r"readonly database|read-only file system", "make the file, its -wal and -shm files and their folder writable"),
+    (r"readonly database|read-only file system", _WRITABLE),
     (r"unable to open database file", "check that the path names a file in a folder you can write to"),
     (r"file is not a database|malformed", "it is not a reer database (or it is damaged): use another --db"),
     (r"database is locked", "another process holds it locked: stop it, or use another --db"),
@@ -187,7 +188,7 @@ def _probe_writable(db: str, f: Path) -> None:
         os.close(os.open(f, os.O_WRONLY | os.O_APPEND))
     except OSError as exc:
         raise StoreUnavailable(db, f"{f.name} cannot be written ({exc.strerror or exc})",
-                               "make the file, its -wal and -shm files and their folder writable") from exc
+                               _WRITABLE) from exc
 
 
 def _probe_folder(db: str, folder: Path) -> None:
@@ -199,6 +200,22 @@ def _probe_folder(db: str, folder: Path) -> None:
     except OSError as exc:
         raise StoreUnavailable(db, f"its folder {folder} cannot be written ({exc.strerror or exc})",
                                "give a path in a folder you can write to") from exc
+
+
+def _unwritable(db: str) -> str | None:
+    """Which of a SQLite database's files (or its folder) cannot be written now, and why. Asked
+    with access() first: closing a descriptor opened on the database would drop the locks SQLite
+    holds on it in this process, so a file is opened (to learn why) only where it cannot be."""
+    path = Path(db).expanduser()
+    for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), path.parent):
+        if not f.exists() or os.access(f, os.W_OK):
+            continue
+        try:
+            os.close(os.open(f, os.O_RDONLY if f.is_dir() else os.O_WRONLY | os.O_APPEND))
+        except OSError as exc:
+            return f"{f.name if f != path.parent else 'its folder'} cannot be written ({exc.strerror or exc})"
+        return f"{f.name if f != path.parent else 'its folder'} cannot be written"
+    return None
 
 
 def _check_tables(db: str, engine: Engine) -> None:
@@ -221,9 +238,14 @@ def _translate(db: str, ctx) -> None:
         return
     cause = _first_line(ctx.original_exception)
     hint = next((h for pattern, h in _HINTS if re.search(pattern, cause, re.IGNORECASE)), None)
-    if "://" not in db and hint in (_FREE_SPACE, _DISK_HEALTH):
-        free = shutil.disk_usage(Path(db).expanduser().parent).free
-        cause += f"; {free // 1024} KiB free on its file system"
+    if "://" not in db and hint in (_FREE_SPACE, _DISK_HEALTH, _WRITABLE):
+        # SQLite says "disk I/O error" for a file that became unwritable under it: name the file
+        unwritable = _unwritable(db)
+        if unwritable is not None:
+            cause, hint = f"{cause}; {unwritable}", _WRITABLE
+        elif hint != _WRITABLE:
+            free = shutil.disk_usage(Path(db).expanduser().parent).free
+            cause += f"; {free // 1024} KiB free on its file system"
     transient = is_transient(ctx.original_exception, ctx.is_disconnect)
     raise StoreUnavailable(shown(db), cause, hint, transient=transient) from ctx.original_exception
 

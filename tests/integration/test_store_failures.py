@@ -1,16 +1,21 @@
 """The store failing, as a user meets it: one line naming the database, exit 2, nothing asked of
-the endpoint when the database cannot even open, and a full disk mid-run that loses nothing
-stored and resumes once there is room."""
+the endpoint when the database cannot even open, and a full disk or a file made unwritable
+mid-run, which lose nothing stored and resume once the cause is mended."""
 
+import re
 import socket
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from store import Store
+from tests.integration.test_faults import many_records
 from tests.support import runner as R
-from tests.support.disk import can_mount, fill, read_only, tmpfs
+from tests.support.disk import can_make_immutable, can_mount, fill, immutable, read_only, tmpfs
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.fake_scorer import FakeScorer
 from tests.support.pg import PG_URL
 from tests.support.pg import pg_available as _pg_available
 
@@ -113,8 +118,55 @@ def test_a_disk_filling_mid_run_stops_it_and_the_run_resumes_after(tmp_path, tin
         nodes_after = R.query(db, "select count(*) from node")[0][0]
         resumed = [r for r in fake.log[log_before:] if r.kind != "other"]
     assert [r["id"] for r in R.read_jsonl(out)] == ["sea", "shop", "autumn", "essay"]
+    # the full disk rarely has room for the spill file; what it kept was stored without asking
+    kept = re.search(r"recovered (\d+) generations", p.stdout)
     # the resumed run asked only for what was not stored: as many new outputs as new nodes
-    assert sum(r.n for r in resumed) == nodes_after - nodes_before
+    assert sum(r.n for r in resumed) == nodes_after - nodes_before - (int(kept.group(1)) if kept else 0)
+
+
+@pytest.mark.skipif(not can_make_immutable(Path(tempfile.gettempdir())),
+                    reason="chattr +i does not stop writes to open files here (not root, or not ext4)")
+def test_a_file_made_unwritable_mid_run_stops_at_once_keeping_what_it_could_not_store(tmp_path):
+    """Not a failure to wait out: one line naming the file, exit 2, at once. The generations the
+    failed writes carried go to the spill file (the folder is still writable), and the same
+    command, once the file is writable, stores them and asks the endpoint for none of them."""
+    n = 8
+    inp = R.write_input(tmp_path / "in.jsonl", many_records(n))
+    db, out = tmp_path / "run.db", tmp_path / "out.jsonl"
+    with FakeScorer() as scorer, FakeOpenAI(delay_s=0.2) as fake:
+        # no heartbeat within the test: the first write to fail is one that carries generations
+        cmd = R.run_cmd(fake.url, inp, db, out, "fake", "--scorer-url", scorer.url, "--max-steps", "2",
+                        "--concurrency", "4", "--lease-s", "600")
+        proc = R.start(cmd)
+        assert R.wait_for(lambda: R.query(db, "select count(*) from step")[0][0] >= 2, timeout=120), \
+            proc.stderr.read() if proc.poll() is not None else "no steps in time"
+        fake.hang_after = len(fake.log)  # every record waits on a generation: no write in flight
+        assert R.wait_for(lambda: fake.held == 4, timeout=30)
+        with immutable(db, Path(f"{db}-wal")):
+            fake.answer_again()  # the outputs come back to a file that cannot be written
+            stdout, stderr = proc.communicate(timeout=120)
+        asked_first = fake.choices_generated("draft") + fake.choices_generated("edit")
+        assert proc.returncode == 2, stdout + stderr
+        [line] = stderr.strip().splitlines()
+        spill = Path(f"{db}.spill.jsonl")
+        held = len(spill.read_text().splitlines())
+        assert line.startswith(f"reer: error: database {db}: ") and "STORE DOWN" not in stdout, line
+        assert "run.db cannot be written (Operation not permitted)" in line, line
+        assert "To go on: make the file, its -wal and -shm files and their folder writable" in line, line
+        assert f"(the {held} generations it could not store are kept in {spill}: " in line and held > 0, line
+        stored = R.query(db, "select count(*) from node")[0][0]
+        assert R.query(db, "select count(*) from record r where r.steps_done != "
+                           "(select count(*) from step s where s.record_id = r.id)") == [(0,)]
+
+        again = R.run(cmd)
+        asked_again = fake.choices_generated("draft") + fake.choices_generated("edit") - asked_first
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"recovered {held} generations held while the store was down, from {spill}" in again.stdout, again.stdout
+    assert not spill.exists()
+    assert R.query(db, "select status, count(*) from record group by status") == [("done", n)]
+    assert R.query(db, "select count(*) from node") == [(n * 5,)]
+    # the same command asked only for what was neither stored nor spilled
+    assert asked_again == n * 5 - stored - held, (asked_again, stored, held)
 
 
 def test_a_second_run_on_the_same_database_is_refused_naming_the_first(tmp_path, tiny_model_dirs):

@@ -1,4 +1,5 @@
-"""File systems of a test's own (root only): a small tmpfs to fill up, a read-only bind mount."""
+"""File systems of a test's own (root only): a small tmpfs to fill up, a read-only bind mount,
+files made immutable."""
 
 from __future__ import annotations
 
@@ -51,3 +52,32 @@ def fill(folder: Path) -> Path:
                 while True:
                     f.write(block)
     return filler
+
+
+@functools.cache
+def can_make_immutable(folder: Path) -> bool:
+    """Whether ``chattr +i`` on ``folder``'s file system stops writes through a descriptor
+    already open (root, and a file system that enforces the flag so: ext4; not tmpfs)."""
+    with tempfile.NamedTemporaryFile(dir=folder, buffering=0) as f:
+        if subprocess.run(["chattr", "+i", f.name], capture_output=True).returncode:
+            return False
+        try:
+            f.write(b"x")
+        except OSError:
+            return True
+        finally:
+            subprocess.run(["chattr", "-i", f.name], capture_output=True)
+        return False
+
+
+@contextlib.contextmanager
+def immutable(*paths: Path):
+    """``paths`` made immutable (``chattr +i``), as unwritable for root as for anyone, undone
+    afterwards. Unlike a permission or a mount made read-only later, it stops writes through
+    descriptors already open (where ``can_make_immutable``), as a file system turned read-only
+    under a running program does."""
+    subprocess.run(["chattr", "+i", *map(str, paths)], check=True, capture_output=True)
+    try:
+        yield paths
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, paths)], capture_output=True)

@@ -57,18 +57,28 @@ class LoopbackServer:
         self._httpd.server_close()
 
 
+_HELD_LOCK = threading.Lock()
+
+
 class Hangs:
     """A loopback server that stands for a hung part: once it has answered ``hang_after``
     requests it accepts new ones and never answers, until ``answer_again``. The server sets
     ``hang_after`` and ``_unhang`` (a ``threading.Event``), and calls ``hang_if_due`` with its
-    own count of what it answered."""
+    own count of what it answered. ``held``: the requests the hang holds now."""
 
     hang_after: int | None
     _unhang: threading.Event
+    held = 0
 
     def hang_if_due(self, answered: int) -> None:
         if self.hang_after is not None and answered >= self.hang_after:
-            self._unhang.wait()
+            with _HELD_LOCK:
+                self.held += 1
+            try:
+                self._unhang.wait()
+            finally:
+                with _HELD_LOCK:
+                    self.held -= 1
 
     def answer_again(self) -> None:
         self.hang_after = None

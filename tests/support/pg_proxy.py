@@ -5,6 +5,11 @@ server restart, a failover or a network hiccup looks like to a worker.
         url = proxy.url(schema_url)     # the same database, through the proxy
         proxy.cut()                     # every connection reset, new ones refused
         proxy.restore()                 # connections go through again
+        cut = proxy.cut_at(b"INSERT INTO step", b"COMMIT", reply=True)  # cut at that point of a run
+        cut.wait()                      # set once it has cut
+
+``cut_at`` puts the cut where a test needs it, not wherever a timer falls: at a statement the
+client sends (its SQL text, as the driver sends it), so a test can say which phase it cuts.
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ class PgProxy:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._closed = False
+        self._markers: list[bytes] = []  # what cut_at waits for the client to send, in turn
+        self._reply = False
+        self._on: socket.socket | None = None  # the connection the first marker came on: the rest must too
+        self._armed = threading.Event()
+        self._doomed: socket.socket | None = None  # the server whose answer is lost, then the cut
 
     def url(self, url: str) -> str:
         """``url`` (on the upstream's host and port) through the proxy."""
@@ -55,9 +65,39 @@ class PgProxy:
         for s in sockets:
             _reset(s)
 
+    def cut_at(self, *markers: bytes, reply: bool = False) -> threading.Event:
+        """Cut (as :meth:`cut`) once the client has sent each of ``markers`` in turn (the first
+        on any connection, the rest on the same one: one transaction's statements): at the last,
+        before the server sees it, or with ``reply`` once the server has answered it, the answer
+        lost (a statement, or a commit, that landed unseen). The event is set at the cut."""
+        with self._lock:
+            self._markers, self._reply, self._armed, self._on = list(markers), reply, threading.Event(), None
+            return self._armed
+
     def restore(self) -> None:
         with self._lock:
             self._down = False
+
+    def _watch(self, seen: bytes, server: socket.socket) -> tuple[bool, bytes]:
+        """Whether what the client sent (``seen``) reaches the last marker, to cut before the
+        server sees it (with ``reply``, the server's answer to it is what cuts); and what of
+        ``seen`` to search again with the next read."""
+        with self._lock:
+            while self._markers and self._markers[0] in seen and self._on in (None, server):
+                seen = seen[seen.index(self._markers[0]) + len(self._markers[0]):]
+                self._markers.pop(0)
+                self._on = server
+                if not self._markers:
+                    if not self._reply:
+                        return True, b""
+                    self._doomed = server
+        return False, seen[-256:]
+
+    def _cut_armed(self) -> None:
+        with self._lock:
+            self._doomed, armed = None, self._armed
+        self.cut()
+        armed.set()
 
     def __enter__(self) -> "PgProxy":
         threading.Thread(target=self._accept, daemon=True).start()
@@ -86,12 +126,21 @@ class PgProxy:
                 continue
             with self._lock:
                 self._open.update((client, server))
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, upstream in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, upstream), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
+        tail = b""  # the end of what came before: a marker split across two reads is still found
         try:
             while data := src.recv(65536):
+                if upstream:
+                    cut_now, tail = self._watch(tail + data, dst)
+                else:
+                    with self._lock:
+                        cut_now = self._doomed is src
+                if cut_now:
+                    self._cut_armed()
+                    break
                 dst.sendall(data)
         except OSError:
             pass
