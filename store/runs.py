@@ -125,6 +125,7 @@ class RunQueries:
         s.exec(delete(Step).where(Step.record_id == rec.id))
         s.exec(delete(Node).where(Node.record_id == rec.id))
         rec.status, rec.error, rec.steps_done = RecordStatus.pending, None, 0
+        rec.accepted_steps = rec.nodes = rec.rejected_nodes = rec.prompt_tokens = rec.completion_tokens = 0
         rec.initial_score = rec.final_score = rec.final_thinking = None
         rec.updated_at = utcnow()
         s.add(rec)

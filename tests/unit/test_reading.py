@@ -112,12 +112,13 @@ def _plans(st, call) -> list[str]:
 
 def test_status_reads_indexes_and_no_row_with_texts(tmp_path):
     """A scan of record, node or step reads every long text on SQLite: status must read covering
-    indexes only, and each one is named."""
+    indexes only, and each one is named. It reads no node and no step: the records count them."""
     st, run = shaped_run(str(tmp_path / "x.db"), records=12, steps=3)  # no ANALYZE: reer never runs it
     plans = _plans(st, lambda: status.snapshot(st, run))
     joined = "\n".join(plans)
-    for index in ("ix_record_run_status", "ix_node_usage", "ix_step_choice", "ix_record_worker_status"):
+    for index in ("ix_record_run_status", "ix_record_worker_status"):
         assert f"COVERING INDEX {index}" in joined, joined
+    assert not [p for p in plans if " node" in p.split("  <- ")[0] or " step" in p.split("  <- ")[0]], joined
     for plan in plans:
         for part in plan.split("  <- ")[0].split(" | "):
             if any(f"{verb} {t}" in part for verb in ("SCAN", "SEARCH") for t in ("record", "node", "step")):
@@ -130,3 +131,28 @@ def test_show_finds_its_record_and_tree_by_index(tmp_path):
     st, run = shaped_run(str(tmp_path / "x.db"), records=12, steps=3)
     plans = _plans(st, lambda: st.load_progress(st.record_by_key(run, "r5").id))
     assert len(plans) == 3 and not [p for p in plans if "SCAN" in p.split("  <- ")[0]], plans
+
+
+def test_the_records_counters_follow_every_write_of_their_trees(tmp_path):
+    """Status sums the records' counters: each write that adds to a tree counts once, a retried
+    rejection included, and a restarted record counts from nothing."""
+    from store import Node, NodeKind, RecordIn
+
+    st, run = shaped_run(str(tmp_path / "x.db"), records=4, steps=2)  # the last one: still running
+    rec = st.record_by_key(run, "r3")
+    before = status.snapshot(st, run)
+    [n] = st.add_nodes([Node(record_id=rec.id, kind=NodeKind.draft, step=-1, idx=0, text="d", raw="d",
+                             prompt_tokens=7, completion_tokens=3)])
+    st.reject_node(n, "cut off")
+    st.reject_node(n, "cut off")  # a retry after a lost connection
+    restored = Node(record_id=rec.id, kind=NodeKind.candidate, step=0, idx=0, text="c", raw="c", completion_tokens=5)
+    assert st.restore_nodes([restored], st.worker_id) == 1
+    after = status.snapshot(st, run)
+    assert after["generations"] == {"stored": before["generations"]["stored"] + 2,
+                                    "rejected": before["generations"]["rejected"] + 1}
+    assert after["tokens"] == {"prompt": before["tokens"]["prompt"] + 7,
+                               "completion": before["tokens"]["completion"] + 8}
+    st.begin_run({"search": {"max_steps": 2}, "generator_model": "fake"}, "in.jsonl",
+                 [RecordIn(key=f"r{i}", position=i, question=f"Write piece {i}.", answer="changed", lang="en")
+                  for i in range(4)], force=True, alone=True)  # every record's input changed: all start again
+    assert status.snapshot(st, run)["generations"] == {"stored": 0, "rejected": 0}
