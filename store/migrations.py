@@ -77,6 +77,11 @@ def migrate(db: str, create: bool) -> None:
     tables); StoreUnavailable if it was made by a later reer. Nothing is done to a database
     holding no reer tables when ``create`` is off: the caller says so."""
     engine = engine_for(db, poolclass=NullPool)
+    if _current(engine):
+        # The common case, and every reader's (status polled while workers write): no lock, which
+        # on SQLite is the write lock, queued behind the workers' writes.
+        engine.dispose()
+        return
     if engine.dialect.name == "sqlite":
         # pysqlite begins transactions lazily and never for DDL: take the write lock up front.
         event.listen(engine, "connect", lambda dbapi_conn, _: setattr(dbapi_conn, "isolation_level", None))
@@ -106,3 +111,12 @@ def migrate(db: str, create: bool) -> None:
                     conn.execute(VERSION_TABLE.update().values(version=VERSION))
     finally:
         engine.dispose()
+
+
+def _current(engine) -> bool:
+    """The database holds this version's schema already (read without a lock: the version only
+    moves up, and a migration that runs after this read finds nothing left to do)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(VERSION_TABLE.name):
+            return False
+        return conn.execute(select(VERSION_TABLE.c.version)).scalar() == VERSION
