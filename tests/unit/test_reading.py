@@ -156,3 +156,67 @@ def test_the_records_counters_follow_every_write_of_their_trees(tmp_path):
                  [RecordIn(key=f"r{i}", position=i, question=f"Write piece {i}.", answer="changed", lang="en")
                   for i in range(4)], force=True, alone=True)  # every record's input changed: all start again
     assert status.snapshot(st, run)["generations"] == {"stored": 0, "rejected": 0}
+
+
+def test_an_hf_dataset_is_written_a_batch_at_a_time_in_shards_that_load_from_disk(tmp_path, monkeypatch):
+    """Batches of two rows, a shard each: datasets.load_from_disk reads back the rows the JSONL
+    export writes, from the layout save_to_disk would have made."""
+    datasets = pytest.importorskip("datasets")
+    from agents.inspect import hf
+
+    db = str(tmp_path / "x.db")
+    shaped_run(db, records=8, steps=2)
+    monkeypatch.setattr(writers, "ROW_GROUP", 2)
+    monkeypatch.setattr(reading, "FINISHED_CHUNK", 2)
+    monkeypatch.setattr(hf, "SHARD_BYTES", 1)
+    assert export.main(["--db", db, "--out", str(tmp_path / "ds"), "--format", "hf"]) == 0
+    assert export.main(["--db", db, "--out", str(tmp_path / "x.jsonl")]) == 0
+    shards = sorted(p.name for p in (tmp_path / "ds").glob("*.arrow"))
+    assert shards == [f"data-0000{i}-of-00003.arrow" for i in range(3)]  # 5 done rows, two a shard
+    jsonl = [json.loads(x) for x in (tmp_path / "x.jsonl").read_text().splitlines()]
+    assert datasets.load_from_disk(str(tmp_path / "ds")).to_list() == jsonl
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_hf_dataset_of_no_rows_and_one_of_mixed_types(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    from agents.inspect import hf
+
+    assert hf.write_dataset(iter([]), tmp_path / "empty") == 0
+    assert len(datasets.load_from_disk(str(tmp_path / "empty"))) == 0
+    monkeypatch.setattr(writers, "ROW_GROUP", 1)
+    with pytest.raises(writers.ExportError, match="mixed types"):
+        writers.write_rows(iter([{"id": "a", "x": 1}, {"id": "b", "x": "text"}]), tmp_path / "ds", "hf")
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no folder, no temporary left
+
+
+_PEAK = """
+import sys
+from agents.inspect import export, writers
+from store import reading
+import datasets, pyarrow  # loaded before the baseline
+writers.ROW_GROUP = reading.FINISHED_CHUNK = 8  # both sizes are many batches
+def hwm():
+    return int([x for x in open('/proc/self/status') if x.startswith('VmHWM:')][0].split()[1]) // 1024
+base = hwm()
+assert export.main(['--db', sys.argv[1], '--out', sys.argv[2], '--format', 'hf']) == 0
+print(hwm() - base)
+"""
+
+
+def test_an_hf_export_peaks_the_same_for_eight_times_the_records(tmp_path):
+    """Resident memory, in a process of its own: 60 and 480 DeepWriting-size records (a 30,000
+    character thinking; ~30 MB of row text more). An export that held or mapped what it wrote
+    (datasets' save_to_disk of a built dataset maps it whole) peaks ~60 MB higher for the larger."""
+    pytest.importorskip("datasets")
+    import subprocess
+    import sys
+
+    peaks = []
+    for n in (60, 480):
+        db = str(tmp_path / f"{n}.db")
+        shaped_run(db, records=n, steps=1, draft_chars=30_000).__getitem__(0).close()
+        out = subprocess.run([sys.executable, "-c", _PEAK, db, str(tmp_path / f"ds{n}")], capture_output=True,
+                             text=True, check=True).stdout
+        peaks.append(int(out.split()[-1]))
+    assert peaks[1] - peaks[0] < 25, peaks  # here: 0; datasets.save_to_disk: 77 MB
