@@ -156,7 +156,7 @@ def begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, alone: bool
                             alone=alone)
     if cfg.retry_failed:
         display.log(f"--retry-failed: {store.reset_failed(start.run_id)} failed records will run again")
-    unfinished = len(store.records_to_run(start.run_id))
+    unfinished = store.unfinished_count(start.run_id)
     others = len(store.live_workers(start.run_id)) - 1
     if others > 0:
         display.log(f"joined the run in {shown(cfg.db)} beside {others} other live worker{'s' * (others > 1)}: "

@@ -29,6 +29,13 @@ class RunReading:
             q = select(Record).where(Record.run_id == run_id, col(Record.status).in_(UNFINISHED))
             return list(s.exec(q.order_by(col(Record.position))))
 
+    def unfinished_count(self, run_id: int) -> int:
+        """How many records are pending or running; served by ix_record_run_status's (run_id,
+        status) prefix, one range per status, index only: no record row, no text is read."""
+        q = select(func.count()).select_from(Record).where(Record.run_id == run_id, col(Record.status).in_(UNFINISHED))
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar_one()
+
     def status_counts(self, run_id: int) -> dict[RecordStatus, int]:
         with self._session() as s:
             return self._status_counts(s, run_id)

@@ -220,3 +220,13 @@ def test_an_hf_export_peaks_the_same_for_eight_times_the_records(tmp_path):
                              text=True, check=True).stdout
         peaks.append(int(out.split()[-1]))
     assert peaks[1] - peaks[0] < 25, peaks  # here: 0; datasets.save_to_disk: 77 MB
+
+
+def test_the_unfinished_are_counted_from_the_queue_index(tmp_path):
+    st, run = shaped_run(str(tmp_path / "x.db"), records=12, steps=3)  # one still running
+    st.begin_run({"search": {"max_steps": 3}, "generator_model": "fake"}, "in.jsonl", [], force=True, alone=True)
+    assert st.unfinished_count(run) == 0  # every record removed from the input
+    st, run = shaped_run(str(tmp_path / "y.db"), records=12, steps=3)
+    assert st.unfinished_count(run) == len(st.records_to_run(run)) == 1
+    plans = _plans(st, lambda: st.unfinished_count(run))
+    assert len(plans) == 1 and "COVERING INDEX ix_record_run_status (run_id=? AND status=?)" in plans[0], plans
