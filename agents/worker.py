@@ -154,6 +154,9 @@ def begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, alone: bool
     unfinished (this worker's to claim, or other workers')."""
     start = store.begin_run(fingerprint, str(cfg.input), inputs.records, force=cfg.force, lease_s=cfg.lease_s,
                             alone=alone)
+    # Stored now, and read from the store a record at a time: holding the input's texts for the
+    # whole run would make the worker's memory the input's size, not its concurrency's.
+    inputs.records.clear()
     if cfg.retry_failed:
         display.log(f"--retry-failed: {store.reset_failed(start.run_id)} failed records will run again")
     unfinished = store.unfinished_count(start.run_id)
