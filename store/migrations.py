@@ -72,16 +72,17 @@ STEPS: dict[int, tuple[str, Callable[[Connection], None]]] = {
 VERSION = max(STEPS)
 
 
-def migrate(db: str, create: bool) -> None:
+def migrate(db: str, create: bool) -> bool:
     """Bring ``db`` to this version's schema (creating it, with ``create``, if it holds no
     tables); StoreUnavailable if it was made by a later reer. Nothing is done to a database
-    holding no reer tables when ``create`` is off: the caller says so."""
+    holding no reer tables when ``create`` is off: the caller says so. True if it was at this
+    version already."""
     engine = engine_for(db, poolclass=NullPool)
     if _current(engine):
         # The common case, and every reader's (status polled while workers write): no lock, which
         # on SQLite is the write lock, queued behind the workers' writes.
         engine.dispose()
-        return
+        return True
     if engine.dialect.name == "sqlite":
         # pysqlite begins transactions lazily and never for DDL: take the write lock up front.
         event.listen(engine, "connect", lambda dbapi_conn, _: setattr(dbapi_conn, "isolation_level", None))
@@ -95,7 +96,7 @@ def migrate(db: str, create: bool) -> None:
                     SQLModel.metadata.create_all(conn)
                     VERSION_TABLE.create(conn)
                     conn.execute(VERSION_TABLE.insert().values(version=VERSION))
-                return
+                return False
             found = conn.execute(select(VERSION_TABLE.c.version)).scalar() if "reer_schema" in tables else 1
             if found > VERSION:
                 raise StoreUnavailable(shown(db), f"it was made by a later reer (schema version {found}; this reer "
@@ -111,6 +112,7 @@ def migrate(db: str, create: bool) -> None:
                     conn.execute(VERSION_TABLE.update().values(version=VERSION))
     finally:
         engine.dispose()
+    return False
 
 
 def _current(engine) -> bool:

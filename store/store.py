@@ -47,8 +47,9 @@ class Store(RunQueries, LeaseQueries, TreeWrites, RunReading):
         StoreUnavailable (one line: the database, the cause, what to do) if it cannot be
         opened, and later if a write fails."""
         prepare(db, create)
-        migrate(db, create)
-        return cls(open_engine(db))
+        # A store found at this schema's version was made by reer: its tables need no checking
+        # (a dozen catalog queries on PostgreSQL, a good part of a status's start-up).
+        return cls(open_engine(db, check_tables=not migrate(db, create)))
 
     def close(self) -> None:
         self.engine.dispose()
