@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from scorer.settings import ScorerSettings
+if TYPE_CHECKING:  # an annotation only: the commands that read a run import this module, not the scorer's
+    from scorer.settings import ScorerSettings
 
 # --- the search (reference section 5) ---
 DEFAULT_STOP_SCORE = 0.25  # clipped mean NLL; ≈ PPL 1.28

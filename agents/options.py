@@ -18,8 +18,6 @@ from agents.config import Prices
 from agents.config_file import ENV, Repeat, json_object, read_config_file
 from agents.config_file import dump_config as _dump_config
 from agents.errors import ConfigError
-from scorer.settings import add_options as add_scorer_options
-from scorer.settings import from_namespace as scorer_settings
 
 LOCAL = "local"
 # The run's own --max-context, --scoring-prompt and --single-segment-answer shape the search as
@@ -68,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     _io_options(p.add_argument_group("input and output"))
     _endpoint_options(p.add_argument_group("generator endpoint"))
     _search_options(p.add_argument_group("search (defaults are the reference's)"))
+    from scorer.settings import add_options as add_scorer_options  # only the run's parser needs the scorer's
+
     sc = p.add_argument_group("scorer (scorer.settings; the same options as python -m scorer.server)")
     add_scorer_options(sc, prefix="scorer-", flags=SCORER_FLAGS, skip=SCORER_SERVER_ONLY)
     sc.add_argument("--scorer-url", action=Repeat, default=None,
@@ -272,6 +272,8 @@ def config_from_args(a: argparse.Namespace) -> C.RunConfig:
     contexts = per_endpoint("--context-length", a.context_length, len(a.endpoint))
     if any(c is not None and c < 1 for c in contexts):
         raise ConfigError("--context-length must be at least 1 (tokens, prompt and output)")
+    from scorer.settings import from_namespace as scorer_settings
+
     try:
         settings = scorer_settings(a, prefix="scorer-", prompts_dir=str(a.prompts_dir) if a.prompts_dir else None)
     except ValueError as exc:

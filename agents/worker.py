@@ -166,9 +166,12 @@ def begin(store: Store, fingerprint: dict, cfg: C.RunConfig, inputs, alone: bool
     unfinished (this worker's to claim, or other workers')."""
     start = store.begin_run(fingerprint, str(cfg.input), inputs.records, force=cfg.force, lease_s=cfg.lease_s,
                             alone=alone)
+    # Stored now, and read from the store a record at a time: holding the input's texts for the
+    # whole run would make the worker's memory the input's size, not its concurrency's.
+    inputs.records.clear()
     if cfg.retry_failed:
         display.log(f"--retry-failed: {store.reset_failed(start.run_id)} failed records will run again")
-    unfinished = len(store.records_to_run(start.run_id))
+    unfinished = store.unfinished_count(start.run_id)
     others = len(store.live_workers(start.run_id)) - 1
     if others > 0:
         display.log(f"joined the run in {shown(cfg.db)} beside {others} other live worker{'s' * (others > 1)}: "

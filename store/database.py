@@ -91,9 +91,11 @@ def prepare(db: str, create: bool = True) -> None:
     _check_sqlite(db)
 
 
-def open_engine(db: str) -> Engine:
+def open_engine(db: str, check_tables: bool = True) -> Engine:
     """An engine on ``db``, whose tables are checked to be reer's (StoreUnavailable otherwise)."""
     engine = engine_for(db)
+    if not check_tables:
+        return engine
     try:
         _check_tables(db, engine)
     except BaseException:

@@ -62,6 +62,7 @@ class Worker(SQLModel, table=True):
 
 QUEUE = text("record.status IN ('pending', 'running')")  # unfinished: what workers claim from
 _UNFINISHED = text("status IN ('pending', 'running')")
+TREE_COUNTERS = ("steps_done", "accepted_steps", "nodes", "rejected_nodes", "prompt_tokens", "completion_tokens")
 
 
 class Record(SQLModel, table=True):
@@ -72,7 +73,7 @@ class Record(SQLModel, table=True):
                       Index("ix_record_queue", "run_id", "position", postgresql_where=_UNFINISHED,
                             sqlite_where=_UNFINISHED),
                       Index("ix_record_run_status", "run_id", "status", "position", "initial_score", "final_score",
-                            "updated_at"),
+                            "updated_at", *TREE_COUNTERS),
                       Index("ix_record_worker_status", "worker_id", "status"))
 
     id: int | None = Field(default=None, primary_key=True)
@@ -89,7 +90,14 @@ class Record(SQLModel, table=True):
     initial_score: float | None = None
     final_score: float | None = None
     final_thinking: str | None = Field(default=None, sa_column=Column(Text))
-    steps_done: int = 0
+    steps_done: int = 0  # the Step rows stored: the steps completed
+    # What its search tree holds, kept by the writers of the tree (store.tree) in the transaction
+    # that writes it, so that ``status`` sums a run from the records alone and reads no node.
+    accepted_steps: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # chose a candidate
+    nodes: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    rejected_nodes: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    prompt_tokens: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    completion_tokens: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     updated_at: datetime = Field(default_factory=utcnow)
     # The worker holding it while unfinished; once finished, the one that finished it.
     worker_id: int | None = Field(default=None, foreign_key="worker.id", index=True)

@@ -8,6 +8,7 @@ reads that text too (SQLite keeps a row's long texts in its overflow pages).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Iterator
 
 from sqlalchemy import func
@@ -27,6 +28,13 @@ class RunReading:
         with self._session() as s:
             q = select(Record).where(Record.run_id == run_id, col(Record.status).in_(UNFINISHED))
             return list(s.exec(q.order_by(col(Record.position))))
+
+    def unfinished_count(self, run_id: int) -> int:
+        """How many records are pending or running; served by ix_record_run_status's (run_id,
+        status) prefix, one range per status, index only: no record row, no text is read."""
+        q = select(func.count()).select_from(Record).where(Record.run_id == run_id, col(Record.status).in_(UNFINISHED))
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar_one()
 
     def status_counts(self, run_id: int) -> dict[RecordStatus, int]:
         with self._session() as s:
@@ -104,24 +112,28 @@ class RunReading:
             return s.exec(select(Record).where(Record.run_id == run_id, Record.key == key)).first()
 
     def overview(self, run_id: int) -> Overview:
-        """The run's numbers, from the store alone: what the dashboard shows, for any run.
-        Every part reads an index and no row: steps from ix_step_choice, nodes from ix_node_usage
-        (per record of the run, found in ix_record_run_status), counts and means from
-        ix_record_run_status (run_id, status, position, initial_score, final_score, updated_at)."""
-        with self._session() as s:
-            of_run = select(Record.id).where(Record.run_id == run_id)
-            steps, accepted = s.exec(select(func.count(), func.count(col(Step.chosen_node_id)))
-                                     .where(col(Step.record_id).in_(of_run))).one()
-            nodes, rejected, prompt, completion = s.exec(select(
-                func.count(), func.count(col(Node.rejected)),
-                func.coalesce(func.sum(Node.prompt_tokens), 0), func.coalesce(func.sum(Node.completion_tokens), 0),
-            ).where(col(Node.record_id).in_(of_run))).one()
-            initial, final = s.exec(select(func.avg(Record.initial_score), func.avg(Record.final_score))
-                                    .where(Record.run_id == run_id, Record.status == RecordStatus.done)).one()
-            updated = s.exec(select(func.max(Record.updated_at)).where(Record.run_id == run_id)).one()
-            return Overview(counts=self._status_counts(s, run_id), steps=steps, accepted=accepted, nodes=nodes,
-                            rejected=rejected, prompt_tokens=int(prompt), completion_tokens=int(completion),
-                            mean_initial=initial, mean_final=final, updated_at=updated)
+        """The run's numbers, from the store alone: what the dashboard shows, for any run. One
+        query of the records alone, grouped by status: their counters of their trees (kept by
+        the writers, models.TREE_COUNTERS), so no node or step is read. Served by
+        ix_record_run_status (run_id, status, position, scores, updated_at, the counters), which
+        covers it: an index-only scan on SQLite; on PostgreSQL an index-only scan once vacuumed,
+        or a bitmap scan of record's narrow rows (its long texts are TOASTed out of them)."""
+        r = Record.__table__.c
+        q = (select(r.status, func.count(), func.sum(r.steps_done), func.sum(r.accepted_steps), func.sum(r.nodes),
+                    func.sum(r.rejected_nodes), func.sum(r.prompt_tokens), func.sum(r.completion_tokens),
+                    func.avg(r.initial_score), func.avg(r.final_score), func.max(r.updated_at))
+             .where(r.run_id == run_id).group_by(r.status))
+        with self.engine.connect() as conn:
+            rows = {RecordStatus(row[0]): row[1:] for row in conn.execute(q)}
+        total = [sum(int(row[i] or 0) for row in rows.values()) for i in range(1, 7)]
+        done = rows.get(RecordStatus.done)
+        updated = max((row[9] for row in rows.values() if row[9] is not None), default=None)
+        if isinstance(updated, str):  # SQLite's max() of a datetime column is its text
+            updated = datetime.fromisoformat(updated)
+        return Overview(counts={st: row[0] for st, row in rows.items()}, steps=total[0], accepted=total[1],
+                        nodes=total[2], rejected=total[3], prompt_tokens=total[4], completion_tokens=total[5],
+                        mean_initial=done[7] if done else None, mean_final=done[8] if done else None,
+                        updated_at=updated)
 
     def latest_run_id(self) -> int | None:
         with self._session() as s:

@@ -48,8 +48,9 @@ class Store(RunQueries, LeaseQueries, TreeWrites, RunReading, RunBrowsing):
         StoreUnavailable (one line: the database, the cause, what to do) if it cannot be
         opened, and later if a write fails."""
         prepare(db, create)
-        migrate(db, create)
-        return cls(open_engine(db))
+        # A store found at this schema's version was made by reer: its tables need no checking
+        # (a dozen catalog queries on PostgreSQL, a good part of a status's start-up).
+        return cls(open_engine(db, check_tables=not migrate(db, create)))
 
     @classmethod
     def open_read_only(cls, db: str) -> "Store":

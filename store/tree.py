@@ -74,6 +74,7 @@ class TreeWrites:
                 missing = [n for n in nodes if (n.record_id, n.step, n.idx) not in filled]
                 ids = conn.execute(_INSERT_NODES, [n.model_dump(exclude={"id"}) for n in missing]).scalars().all() \
                     if missing else []
+                _count_nodes(conn, missing)
         except IntegrityError as exc:  # UNIQUE (record_id, step, idx): a slot is filled once
             slots = ", ".join(f"(record {n.record_id}, step {n.step}, idx {n.idx})" for n in nodes)
             raise StoreStateError(f"a node is already stored in one of the slots {slots}") from exc
@@ -105,11 +106,20 @@ class TreeWrites:
                         and (n.step >= steps_done if n.step >= 0 else initial is None)]
                 if fits:
                     conn.execute(_INSERT_NODES, [n.model_dump(exclude={"id"}) for n in fits])
+                    _count_nodes(conn, fits)
                 stored += len(fits)
         return stored
 
     def reject_node(self, node: Node, reason: str) -> None:
-        self._update(node.record_id, Node, node.id, rejected=reason)
+        """Mark a stored node unusable; its record counts it rejected once, however often this
+        is retried."""
+        with self.engine.begin() as conn:
+            self._fence(conn, node.record_id)
+            if conn.execute(_REJECT_NEW, {"row_id": node.id, "reason": reason}).rowcount == 1:
+                conn.execute(_COUNT_NODES, {"record_id": node.record_id, "nodes": 0, "rejected": 1, "prompt": 0,
+                                            "completion": 0})
+            else:
+                set_row(conn, Node, node.id, rejected=reason)
 
     def complete_step(self, record_id: int, step: Step, scores: dict[int, float] | None = None,
                       again: bool = False) -> None:
@@ -122,7 +132,7 @@ class TreeWrites:
         with self.engine.begin() as conn:
             self._fence(conn, record_id)
             moved = conn.execute(_ADVANCE_STEP, {"record_id": record_id, "done": step.step, "next": step.step + 1,
-                                                 "now": utcnow()})
+                                                 "accepted": int(step.chosen_node_id is not None), "now": utcnow()})
             if moved.rowcount != 1:
                 if again and conn.execute(_STEP_STORED, {"record_id": record_id, "step": step.step}).first():
                     return
@@ -135,7 +145,15 @@ class TreeWrites:
 
 # The hot writes of a search, built once: constructing a statement costs more than running it.
 _ADVANCE_STEP = (update(Record).where(col(Record.id) == bindparam("record_id"), col(Record.steps_done) == bindparam("done"))
-                 .values(steps_done=bindparam("next"), updated_at=bindparam("now")))
+                 .values(steps_done=bindparam("next"), accepted_steps=Record.accepted_steps + bindparam("accepted"),
+                         updated_at=bindparam("now")))
+# A record's counters of its tree (models.TREE_COUNTERS), moved in the transaction that writes it.
+_COUNT_NODES = (update(Record).where(col(Record.id) == bindparam("record_id"))
+                .values(nodes=Record.nodes + bindparam("nodes"), rejected_nodes=Record.rejected_nodes + bindparam("rejected"),
+                        prompt_tokens=Record.prompt_tokens + bindparam("prompt"),
+                        completion_tokens=Record.completion_tokens + bindparam("completion")))
+_REJECT_NEW = (update(Node).where(col(Node.id) == bindparam("row_id"), col(Node.rejected).is_(None))
+               .values(rejected=bindparam("reason")))
 _INSERT_STEP = insert(Step)
 _NODES_OF = (select(Node.__table__).where(Node.__table__.c.record_id == bindparam("record_id"))
              .order_by(Node.__table__.c.step, Node.__table__.c.idx))
@@ -148,6 +166,17 @@ _RESTORE_FENCE = (update(Record).where(col(Record.id) == bindparam("record_id"),
                                            col(Record.worker_id).not_in(_live)))
                   .values(updated_at=bindparam("now")))
 _INSERT_NODES = insert(Node).returning(col(Node.id), sort_by_parameter_order=True)
+
+
+def _count_nodes(conn, nodes: Sequence[Node]) -> None:
+    by_record: dict[int, list[Node]] = {}
+    for n in nodes:
+        by_record.setdefault(n.record_id, []).append(n)
+    for record_id, group in by_record.items():
+        conn.execute(_COUNT_NODES, {"record_id": record_id, "nodes": len(group),
+                                    "rejected": sum(n.rejected is not None for n in group),
+                                    "prompt": sum(n.prompt_tokens or 0 for n in group),
+                                    "completion": sum(n.completion_tokens or 0 for n in group)})
 
 
 def _filled_slots(conn, nodes: Sequence[Node]) -> dict[tuple[int, int, int], int]:

@@ -14,14 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.markup import escape
-from rich.tree import Tree
 
 from agents.inspect.stored import add_db_option, open_run
 from store import Node, Progress, Record, StoreError
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+# rich's console and tree are imported where a screen is drawn: --json starts without them.
 
 LINE = 100  # characters of a text shown without --full
 
@@ -71,6 +74,8 @@ def _node_line(n: dict[str, Any], label: str, chosen: bool = False) -> str:
 
 
 def render(data: dict[str, Any], full: bool = False) -> Tree:
+    from rich.tree import Tree
+
     head = (f"[bold]record {escape(data['id'])}[/] · {data['status']} · score {_score(data['initial_score'])} → "
             f"{_score(data['final_score'])} · {len(data['steps'])} steps "
             f"({sum(1 for s in data['steps'] if s['chosen_node_id'] is not None)} accepted)")
@@ -116,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
+        from rich.console import Console
+
         Console().print(render(data, args.full))
     return 0
 

@@ -16,18 +16,19 @@ import re
 import sys
 import time
 from collections import Counter
-from typing import Any
-
-from rich.console import Console, Group
-from rich.json import JSON
-from rich.live import Live
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from agents.config import Prices
 from agents.errors import ConfigError
 from agents.inspect.stored import add_db_option, open_run
 from agents.options import add_price_options, prices_from_args
 from store import Problem, RecordStatus, Store, StoreError
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+# rich is imported where a screen is drawn: --json and a log's lines start without it (a
+# status polled every few seconds is mostly its start-up).
 
 
 def reason_groups(problems: list[Problem]) -> list[dict[str, Any]]:
@@ -72,6 +73,10 @@ def _score(x: float | None) -> str:
 
 
 def render(snap: dict[str, Any], db: str, with_config: bool = True) -> Group:
+    from rich.console import Group
+    from rich.json import JSON
+    from rich.table import Table
+
     r = snap["records"]
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
@@ -135,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.watch:
             _watch(store, run_id, args.db, args.watch, prices)
         else:
+            from rich.console import Console
+
             Console().print(render(snapshot(store, run_id, prices), args.db))
     except (StoreError, ConfigError) as exc:
         print(f"reer: error: {exc}", file=sys.stderr)
@@ -145,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _watch(store: Store, run_id: int, db: str, every_s: float, prices: Prices | None) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
     console = Console()
     if not console.is_terminal:  # a log: one line per refresh
         while True:

@@ -1,5 +1,6 @@
 """Writing rows as they come: JSONL line by line, Parquet a row group at a time, a Hugging Face
-dataset built from a generator. What is held is one row group, whatever the number of rows.
+dataset a batch at a time (agents.inspect.hf). What is held is one row group, whatever the number
+of rows.
 
 Each file is written under a temporary name and renamed, so a reader never sees half of one,
 with the mode the umask gives any new file.
@@ -85,21 +86,18 @@ def _write_hf(rows: Iterable[dict[str, Any]], out: Path, beside: Callable[[Path]
         import datasets
     except ImportError:
         raise ExportError("--format hf needs the datasets package: pip install 'reer[hf]'") from None
+    import pyarrow as pa
+
+    from agents.inspect.hf import write_dataset
+
     datasets.disable_progress_bars()  # the export says what it wrote in one line
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
-    it = iter(rows)
-    first = next(it, None)
-    counted = _Counted(itertools.chain([first], it))
     try:
-        if first is None:
-            ds = datasets.Dataset.from_list([])
-        else:
-            # The builder writes the generator's rows to Arrow files as they come; its cache is
-            # ours and goes with the temporary folder.
-            ds = datasets.Dataset.from_generator(counted, cache_dir=str(tmp / "cache"), keep_in_memory=False,
-                                                 writer_batch_size=ROW_GROUP)
-        ds.save_to_disk(str(tmp / "data"))
-        del ds
+        try:
+            n = write_dataset(_batches(rows, ROW_GROUP), tmp / "data")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise ExportError(f"the rows do not make one dataset ({exc}); an input column of mixed types? "
+                              "Use --format jsonl") from None
         if beside is not None:
             beside(tmp / "data")
         os.chmod(tmp / "data", 0o777 & ~_umask())
@@ -112,24 +110,7 @@ def _write_hf(rows: Iterable[dict[str, Any]], out: Path, beside: Callable[[Path]
             os.replace(tmp / "data", out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return counted.n
-
-
-class _Counted:
-    """The rows as a generator function for ``Dataset.from_generator``, counting them. Its
-    fingerprint is fresh each time (``__reduce__``): the rows are the store's now, never a
-    cache's."""
-
-    def __init__(self, rows: Iterable[dict[str, Any]]):
-        self.rows, self.n, self.token = rows, 0, os.urandom(8).hex()
-
-    def __call__(self) -> Iterator[dict[str, Any]]:
-        for row in self.rows:
-            self.n += 1
-            yield row
-
-    def __reduce__(self):
-        return (str, (self.token,))
+    return n
 
 
 def _umask() -> int:

@@ -93,22 +93,28 @@ def _decode(path: Path) -> str:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    """(where, object) per non-blank line; a line that cannot be read yields its InputError."""
-    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
-    for n, raw in enumerate(data.split(b"\n"), start=1):
-        where = f"line {n}"
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield where, InputError(str(path), where, f"not valid UTF-8 (byte {exc.start} of the line); "
-                                                      "re-encode the file as UTF-8")
-            continue
-        if not line.strip():
-            continue
-        try:
-            yield where, _loads(str(path), where, line)
-        except InputError as exc:
-            yield where, exc
+    """(where, object) per non-blank line; a line that cannot be read yields its InputError. Read
+    a line at a time: a worker's peak memory is then the input's records, not three copies of
+    its file (bytes, lines, records)."""
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, start=1):
+            yield from _jsonl_line(path, n, raw.removeprefix(b"\xef\xbb\xbf") if n == 1 else raw)
+
+
+def _jsonl_line(path: Path, n: int, raw: bytes) -> Iterator[tuple[str, Any]]:
+    where = f"line {n}"
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield where, InputError(str(path), where, f"not valid UTF-8 (byte {exc.start} of the line); "
+                                                  "re-encode the file as UTF-8")
+        return
+    if not line.strip():
+        return
+    try:
+        yield where, _loads(str(path), where, line)
+    except InputError as exc:
+        yield where, exc
 
 
 def _read_json(path: Path) -> Iterator[tuple[str, Any]]:

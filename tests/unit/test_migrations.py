@@ -29,6 +29,32 @@ def test_a_version_1_store_opened_by_a_reader_is_migrated_with_what_it_holds(tmp
     reader.close()
 
 
+def test_a_version_3_store_gets_its_records_counters_from_their_trees(tmp_path):
+    """Version 3 made from a shaped store by taking version 4's counters away; once migrated,
+    status says what it said before (the counters filled from the nodes and steps)."""
+    from agents.inspect import status
+    from tests.support.shaped import shaped_run
+
+    db = str(tmp_path / "x.db")
+    st, run = shaped_run(db, records=8, steps=4)
+    before = status.snapshot(st, run)
+    with st.engine.begin() as c:
+        c.execute(text("drop index ix_record_run_status"))
+        for name in ("accepted_steps", "nodes", "rejected_nodes", "prompt_tokens", "completion_tokens"):
+            c.execute(text(f"alter table record drop column {name}"))
+        c.execute(text("create index ix_record_run_status on record (run_id, status, position, initial_score, "
+                       "final_score, updated_at)"))
+        c.execute(text("update reer_schema set version = 3"))
+    st.close()
+    st = Store.open(db, create=False)
+    after = status.snapshot(st, run)
+    assert after["generations"] == before["generations"] == {"stored": 7 + 5 * 8, "rejected": 5}
+    assert (after["steps"], after["accepted_steps"], after["tokens"]) == \
+        (before["steps"], before["accepted_steps"], before["tokens"]) == (20, 10, after["tokens"])
+    assert after["tokens"]["prompt"] == 7 * 900 + 5 * 4 * 1200
+    st.close()
+
+
 def test_a_migrated_store_claims_and_keeps_its_stored_steps(tmp_path):
     db = str(shutil.copy(V1, tmp_path / "old.db"))
     recs = [RecordIn(key=k, position=i, question=f"question {k}", answer=f"answer {k}", lang="en")
@@ -63,7 +89,8 @@ def test_a_version_1_postgres_schema_is_migrated_once_by_workers_opening_it_toge
         with st.engine.begin() as c:
             for sql in ("drop table reer_schema", "drop index ix_record_queue", "drop index ix_record_run_status",
                         "drop index ix_node_usage", "drop index ix_step_choice", "alter table record drop column worker_id",
-                        "drop table worker"):
+                        "drop table worker", *(f"alter table record drop column {c}" for c in (
+                            "accepted_steps", "nodes", "rejected_nodes", "prompt_tokens", "completion_tokens"))):
                 c.execute(text(sql))
         st.close()
         ctx = multiprocessing.get_context("fork")

@@ -112,12 +112,13 @@ def _plans(st, call) -> list[str]:
 
 def test_status_reads_indexes_and_no_row_with_texts(tmp_path):
     """A scan of record, node or step reads every long text on SQLite: status must read covering
-    indexes only, and each one is named."""
+    indexes only, and each one is named. It reads no node and no step: the records count them."""
     st, run = shaped_run(str(tmp_path / "x.db"), records=12, steps=3)  # no ANALYZE: reer never runs it
     plans = _plans(st, lambda: status.snapshot(st, run))
     joined = "\n".join(plans)
-    for index in ("ix_record_run_status", "ix_node_usage", "ix_step_choice", "ix_record_worker_status"):
+    for index in ("ix_record_run_status", "ix_record_worker_status"):
         assert f"COVERING INDEX {index}" in joined, joined
+    assert not [p for p in plans if " node" in p.split("  <- ")[0] or " step" in p.split("  <- ")[0]], joined
     for plan in plans:
         for part in plan.split("  <- ")[0].split(" | "):
             if any(f"{verb} {t}" in part for verb in ("SCAN", "SEARCH") for t in ("record", "node", "step")):
@@ -130,3 +131,102 @@ def test_show_finds_its_record_and_tree_by_index(tmp_path):
     st, run = shaped_run(str(tmp_path / "x.db"), records=12, steps=3)
     plans = _plans(st, lambda: st.load_progress(st.record_by_key(run, "r5").id))
     assert len(plans) == 3 and not [p for p in plans if "SCAN" in p.split("  <- ")[0]], plans
+
+
+def test_the_records_counters_follow_every_write_of_their_trees(tmp_path):
+    """Status sums the records' counters: each write that adds to a tree counts once, a retried
+    rejection included, and a restarted record counts from nothing."""
+    from store import Node, NodeKind, RecordIn
+
+    st, run = shaped_run(str(tmp_path / "x.db"), records=4, steps=2)  # the last one: still running
+    rec = st.record_by_key(run, "r3")
+    before = status.snapshot(st, run)
+    [n] = st.add_nodes([Node(record_id=rec.id, kind=NodeKind.draft, step=-1, idx=0, text="d", raw="d",
+                             prompt_tokens=7, completion_tokens=3)])
+    st.reject_node(n, "cut off")
+    st.reject_node(n, "cut off")  # a retry after a lost connection
+    restored = Node(record_id=rec.id, kind=NodeKind.candidate, step=0, idx=0, text="c", raw="c", completion_tokens=5)
+    assert st.restore_nodes([restored], st.worker_id) == 1
+    after = status.snapshot(st, run)
+    assert after["generations"] == {"stored": before["generations"]["stored"] + 2,
+                                    "rejected": before["generations"]["rejected"] + 1}
+    assert after["tokens"] == {"prompt": before["tokens"]["prompt"] + 7,
+                               "completion": before["tokens"]["completion"] + 8}
+    st.begin_run({"search": {"max_steps": 2}, "generator_model": "fake"}, "in.jsonl",
+                 [RecordIn(key=f"r{i}", position=i, question=f"Write piece {i}.", answer="changed", lang="en")
+                  for i in range(4)], force=True, alone=True)  # every record's input changed: all start again
+    assert status.snapshot(st, run)["generations"] == {"stored": 0, "rejected": 0}
+
+
+def test_an_hf_dataset_is_written_a_batch_at_a_time_in_shards_that_load_from_disk(tmp_path, monkeypatch):
+    """Batches of two rows, a shard each: datasets.load_from_disk reads back the rows the JSONL
+    export writes, from the layout save_to_disk would have made."""
+    datasets = pytest.importorskip("datasets")
+    from agents.inspect import hf
+
+    db = str(tmp_path / "x.db")
+    shaped_run(db, records=8, steps=2)
+    monkeypatch.setattr(writers, "ROW_GROUP", 2)
+    monkeypatch.setattr(reading, "FINISHED_CHUNK", 2)
+    monkeypatch.setattr(hf, "SHARD_BYTES", 1)
+    assert export.main(["--db", db, "--out", str(tmp_path / "ds"), "--format", "hf"]) == 0
+    assert export.main(["--db", db, "--out", str(tmp_path / "x.jsonl")]) == 0
+    shards = sorted(p.name for p in (tmp_path / "ds").glob("*.arrow"))
+    assert shards == [f"data-0000{i}-of-00003.arrow" for i in range(3)]  # 5 done rows, two a shard
+    jsonl = [json.loads(x) for x in (tmp_path / "x.jsonl").read_text().splitlines()]
+    assert datasets.load_from_disk(str(tmp_path / "ds")).to_list() == jsonl
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_hf_dataset_of_no_rows_and_one_of_mixed_types(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    from agents.inspect import hf
+
+    assert hf.write_dataset(iter([]), tmp_path / "empty") == 0
+    assert len(datasets.load_from_disk(str(tmp_path / "empty"))) == 0
+    monkeypatch.setattr(writers, "ROW_GROUP", 1)
+    with pytest.raises(writers.ExportError, match="mixed types"):
+        writers.write_rows(iter([{"id": "a", "x": 1}, {"id": "b", "x": "text"}]), tmp_path / "ds", "hf")
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no folder, no temporary left
+
+
+_PEAK = """
+import sys
+from agents.inspect import export, writers
+from store import reading
+import datasets, pyarrow  # loaded before the baseline
+writers.ROW_GROUP = reading.FINISHED_CHUNK = 8  # both sizes are many batches
+def hwm():
+    return int([x for x in open('/proc/self/status') if x.startswith('VmHWM:')][0].split()[1]) // 1024
+base = hwm()
+assert export.main(['--db', sys.argv[1], '--out', sys.argv[2], '--format', 'hf']) == 0
+print(hwm() - base)
+"""
+
+
+def test_an_hf_export_peaks_the_same_for_eight_times_the_records(tmp_path):
+    """Resident memory, in a process of its own: 60 and 480 DeepWriting-size records (a 30,000
+    character thinking; ~30 MB of row text more). An export that held or mapped what it wrote
+    (datasets' save_to_disk of a built dataset maps it whole) peaks ~60 MB higher for the larger."""
+    pytest.importorskip("datasets")
+    import subprocess
+    import sys
+
+    peaks = []
+    for n in (60, 480):
+        db = str(tmp_path / f"{n}.db")
+        shaped_run(db, records=n, steps=1, draft_chars=30_000).__getitem__(0).close()
+        out = subprocess.run([sys.executable, "-c", _PEAK, db, str(tmp_path / f"ds{n}")], capture_output=True,
+                             text=True, check=True).stdout
+        peaks.append(int(out.split()[-1]))
+    assert peaks[1] - peaks[0] < 25, peaks  # here: 0; datasets.save_to_disk: 77 MB
+
+
+def test_the_unfinished_are_counted_from_the_queue_index(tmp_path):
+    st, run = shaped_run(str(tmp_path / "x.db"), records=12, steps=3)  # one still running
+    st.begin_run({"search": {"max_steps": 3}, "generator_model": "fake"}, "in.jsonl", [], force=True, alone=True)
+    assert st.unfinished_count(run) == 0  # every record removed from the input
+    st, run = shaped_run(str(tmp_path / "y.db"), records=12, steps=3)
+    assert st.unfinished_count(run) == len(st.records_to_run(run)) == 1
+    plans = _plans(st, lambda: st.unfinished_count(run))
+    assert len(plans) == 1 and "COVERING INDEX ix_record_run_status (run_id=? AND status=?)" in plans[0], plans
