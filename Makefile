@@ -30,8 +30,10 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check agents scorer store prompts tests bench
 
+# Three test files at a time: most integration tests wait on processes, sockets and deadlines,
+# not on the CPU; each file stays on one worker (its servers, clusters and models are shared).
 test: lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 # The unit tests alone: pure logic, the store, the worker on scripted seams (seconds).
 test-fast: setup
